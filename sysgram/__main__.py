@@ -1,0 +1,5 @@
+import sys
+
+from sysgram.cli import main
+
+sys.exit(main())

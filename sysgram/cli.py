@@ -1,0 +1,71 @@
+"""The `sysgram` command line: composes collector, datasets, features and models.
+
+Each command group lives in `sysgram/commands/<area>.py` and registers itself here;
+this module only assembles them and turns `UserError` into one sentence and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from sysgram import __version__
+from sysgram.commands import register_all
+from sysgram.errors import UserError
+
+app = typer.Typer(
+    name="sysgram",
+    help="Learn what each Linux binary normally does at the system-call level; "
+    "alert when it does something else.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sysgram {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """sysgram: per-binary syscall profiles and live alerts."""
+
+
+register_all(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, print user errors as one line, never a traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as err:
+        print(f"sysgram: {err.message}", file=sys.stderr)
+        return err.exit_code
+    except typer.Exit as ex:
+        return ex.exit_code
+    except typer.Abort:
+        print("sysgram: aborted.", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("sysgram: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

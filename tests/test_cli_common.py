@@ -1,0 +1,32 @@
+"""Durations and process names given on the command line."""
+
+import pytest
+
+from sysgram.commands.common import kernel_comm, parse_duration
+from sysgram.errors import UserError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30.0), ("10m", 600.0), ("1.5h", 5400.0), ("250ms", 0.25), ("7", 7.0), ("2d", 172800.0)],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "10x", "-5s", "0s", "1e9h", "5 m s"])
+def test_bad_durations_are_one_sentence(text):
+    with pytest.raises(UserError, match="duration"):
+        parse_duration(text)
+
+
+def test_long_names_are_cut_to_the_kernel_form(capsys):
+    assert kernel_comm("a-very-long-process-name") == "a-very-long-pro"
+    assert "first 15 bytes" in capsys.readouterr().err
+    assert kernel_comm("nginx") == "nginx"
+
+
+@pytest.mark.parametrize("name", ["", "/usr/sbin/nginx", "a\x00b"])
+def test_bad_names(name):
+    with pytest.raises(UserError):
+        kernel_comm(name)

@@ -1,0 +1,145 @@
+"""Speed of features and profiles on one core: the issue-3 goals, measured in one run.
+
+    .venv/bin/python benchmarks/bench_models.py [--fit-windows 1000000] [--repeat 3] [--quick]
+
+Goals: featurisation >= 1 M syscalls/s; fit on 1 M windows <= 60 s; scoring >= 100 k
+windows/s with the default profile; and the profile's size on disk. The data is a
+synthetic Markov chain over 60 real syscall numbers (6 successors per state), which
+gives a vocabulary in the range of a real daemon's. Prints one JSON object and the
+Markdown rows for benchmarks/README.md. Medians of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core: pin BLAS / OpenMP pools before numpy loads.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sysgram.features import NgramFeaturizer, Sequences, window_streams  # noqa: E402
+from sysgram.features.synthetic import random_chain, sample_chain  # noqa: E402
+from sysgram.models import defaults  # noqa: E402
+from sysgram.models.profile import Profile  # noqa: E402
+from sysgram.models.store import ProfileStore, profile_meta  # noqa: E402
+
+SYSCALLS = np.array([0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 20, 21, 23, 24,
+                     28, 32, 33, 39, 41, 42, 43, 44, 45, 46, 47, 49, 50, 51, 54, 55, 56, 57, 59,
+                     60, 61, 62, 63, 72, 78, 79, 89, 96, 102, 186, 202, 204, 228, 230, 231, 232,
+                     233, 257, 262])
+
+
+def streams_with_windows(n_windows: int, seed: int, threads: int = 50) -> Sequences:
+    """Streams from the chain giving about `n_windows` default windows."""
+    rng = np.random.default_rng(seed)
+    chain = random_chain(SYSCALLS, np.random.default_rng(1), successors=6)
+    per_thread = max(defaults.DEFAULT_WINDOW, n_windows * defaults.DEFAULT_STRIDE // threads)
+    return Sequences.from_list([sample_chain(chain, per_thread, rng) for _ in range(threads)])
+
+
+def timed(fn, repeat: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def bench_features(repeat: int, n_windows: int) -> dict:
+    streams = streams_with_windows(n_windows, seed=2)
+    w, s = defaults.DEFAULT_WINDOW, defaults.DEFAULT_STRIDE
+    windows = window_streams(streams, w, s).seqs
+    featurizer = NgramFeaturizer(orders=tuple(defaults.DEFAULT_ORDERS)).fit(windows)
+    t_win, _ = timed(lambda: window_streams(streams, w, s), repeat)
+    t_feat, x = timed(lambda: featurizer.transform(windows), repeat)
+    calls = int(streams.offsets[-1])
+    total = t_win + t_feat
+    return {
+        "stream_syscalls": calls,
+        "windows": len(windows),
+        "nnz_per_window": round(x.nnz / len(windows), 1),
+        "seconds": round(total, 3),
+        "stream_syscalls_per_s": round(calls / total),
+        "window_syscalls_per_s": round(int(windows.offsets[-1]) / total),
+        "windows_per_s": round(len(windows) / total),
+    }
+
+
+def bench_fit(n_windows: int) -> tuple[dict, Profile, Sequences]:
+    streams = streams_with_windows(n_windows, seed=3)
+    start = time.perf_counter()
+    profile = Profile().fit(streams)
+    took = time.perf_counter() - start
+    return {
+        "windows": profile.training_summary_["windows"],
+        "fit_windows": profile.training_summary_["fit_windows"],
+        "detector": profile.detector_name_,
+        "seconds": round(took, 2),
+        "windows_per_s": round(profile.training_summary_["windows"] / took),
+        "calibration": profile.calibration_["method"],
+    }, profile, streams
+
+
+def bench_score(profile: Profile, repeat: int, n_windows: int) -> dict:
+    windows = profile.windows(streams_with_windows(n_windows, seed=4)).seqs
+    t, _ = timed(lambda: profile.score_windows(windows), repeat)
+    return {"windows": len(windows), "seconds": round(t, 3),
+            "windows_per_s": round(len(windows) / t)}
+
+
+def bench_size(profile: Profile, streams: Sequences) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ProfileStore(Path(tmp) / "p")
+        with_data = store.save("a", profile, profile_meta(profile), streams).stat().st_size
+        model_only = store.save("b", profile, profile_meta(profile)).stat().st_size
+        start = time.perf_counter()
+        store.load("a")
+        load = time.perf_counter() - start
+    return {"bytes_model": model_only, "bytes_with_training_data": with_data,
+            "load_seconds": round(load, 3)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fit-windows", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = ap.parse_args()
+    fit_n = 50_000 if args.quick else args.fit_windows
+    feat_n = score_n = 20_000 if args.quick else 200_000
+    out = {"features": bench_features(args.repeat, feat_n)}
+    out["fit"], profile, streams = bench_fit(fit_n)
+    out["score"] = bench_score(profile, args.repeat, score_n)
+    out["size"] = bench_size(profile, streams)
+    print(json.dumps(out, indent=2))
+    f, fit, sc, size = out["features"], out["fit"], out["score"], out["size"]
+    print()
+    print("| measure | goal | measured |")
+    print("|---|---|---|")
+    print(f"| featurisation (windows + n-grams) | ≥ 1 M syscalls/s | "
+          f"{f['stream_syscalls_per_s'] / 1e6:.2f} M stream syscalls/s "
+          f"({f['window_syscalls_per_s'] / 1e6:.1f} M window syscalls/s, "
+          f"{f['windows_per_s']:,} windows/s) |")
+    print(f"| fit {fit['windows']:,} windows ({fit['detector']}) | ≤ 60 s | "
+          f"{fit['seconds']} s |")
+    print(f"| scoring, default profile | ≥ 100 k windows/s | {sc['windows_per_s']:,} windows/s |")
+    print(f"| profile on disk | — | {size['bytes_model'] / 1e6:.2f} MB model, "
+          f"{size['bytes_with_training_data'] / 1e6:.1f} MB with training streams |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

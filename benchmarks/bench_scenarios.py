@@ -1,0 +1,226 @@
+"""Second scenario: a well-known Debian server under its usual benchmark tool.
+
+nginx (Debian package) serves a small static site plus a JSON location on 127.0.0.1,
+driven by wrk with a Lua script that mixes pages, assets, API calls and 404s and paces
+each connection (so the run does not saturate a shared machine). The real CLI trains
+nginx's profile (`sysgram train --proc nginx`), then `sysgram watch --proc nginx` runs
+under continuing load; every alert there is a false alarm. Reports false alarms per
+hour of watched traffic.
+
+    .venv/bin/python benchmarks/bench_scenarios.py [--train 60s] [--watch 150s]
+
+Installs nginx and wrk with apt-get when missing (root). Prints one JSON object with
+the numbers and a Markdown row for benchmarks/README.md. Exit 0 when no false alarm
+fired, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sysgram.commands.common import parse_duration  # noqa: E402
+from sysgram.demo import sysgram_cli  # noqa: E402
+from sysgram.demo.target import stop_session  # noqa: E402
+
+PACKAGES = {"nginx": "nginx", "wrk": "wrk"}
+
+NGINX_CONF = """\
+worker_processes 2;
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log {work}/access.log;
+    client_body_temp_path {work}/tmp/body;
+    proxy_temp_path {work}/tmp/proxy;
+    fastcgi_temp_path {work}/tmp/fastcgi;
+    uwsgi_temp_path {work}/tmp/uwsgi;
+    scgi_temp_path {work}/tmp/scgi;
+    types {{ text/html html; text/css css; application/javascript js; image/png png; }}
+    sendfile on;
+    keepalive_timeout 15;
+    server {{
+        listen 127.0.0.1:{port};
+        root {work}/www;
+        location /api/health {{ default_type application/json; return 200 '{{"ok":true}}'; }}
+        location /api/ {{ default_type application/json; try_files $uri.json =404; }}
+    }}
+}}
+"""
+
+# wrk's Lua hooks: a weighted mix of paths, and a per-request pause that paces load.
+WRK_SCRIPT = """\
+local paths = {{ "/", "/", "/", "/index.html", "/style.css", "/style.css", "/app.js",
+  "/app.js", "/logo.png", "/api/health", "/api/health", "/api/items", "/api/items",
+  "/api/missing", "/nope.html" }}
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", paths[(n * 7) % #paths + 1])
+end
+delay = function() return math.random({min_ms}, {max_ms}) end
+"""
+
+SITE = {
+    "index.html": b"<!doctype html><html><head><link rel=stylesheet href=/style.css></head>"
+    b"<body><h1>status</h1><script src=/app.js></script></body></html>\n",
+    "style.css": b"body{font:14px sans-serif}h1{color:#333}\n" * 50,
+    "app.js": b"fetch('/api/items').then(r=>r.json()).then(console.log);\n" * 80,
+    "logo.png": bytes(range(256)) * 64,
+    "api/items.json": b'[{"id":1,"name":"disk"},{"id":2,"name":"fan"}]\n',
+}
+
+
+def ensure_packages() -> None:
+    missing = [pkg for tool, pkg in PACKAGES.items() if shutil.which(tool) is None
+               and not Path(f"/usr/sbin/{tool}").exists()]
+    if missing:
+        print(f"installing {' '.join(missing)} with apt-get", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_nginx(work: Path, port: int) -> subprocess.Popen:
+    for name, content in SITE.items():
+        (work / "www" / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / "www" / name).write_bytes(content)
+    (work / "tmp").mkdir(exist_ok=True)
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(work=work, port=port))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    with open(work / "nginx.stderr", "wb") as errors:
+        process = subprocess.Popen(
+            [nginx, "-c", str(conf), "-p", str(work), "-g", "daemon off;"],
+            start_new_session=True, stderr=errors,
+        )
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1).read()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    stop_session(process)
+    raise SystemExit(f"nginx did not start; see {work}/nginx.stderr and {work}/error.log")
+
+
+def start_wrk(work: Path, port: int, seconds: float, connections: int,
+              delay_ms: tuple[int, int]) -> subprocess.Popen:
+    script = work / "mix.lua"
+    script.write_text(WRK_SCRIPT.format(min_ms=delay_ms[0], max_ms=delay_ms[1]))
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "-s", str(script),
+           f"http://127.0.0.1:{port}/"]
+    with open(work / "wrk.out", "w") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def requests_served(access_log: Path) -> int:
+    with open(access_log, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def run(args: argparse.Namespace) -> dict:
+    ensure_packages()
+    sysgram_cli.require_commands("train", "watch")
+    work = Path(tempfile.mkdtemp(prefix="sysgram-scenario-"))
+    work.chmod(0o755)  # nginx workers run as www-data and read the site
+    port = free_port()
+    train_s, watch_s = parse_duration(args.train), parse_duration(args.watch)
+    nginx = start_nginx(work, port)
+    load = start_wrk(work, port, args.warmup + train_s + watch_s + 60, args.connections,
+                     (args.min_delay_ms, args.max_delay_ms))
+    store = work / "profiles"
+    store.mkdir(mode=0o700)
+    watch = sysgram_cli.Watch("nginx", store, work / "alerts.jsonl", log=work / "watch.out")
+    alerts: list[dict] = []
+    try:
+        time.sleep(args.warmup)
+        t0 = time.monotonic()
+        code = sysgram_cli.train("nginx", store, train_s)
+        train_wall = time.monotonic() - t0
+        if code != 0:
+            raise SystemExit(f"sysgram train failed (exit {code})")
+        served_before = requests_served(work / "access.log")
+        watch.start()
+        start = time.monotonic()
+        while time.monotonic() - start < watch_s:
+            alerts += watch.new_records()
+            if not watch.running():
+                raise SystemExit(f"sysgram watch stopped early; see {work}/watch.out")
+            if load.poll() is not None:
+                raise SystemExit(f"wrk stopped early; see {work}/wrk.out")
+            time.sleep(0.5)
+        watched = time.monotonic() - start
+        alerts += watch.new_records()
+        served_watched = requests_served(work / "access.log") - served_before
+    finally:
+        watch.stop()
+        stop_session(load)
+        stop_session(nginx)
+    false_alarms = [a for a in alerts if a.get("kind") == "alert"]
+    folded = sum(int(a.get("windows", 0)) for a in alerts if a.get("kind") == "repeat")
+    counts = watch.summary_counts()
+    return {
+        "server": "nginx " + subprocess.run(["nginx", "-v"], capture_output=True,
+                                            text=True).stderr.strip().split("/")[-1],
+        "load": f"wrk -t1 -c{args.connections}, {args.min_delay_ms}-{args.max_delay_ms} ms "
+                "pause per request",
+        "train_seconds": round(train_wall, 1),
+        "watched_seconds": round(watched, 1),
+        "requests_watched": served_watched,
+        "requests_per_second": round(served_watched / watched, 1),
+        "windows_scored": counts.get("windows scored", counts.get("windows")),
+        "false_alarms": len(false_alarms),
+        "anomalous_windows_folded": folded,
+        "false_alarms_per_hour": round(len(false_alarms) * 3600 / watched, 2),
+        "watch_summary": counts,
+        "workdir": str(work),
+        "first_false_alarm": false_alarms[0] if false_alarms else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", default="60s")
+    parser.add_argument("--watch", default="150s")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--min-delay-ms", type=int, default=5)
+    parser.add_argument("--max-delay-ms", type=int, default=25)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench_scenarios: run as root (it traces nginx and may apt-get install it)",
+              file=sys.stderr)
+        return 2
+    result = run(args)
+    print(json.dumps(result, indent=2))
+    print(f"| nginx + wrk | {result['train_seconds']:g} s | {result['watched_seconds']:g} s | "
+          f"{result['requests_watched']:,} ({result['requests_per_second']:g}/s) | "
+          f"{result['windows_scored']} | {result['false_alarms']} | "
+          f"{result['false_alarms_per_hour']:g} |")
+    return 0 if result["false_alarms"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

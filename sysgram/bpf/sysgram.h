@@ -1,0 +1,108 @@
+/* sysgram's kernel/user ABI: batch layout, run table, loss and lifecycle records.
+ *
+ * User space mirrors every struct here with numpy dtypes in sysgram/collector/abi.py
+ * and passes the sizes below as -D flags, so the two can never disagree silently.
+ * Only fixed-width types; every struct is padded by hand to a multiple of 8 bytes.
+ */
+#ifndef SYSGRAM_H
+#define SYSGRAM_H
+
+#ifndef SG_BATCH_IDS
+#define SG_BATCH_IDS 1024      /* syscall ids per per-CPU batch (power of two) */
+#endif
+#ifndef SG_BATCH_RUNS
+#define SG_BATCH_RUNS 64       /* runs (one thread's consecutive ids) per batch (power of two) */
+#endif
+#ifndef SG_PID_WORDS
+#define SG_PID_WORDS 512       /* tracked-tgid bitmap: pid_max / 64 words */
+#endif
+#ifndef SG_MAX_REQUESTS
+#define SG_MAX_REQUESTS 1024   /* user-space mark/unmark requests queue (power of two) */
+#endif
+#ifndef SG_EVENTS_PAGES
+#define SG_EVENTS_PAGES 2048   /* ring buffer for batches (pages) */
+#endif
+#ifndef SG_LOSSES_PAGES
+#define SG_LOSSES_PAGES 64
+#endif
+#ifndef SG_LIFE_PAGES
+#define SG_LIFE_PAGES 256
+#endif
+
+#define SG_COMM_LEN 16
+#define SG_FILENAME_LEN 256
+
+/* Lifecycle record kinds. */
+#define SG_LIFE_FORK 1
+#define SG_LIFE_EXEC 2
+#define SG_LIFE_EXIT 3
+
+/* Request ops, in the top two bits of a request word; the pid is in the low 30 bits. */
+#define SG_REQ_MARK   1u
+#define SG_REQ_UNMARK 2u
+#define SG_REQ_PID_MASK 0x3fffffffu
+
+/* Config flags. */
+#define SG_CFG_ENABLED 1u
+
+struct sg_config {                 /* written by user space only */
+    char comm[SG_COMM_LEN];        /* target comm, NUL padded */
+    __u32 flusher_tid;             /* the collector's flusher thread */
+    __u32 self_tgid;               /* the collector's own process: never recorded */
+    __u32 flags;
+    __u32 req_count;               /* requests written so far */
+};
+
+struct sg_state {                  /* written by the kernel only */
+    __u64 req_done;                /* requests applied so far */
+};
+
+struct sg_run {                    /* one thread's consecutive ids inside a batch */
+    __u64 ts;                      /* bpf_ktime_get_ns() of the run's first event */
+    __u32 tid;
+    __u32 tgid;
+    __u32 start;                   /* index of the run's first id in ids[] */
+    __u32 pad;
+};
+
+struct sg_batch_hdr {
+    __u64 seq;                     /* per-CPU batch number */
+    __u32 cpu;
+    __u32 n_ids;
+    __u32 n_runs;
+    __u32 last_tid;                /* tid of the open run; 0 = next event opens a run */
+};
+
+/* A loss record is the first bytes of a batch: header and run table, without ids. */
+struct sg_loss {
+    struct sg_batch_hdr hdr;
+    struct sg_run runs[SG_BATCH_RUNS];
+};
+
+struct sg_batch {
+    struct sg_batch_hdr hdr;
+    struct sg_run runs[SG_BATCH_RUNS];
+    __u16 ids[SG_BATCH_IDS];
+};
+
+struct sg_counters {               /* per CPU */
+    __u64 lost_events;             /* ids in batches the events ring buffer refused */
+    __u64 lost_batches;
+    __u64 unattributed_events;     /* lost, and the losses ring buffer refused the run table too */
+    __u64 lost_lifecycle;          /* lifecycle records the life ring buffer refused */
+    __u64 batches;                 /* batches submitted */
+};
+
+struct sg_life {
+    __u64 ts;
+    __u32 kind;                    /* SG_LIFE_* */
+    __u32 tid;                     /* the task the event happened to (exit: the exiting thread) */
+    __u32 tgid;
+    __u32 other;                   /* fork: child pid; exec: old pid */
+    __u32 group_dead;              /* exit: the whole process is gone */
+    __u32 pad;
+    char comm[SG_COMM_LEN];
+    char filename[SG_FILENAME_LEN]; /* exec only */
+};
+
+#endif /* SYSGRAM_H */

@@ -1,0 +1,188 @@
+"""The loaded kernel program: compile, configure, mark requests, ring buffers, counters.
+
+bcc attaches RAW_TRACEPOINT_PROBE / TRACEPOINT_PROBE functions as it loads them. That is
+safe here: until the config map is written the program tracks nothing (empty bitmap, no
+target comm). After that the bitmap is changed only by the kernel: user space queues
+mark/unmark requests that the program applies on the flusher thread's next syscall, so
+no read-modify-write from user space can race with a fork or exec.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from sysgram.bpf import PROGRAM, SOURCE_DIR
+from sysgram.collector import abi
+from sysgram.errors import UserError
+
+RingCallback = Callable[[bytes], None]
+
+_PROG_INFO_SIZE = 232          # sizeof(struct bpf_prog_info) in the uapi this was written for
+_RECURSION_MISSES_OFFSET = 208
+_BPF_OBJ_GET_INFO_BY_FD = 15
+
+
+def pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return 4 * 1024 * 1024     # the kernel's upper bound
+
+
+def compile_program(pid_limit: int | None = None):
+    """Compile and load sysgram.bpf.c (its probes attach as bcc loads them)."""
+    try:
+        from bcc import BPF
+    except ImportError as exc:
+        raise UserError(
+            "bcc is not importable from this Python; run sysgram from .venv/bin/sysgram "
+            "after 'make install' (it installs python3-bpfcc)."
+        ) from exc
+    flags = [f"-I{SOURCE_DIR}", "-w", *abi.cflags(pid_limit or pid_max())]
+    try:
+        return BPF(src_file=str(PROGRAM).encode(), cflags=flags)
+    except Exception as exc:  # bcc raises bare Exceptions for compile/load/attach failures
+        raise UserError(
+            f"the kernel program could not be compiled or loaded ({str(exc).strip()[:200]}); "
+            "run 'sysgram doctor' to see what is missing."
+        ) from exc
+
+
+class Program:
+    """sysgram.bpf.c, loaded and attached, with typed access to its maps."""
+
+    def __init__(self, comm: str, *, pid_limit: int | None = None) -> None:
+        self.pid_limit = pid_limit or pid_max()
+        self.bpf = compile_program(self.pid_limit)
+        self._comm = comm.encode("utf-8", "surrogateescape")[: abi.COMM_LEN - 1]
+        self._requests_written = 0
+        self._known_done = 0
+        self._bpf_nr = _bpf_syscall_number()
+
+    # -- configuration ---------------------------------------------------------------
+    def configure(self, *, flusher_tid: int, self_tgid: int) -> None:
+        """Mark the collector's own process and arm the program for the target comm."""
+        # Config first: once our bit is set, our syscalls must already be recognised as ours.
+        self._flusher_tid = flusher_tid
+        self._self_tgid = self_tgid
+        self._write_config()
+        word = self_tgid >> 6
+        self.bpf[b"tracked"][ctypes.c_int(word)] = ctypes.c_uint64(1 << (self_tgid & 63))
+
+    def _write_config(self) -> None:
+        table = self.bpf[b"config"]
+        leaf = table.Leaf()
+        leaf.comm = self._comm
+        leaf.flusher_tid = self._flusher_tid
+        leaf.self_tgid = self._self_tgid
+        leaf.flags = 0
+        leaf.req_count = self._requests_written
+        table[ctypes.c_int(0)] = leaf
+
+    # -- mark / unmark requests (applied by the kernel on the flusher's syscalls) -------
+    def requests_done(self) -> int:
+        return int(self.bpf[b"state"][ctypes.c_int(0)].req_done)
+
+    def queue_requests(self, requests: list[tuple[int, int]]) -> int:
+        """Write (op, pid) requests; returns how many fitted (the rest wait for room)."""
+        room = abi.MAX_REQUESTS - (self._requests_written - self.requests_done())
+        todo = requests[: max(0, room)]
+        table = self.bpf[b"requests"]
+        for op, pid in todo:
+            slot = self._requests_written % abi.MAX_REQUESTS
+            table[ctypes.c_int(slot)] = ctypes.c_uint32((op << 30) | (pid & abi.REQ_PID_MASK))
+            self._requests_written += 1
+        if todo:
+            self._write_config()
+        return len(todo)
+
+    def requests_pending(self) -> int:
+        self._known_done = self.requests_done()
+        return self._requests_written - self._known_done
+
+    @property
+    def requests_outstanding(self) -> bool:
+        """Whether requests may still be unapplied (without asking the kernel)."""
+        return self._requests_written > self._known_done
+
+    def is_marked(self, pid: int) -> bool:
+        value = self.bpf[b"tracked"][ctypes.c_int(pid >> 6)].value
+        return bool(value & (1 << (pid & 63)))
+
+    # -- the syscall hook (benchmarks measure its cost by taking it off and on) ----------
+    def set_syscall_hook(self, attached: bool) -> None:
+        """Attach or detach the sys_enter program; fork/exec/exit tracking stays on.
+
+        While detached nothing is recorded and partial batches wait; runs released across
+        a detach may leave per-thread order to chance, so only benchmarks use this.
+        """
+        fds = self.bpf.raw_tracepoint_fds
+        if attached and b"sys_enter" not in fds:
+            self.bpf.attach_raw_tracepoint(tp=b"sys_enter", fn_name=b"raw_tracepoint__sys_enter")
+        elif not attached and b"sys_enter" in fds:
+            self.bpf.detach_raw_tracepoint(tp=b"sys_enter")
+
+    # -- delivery --------------------------------------------------------------------
+    def open_ring_buffers(self, on_batch: RingCallback, on_loss: RingCallback,
+                          on_life: RingCallback) -> None:
+        def wrap(sink: RingCallback):
+            def callback(_ctx, data, size):
+                sink(ctypes.string_at(data, size))
+                return 0
+            return callback
+
+        # Keep references: bcc holds only a ctypes pointer to each callback.
+        self._callbacks = (wrap(on_batch), wrap(on_loss), wrap(on_life))
+        self.bpf[b"events"].open_ring_buffer(self._callbacks[0])
+        self.bpf[b"losses"].open_ring_buffer(self._callbacks[1])
+        self.bpf[b"life"].open_ring_buffer(self._callbacks[2])
+
+    def consume(self) -> None:
+        """Read everything the ring buffers hold now (never blocks)."""
+        self.bpf.ring_buffer_consume()
+
+    # -- counters --------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        per_cpu = self.bpf[b"counters"][ctypes.c_int(0)]
+        return {f: int(sum(getattr(c, f) for c in per_cpu)) for f in abi.COUNTER_FIELDS}
+
+    def recursion_misses(self) -> int:
+        """Program runs the kernel skipped because the program was already running on a CPU."""
+        total = 0
+        for fn in self.bpf.funcs.values():
+            total += _prog_recursion_misses(fn.fd, self._bpf_nr)
+        return total
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
+def _bpf_syscall_number() -> int | None:
+    try:
+        from sysgram.syscalls import table
+
+        return table().number("bpf")
+    except Exception:  # no table: recursion misses are simply not read
+        return None
+
+
+def _prog_recursion_misses(prog_fd: int, bpf_nr: int | None) -> int:
+    if bpf_nr is None:
+        return 0
+
+    class _InfoAttr(ctypes.Structure):
+        _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32),
+                    ("info", ctypes.c_uint64)]
+
+    buf = ctypes.create_string_buffer(_PROG_INFO_SIZE)
+    attr = _InfoAttr(prog_fd, _PROG_INFO_SIZE, ctypes.addressof(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    rc = libc.syscall(bpf_nr, _BPF_OBJ_GET_INFO_BY_FD, ctypes.byref(attr), ctypes.sizeof(attr))
+    if rc != 0 or attr.info_len < _RECURSION_MISSES_OFFSET + 8:
+        return 0
+    return int(np.frombuffer(buf.raw, dtype="<u8", count=1, offset=_RECURSION_MISSES_OFFSET)[0])
+

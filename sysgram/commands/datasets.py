@@ -1,0 +1,141 @@
+"""`sysgram datasets info`, `sysgram import` and `sysgram export`: datasets at the terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+import unicodedata
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sysgram.datasets import Dataset, export_adfa, import_adfa
+from sysgram.datasets.adfa import ADFA_ARCH
+from sysgram.errors import UserError
+from sysgram.syscalls import table
+
+FORMATS = ("adfa-ld",)
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Inspect recordings and imported corpora.", no_args_is_help=True)
+    group.command("info")(info)
+    app.add_typer(group, name="datasets")
+    app.command("export")(export)
+    app.command("import")(import_)
+
+
+# -- terminal helpers --------------------------------------------------------------------
+def printable(text: object) -> str:
+    """`text` with control characters escaped, so names from disk cannot drive the terminal."""
+    return "".join(
+        ch if unicodedata.category(ch)[0] != "C" or ch == " " else ch.encode(
+            "unicode_escape", "backslashreplace").decode("ascii")
+        for ch in str(text)
+    )
+
+
+def warn(message: str) -> None:
+    print(f"sysgram: warning: {printable(message)}", file=sys.stderr)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format '{printable(fmt)}'; use --format adfa-ld.")
+
+
+# -- sysgram datasets info -------------------------------------------------------------
+def info(
+    path: Annotated[Path, typer.Argument(help="The dataset directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    top: Annotated[int, typer.Option(help="How many of the most frequent syscalls to list.")] = 10,
+) -> None:
+    """Summarise a dataset: threads, processes, syscalls, top syscalls, losses, labels."""
+    summary = Dataset.open(path).summary(top=max(top, 0))
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print("\n".join(format_summary(summary)))
+    for message in summary["warnings"]:
+        warn(message)
+
+
+def _tally_line(tally: dict[str, int]) -> str:
+    return ", ".join(f"{printable(k)} {v:,}" for k, v in tally.items())
+
+
+def format_summary(s: dict) -> list[str]:
+    """The human-readable lines of `sysgram datasets info`."""
+    target = s.get("target") or {}
+    lines = [
+        f"dataset    {printable(s['path'])} ({printable(s['status'])})",
+        f"source     {printable(s['source'])}"
+        + (f", target {printable(target.get('comm'))}" if isinstance(target, dict)
+           and target.get("comm") else ""),
+        f"recorded   {printable(s['created'])} on {printable(s['host'])}, kernel "
+        f"{printable(s['kernel'])}, syscall table {printable(s['arch'])}",
+        f"threads    {s['threads']:,} in {s['processes']:,} processes",
+        f"syscalls   {s['syscalls']:,} ({s['distinct_syscalls']} distinct)",
+    ]
+    if s["duration_s"] is not None:
+        lines.append(f"duration   {s['duration_s']:.3f} s")
+    losses = s["losses"]
+    lines.append(f"losses     {losses['events']:,} events ({100 * losses['share']:.2f} %) in "
+                 f"{losses['gaps']:,} gaps across {losses['threads']:,} threads")
+    collector = s.get("collector") or {}
+    counters = {k: v for k, v in collector.items()
+                if ("lost" in k or "miss" in k) and isinstance(v, int)}
+    if counters:  # the kernel's own loss counters, beside the per-thread gaps above
+        lines.append(f"collector  {_tally_line(counters)}")
+    for key in ("labels", "families", "splits"):
+        if s[key]:
+            lines.append(f"{key:<10} {_tally_line(s[key])}")
+    if s["top_syscalls"]:
+        lines.append("top syscalls")
+        lines += [f"  {t['name']:<20} {t['nr']:>4} {t['count']:>12,} {100 * t['share']:6.2f} %"
+                  for t in s["top_syscalls"]]
+    return lines
+
+
+# -- sysgram export / import -----------------------------------------------------------
+def export(
+    path: Annotated[Path, typer.Argument(help="The dataset directory to export.")],
+    out: Annotated[Path, typer.Argument(help="A new or empty folder for the text files.")],
+    fmt: Annotated[str, typer.Option("--format", help="Output format: adfa-ld.")] = "adfa-ld",
+) -> None:
+    """Write one text file per thread trace (ADFA-LD layout when the dataset has labels)."""
+    _check_format(fmt)
+    dataset = Dataset.open(path)
+    for message in dataset.warnings:
+        warn(message)
+    written = export_adfa(dataset, out)
+    empty = sum(1 for t in dataset.threads if not len(t.ids))
+    lossy = [t for t in dataset.threads if t.lost and len(t.ids)]
+    print(f"exported {written:,} traces ({dataset.arch} syscall numbers) to {printable(out)}")
+    if empty:
+        warn(f"skipped {empty:,} threads with no syscalls (the format has no empty traces).")
+    if lossy:
+        lost = sum(t.lost for t in lossy)
+        warn(f"{len(lossy):,} exported traces had {lost:,} lost events that the text format "
+             "cannot mark; their files join the pieces around each gap.")
+
+
+def import_(
+    src: Annotated[Path, typer.Argument(help="The corpus's top folder.")],
+    path: Annotated[Path, typer.Argument(help="A new or empty directory for the dataset.")],
+    fmt: Annotated[str, typer.Option("--format", help="Input format: adfa-ld.")] = "adfa-ld",
+    arch: Annotated[str, typer.Option(help="Syscall table of the numbers.")] = ADFA_ARCH,
+) -> None:
+    """Read an ADFA-LD-layout corpus (labels and attack families kept) into a dataset."""
+    _check_format(fmt)
+    table(arch)  # an unknown table is refused before anything is written
+    dataset = import_adfa(src, path, arch=arch)
+    s = dataset.summary(top=0)
+    print(f"imported {s['threads']:,} traces, {s['syscalls']:,} syscalls into {printable(path)}")
+    if s["splits"]:
+        print(f"splits     {_tally_line(s['splits'])}")
+    if s["families"]:
+        print(f"families   {_tally_line(s['families'])}")
+    for message in s["warnings"]:
+        warn(message)

@@ -1,0 +1,285 @@
+"""N-gram vocabulary fixed at fit time, and windows -> sparse n-gram vectors.
+
+Layout of a feature row: for each order n, one column per n-gram seen in training, then
+one "unseen" column for that order. The unseen column carries the fraction of the
+window's n-grams of that order that training never saw: novelty is the strongest signal
+on syscall data, and a vocabulary that silently drops unknown n-grams throws it away.
+
+Weighting "binary" (presence, each order's block L2-normalised) is the default: which
+calls and short n-grams occur matters more than how often (see
+../shared/notes/adfa-findings.md); "count" and "log" keep frequencies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from sysgram.features.sequences import SYMBOL_BITS, SYMBOL_LIMIT, Sequences, ngram_codes
+
+WEIGHTINGS = ("binary", "count", "log")
+
+# Above this many slots, mapping n-gram codes goes through searchsorted instead of a
+# dense lookup table over the compact alphabet.
+_DENSE_LUT_LIMIT = 1 << 22
+# Values handled at once when fitting a vocabulary or transforming (bounds temporaries).
+_CHUNK_VALUES = 1 << 22
+
+
+class NgramVocabulary:
+    """The n-grams (per order) and syscalls seen in training; fit once, then fixed.
+
+    `codes_[n]` holds the sorted packed codes (see `ngram_codes`) of the order-n n-grams.
+    Fitting reads the batch in chunks and, when the compact alphabet is small enough,
+    marks n-grams in a dense table instead of sorting them: linear time, bounded memory.
+    """
+
+    def __init__(self, orders: tuple[int, ...] = (1, 2, 3)) -> None:
+        self.orders = orders
+
+    def fit(self, seqs: Sequences) -> NgramVocabulary:
+        present = np.zeros(SYMBOL_LIMIT, dtype=bool)
+        for chunk in seqs.chunks(_CHUNK_VALUES):
+            present[np.unique(chunk.values)] = True
+        self.symbols_ = np.flatnonzero(present).astype(np.int64)
+        self.alphabet_ = np.zeros(SYMBOL_LIMIT + 1, dtype=np.int64)
+        self.alphabet_[self.symbols_] = np.arange(1, len(self.symbols_) + 1)
+        self.codes_ = {n: self._fit_order(seqs, n) for n in self.orders}
+        return self
+
+    @property
+    def base(self) -> int:
+        """Size of the compact alphabet: training's syscalls plus 0 for "anything else"."""
+        return len(self.symbols_) + 1
+
+    def compact(self, values: np.ndarray) -> np.ndarray:
+        """Syscall numbers -> compact alphabet (1..A for training's syscalls, else 0)."""
+        values = np.minimum(values.astype(np.int64, copy=False), SYMBOL_LIMIT)
+        return self.alphabet_[values]
+
+    def _fit_order(self, seqs: Sequences, n: int) -> np.ndarray:
+        if self.base**n > _DENSE_LUT_LIMIT:
+            found = [np.unique(ngram_codes(c, n)[0]) for c in seqs.chunks(_CHUNK_VALUES)]
+            return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        seen = np.zeros(self.base**n, dtype=bool)
+        for chunk in seqs.chunks(_CHUNK_VALUES):
+            seen[compact_ngram_codes(self.compact(chunk.values), chunk, n, self.base)[0]] = True
+        # Compact codes sort like packed ones: the alphabet keeps the numbers' order.
+        digits = _digits(np.flatnonzero(seen), n, self.base)
+        symbols = np.concatenate([[0], self.symbols_])[digits]
+        codes = np.zeros(len(symbols), dtype=np.int64)
+        for k in range(n):
+            codes = (codes << SYMBOL_BITS) | symbols[:, k]
+        return codes
+
+    def unseen(self, seqs: Sequences, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, rows) of the n-grams in `seqs` that training never saw."""
+        codes, rows = ngram_codes(seqs, n)
+        known = _member(codes, self.codes_[n])
+        return codes[~known], rows[~known]
+
+    def size(self) -> int:
+        return int(sum(len(c) for c in self.codes_.values()))
+
+
+def _digits(codes: np.ndarray, n: int, base: int) -> np.ndarray:
+    """(len(codes), n) base-`base` digits of compact codes, most significant first."""
+    out = np.empty((len(codes), n), dtype=np.int64)
+    for k in range(n - 1, -1, -1):
+        out[:, k] = codes % base
+        codes = codes // base
+    return out
+
+
+def _member(codes: np.ndarray, sorted_vocab: np.ndarray) -> np.ndarray:
+    if len(sorted_vocab) == 0:
+        return np.zeros(len(codes), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_vocab, codes), len(sorted_vocab) - 1)
+    return sorted_vocab[pos] == codes
+
+
+class NgramFeaturizer:
+    """Sequences -> CSR matrix of n-gram features (scikit-learn style: fit / transform).
+
+    Parameters: `orders` of the n-grams, `weighting` in WEIGHTINGS, `normalize` each
+    order's block to unit L2 norm, `unseen_weight` scale of the unseen columns (0 drops
+    the signal but keeps the columns).
+    """
+
+    def __init__(
+        self,
+        orders: tuple[int, ...] = (1, 2, 3),
+        weighting: str = "binary",
+        normalize: bool = True,
+        unseen_weight: float = 1.0,
+    ) -> None:
+        self.orders = orders
+        self.weighting = weighting
+        self.normalize = normalize
+        self.unseen_weight = unseen_weight
+
+    def fit(self, seqs: Sequences) -> NgramFeaturizer:
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        self.orders_ = tuple(sorted(set(int(n) for n in self.orders)))
+        self.vocabulary_ = NgramVocabulary(self.orders_).fit(seqs)
+        # N-gram codes in the vocabulary's compact alphabet index a dense lookup table
+        # (compact code -> column) when it is small enough.
+        self.block_starts_ = {}
+        self.luts_ = {}
+        start = 0
+        for n in self.orders_:
+            vocab = self.vocabulary_.codes_[n]
+            self.block_starts_[n] = start
+            self.luts_[n] = self._lookup_table(vocab, n, start)
+            start += len(vocab) + 1  # + the unseen column
+        self.n_features_ = start
+        return self
+
+    def _lookup_table(self, vocab: np.ndarray, n: int, start: int) -> np.ndarray | None:
+        """Dense table: compact n-gram code -> column (or -1), if it fits in memory."""
+        base = self.vocabulary_.base
+        if base**n > _DENSE_LUT_LIMIT:
+            return None
+        lut = np.full(base**n, -1, dtype=np.int32)
+        symbols = _decode_all(vocab, n)
+        compact = np.zeros(len(vocab), dtype=np.int64)
+        for k in range(n):  # loop over the order
+            compact = compact * base + self.vocabulary_.compact(symbols[:, k])
+        lut[compact] = start + np.arange(len(vocab), dtype=np.int32)
+        return lut
+
+    def transform(self, seqs: Sequences) -> sp.csr_matrix:
+        """One CSR row per sequence, canonical (sorted, no duplicates), weighted."""
+        if len(seqs.values) > _CHUNK_VALUES:
+            return sp.vstack([self.transform(c) for c in seqs.chunks(_CHUNK_VALUES)],
+                             format="csr")
+        lengths = seqs.lengths
+        if len(seqs) and bool(np.all(lengths == lengths[0])) and all(
+            lut is not None for lut in self.luts_.values()
+        ):
+            indptr, indices, counts = self._counts_equal_length(seqs, int(lengths[0]))
+        else:
+            indptr, indices, counts = self._counts_ragged(seqs)
+        data = self._weights(indptr, indices, counts)
+        x = sp.csr_matrix((data, indices, indptr), shape=(len(seqs), self.n_features_))
+        x.has_canonical_format = True
+        return x
+
+    def _counts_equal_length(
+        self, seqs: Sequences, length: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fast path for equal-length windows: a 2-D array of columns, sorted row-wise."""
+        n_rows = len(seqs)
+        compact = self.vocabulary_.compact(seqs.values).reshape(n_rows, length)
+        base = self.vocabulary_.base
+        blocks = []
+        for n in self.orders_:  # loop over orders; each is whole-array work
+            width = length - n + 1
+            if width <= 0:
+                continue
+            code = np.zeros((n_rows, width), dtype=np.int64)
+            for k in range(n):
+                code = code * base + compact[:, k : k + width]
+            cols = self.luts_[n][code]
+            cols[cols < 0] = self._unseen_column(n)
+            blocks.append(cols)
+        if not blocks:
+            return np.zeros(n_rows + 1, dtype=np.int64), np.zeros(0, np.int32), np.zeros(0)
+        cols = np.sort(np.concatenate(blocks, axis=1), axis=1)
+        first = np.ones(cols.shape, dtype=bool)
+        first[:, 1:] = cols[:, 1:] != cols[:, :-1]
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(first.sum(axis=1), out=indptr[1:])
+        starts = np.flatnonzero(first.reshape(-1))
+        # Runs never cross rows (a row's first element always starts a run).
+        counts = np.diff(np.append(starts, first.size)).astype(np.float64)
+        return indptr, cols.reshape(-1)[starts], counts
+
+    def _counts_ragged(self, seqs: Sequences) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = np.concatenate([self._columns(seqs, n)[1] for n in self.orders_])
+        cols = np.concatenate([self._columns(seqs, n)[0] for n in self.orders_])
+        ones = np.ones(len(rows), dtype=np.float64)
+        x = sp.csr_matrix((ones, (rows, cols)), shape=(len(seqs), self.n_features_))
+        x.sum_duplicates()
+        return x.indptr.astype(np.int64), x.indices, x.data
+
+    def unseen_columns(self) -> np.ndarray:
+        """The column of each order's unseen fraction, in order of `orders_`."""
+        return np.array([self._unseen_column(n) for n in self.orders_], dtype=np.int64)
+
+    def unseen_fractions(self, seqs: Sequences) -> np.ndarray:
+        """(len(seqs), len(orders_)) fraction of each order's n-grams training never saw."""
+        out = np.zeros((len(seqs), len(self.orders_)))
+        for j, n in enumerate(self.orders_):
+            codes, rows = ngram_codes(seqs, n)
+            known = _member(codes, self.vocabulary_.codes_[n])
+            total = np.bincount(rows, minlength=len(seqs))
+            out[:, j] = np.bincount(rows[~known], minlength=len(seqs)) / np.maximum(total, 1)
+        return out * self.unseen_weight
+
+    def _unseen_column(self, n: int) -> int:
+        return self.block_starts_[n] + len(self.vocabulary_.codes_[n])
+
+    def _columns(self, seqs: Sequences, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Column of every n-gram (unseen ones -> the order's unseen column), and its row."""
+        lut = self.luts_[n]
+        if lut is not None:
+            codes, rows = compact_ngram_codes(
+                self.vocabulary_.compact(seqs.values), seqs, n, self.vocabulary_.base
+            )
+            cols = lut[codes].astype(np.int64)
+            cols[cols < 0] = self._unseen_column(n)
+        else:
+            codes, rows = ngram_codes(seqs, n)
+            known = _member(codes, self.vocabulary_.codes_[n])
+            pos = np.searchsorted(self.vocabulary_.codes_[n], codes)
+            cols = np.where(known, self.block_starts_[n] + pos, self._unseen_column(n))
+        return cols, rows
+
+    def _weights(self, indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Presence / counts / log counts per block; unseen columns get the unseen fraction."""
+        n_rows, n_blocks = len(indptr) - 1, len(self.orders_)
+        starts = np.array([self.block_starts_[n] for n in self.orders_])
+        unseen_cols = np.array([self._unseen_column(n) for n in self.orders_])
+        block = np.searchsorted(starts, indices, side="right") - 1
+        is_unseen = indices == unseen_cols[block]
+        row = np.repeat(np.arange(n_rows), np.diff(indptr))
+        cell = row * n_blocks + block
+        size = n_rows * n_blocks
+        block_total = np.bincount(cell, weights=counts, minlength=size)
+        if self.weighting == "binary":
+            data = np.ones(len(counts))
+        elif self.weighting == "log":
+            data = np.log1p(counts)
+        else:
+            data = counts.astype(np.float64, copy=True)
+        if self.normalize:
+            seen = np.where(is_unseen, 0.0, data)
+            norm = np.sqrt(np.bincount(cell, weights=seen * seen, minlength=size))
+            data /= np.maximum(norm[cell], 1e-12)
+        data[is_unseen] = (
+            self.unseen_weight * counts[is_unseen] / np.maximum(block_total[cell[is_unseen]], 1.0)
+        )
+        return data
+
+
+def _decode_all(codes: np.ndarray, n: int) -> np.ndarray:
+    """(len(codes), n) syscall numbers of packed n-gram codes."""
+    shifts = SYMBOL_BITS * (n - 1 - np.arange(n))
+    return (codes[:, None] >> shifts[None, :]) & (SYMBOL_LIMIT - 1)
+
+
+def compact_ngram_codes(
+    compact_values: np.ndarray, seqs: Sequences, n: int, base: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like `ngram_codes`, over values already mapped to a compact alphabet of `base`."""
+    total = len(compact_values) - n + 1
+    if total <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    codes = np.zeros(total, dtype=np.int64)
+    for k in range(n):  # loop over the order, not over syscalls
+        codes = codes * base + compact_values[k : k + total]
+    rows = seqs.row_of_position()[:total]
+    keep = np.arange(total) + n <= seqs.offsets[1:][rows]
+    return codes[keep], rows[keep]

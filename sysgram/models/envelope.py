@@ -1,0 +1,198 @@
+"""A profile on disk: a JSON header and a joblib payload, versioned and hashed.
+
+Layout: MAGIC, the header's length (8 bytes, big-endian), the header (UTF-8 JSON), then
+the payload (joblib, zlib-compressed). The header says everything `profiles list/show`
+needs without unpickling anything: format version, library versions, feature
+configuration, syscall table and arch, the binary's identity, a training summary, and
+the sha256 and size of the payload.
+
+Loading a pickle as root runs whatever code it holds, so `read_envelope` refuses, each
+with one sentence: a file or directory that users other than root/the owner can write,
+a symlink, a wrong magic or format version, and a payload whose sha256 does not match.
+The hash catches corruption and truncation; the permission checks are what keep others
+from planting a payload (anyone able to write the file could also rewrite the hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+
+from sysgram.errors import UserError
+
+MAGIC = b"SYSGRAM-PROFILE\n"
+FORMAT_VERSION = 1
+_HEADER_LIMIT = 16 << 20  # a header larger than this is not ours
+_COMPRESS = ("zlib", 3)
+
+
+class ProfileFileError(UserError):
+    """A profile file that sysgram refuses to load."""
+
+
+@dataclass
+class Envelope:
+    header: dict
+    payload: object = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def library_versions() -> dict:
+    import numpy
+    import scipy
+    import sklearn
+
+    from sysgram import __version__
+
+    return {
+        "sysgram": __version__,
+        "sklearn": sklearn.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def write_envelope(path: Path, meta: dict, payload: object) -> dict:
+    """Atomically write `payload` with `meta` to `path` (tmp + fsync + rename, mode 0600)."""
+    buf = io.BytesIO()
+    joblib.dump(payload, buf, compress=_COMPRESS)
+    body = buf.getvalue()
+    header = {
+        "format": "sysgram-profile",
+        "format_version": FORMAT_VERSION,
+        "versions": library_versions(),
+        "payload_sha256": hashlib.sha256(body).hexdigest(),
+        "payload_bytes": len(body),
+        **meta,
+    }
+    head = json.dumps(header, sort_keys=True).encode()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(MAGIC + len(head).to_bytes(8, "big") + head + body)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return header
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_header(path: Path) -> dict:
+    """The header alone (no unpickling, so no trust needed)."""
+    with _open_checked(path, check_trust=False) as f:
+        return _read_header(f, path)
+
+
+def read_envelope(path: Path) -> Envelope:
+    """Header and payload, after the trust, version and integrity checks."""
+    with _open_checked(path, check_trust=True) as f:
+        header = _read_header(f, path)
+        body = f.read()
+    if len(body) != header.get("payload_bytes") or (
+        hashlib.sha256(body).hexdigest() != header.get("payload_sha256")
+    ):
+        raise ProfileFileError(
+            f"{path} is corrupt or was modified (its payload does not match the sha256 "
+            "recorded in it); retrain the profile with `sysgram train`."
+        )
+    payload = joblib.load(io.BytesIO(body))
+    warnings = []
+    mine = library_versions()
+    theirs = header.get("versions", {})
+    for lib in ("sklearn", "numpy"):
+        if theirs.get(lib) and theirs[lib] != mine[lib]:
+            warnings.append(
+                f"{path.name} was saved with {lib} {theirs[lib]} and this is {mine[lib]}; "
+                "retrain it if scores look wrong."
+            )
+    return Envelope(header, payload, warnings)
+
+
+def _open_checked(path: Path, check_trust: bool):
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise ProfileFileError(f"there is no profile file {path}; list them with "
+                               "`sysgram profiles list`.") from None
+    except OSError as exc:
+        if path.is_symlink():
+            raise ProfileFileError(
+                f"{path} is a symlink and profiles are only read from regular files; "
+                "replace it with the file itself."
+            ) from None
+        raise ProfileFileError(f"cannot read {path} ({exc.strerror}); check its permissions.") \
+            from None
+    f = os.fdopen(fd, "rb")
+    try:
+        if check_trust:
+            _check_trust(path, os.fstat(fd))
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _trusted_owner(uid: int) -> bool:
+    return uid in (0, os.geteuid())
+
+
+def _check_trust(path: Path, st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise ProfileFileError(f"{path} is not a regular file; profiles are regular files.")
+    if not _trusted_owner(st.st_uid) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ProfileFileError(
+            f"refusing to load {path}: users other than root or its owner can write it, and "
+            f"loading it would run their code; fix it with `chmod go-w {path}` and check "
+            "who changed it."
+        )
+    dst = os.stat(path.parent)
+    if not _trusted_owner(dst.st_uid) or dst.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ProfileFileError(
+            f"refusing to load profiles from {path.parent}: users other than root or its "
+            f"owner can write that directory; fix it with `chmod go-w {path.parent}`."
+        )
+
+
+def _read_header(f, path: Path) -> dict:
+    if f.read(len(MAGIC)) != MAGIC:
+        raise ProfileFileError(f"{path} is not a sysgram profile; remove it or point "
+                               "--store at the right directory.")
+    size = int.from_bytes(f.read(8), "big")
+    raw = f.read(size) if 0 < size <= _HEADER_LIMIT else b""
+    try:
+        header = json.loads(raw)
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise ProfileFileError(f"{path} has a damaged header; retrain the profile with "
+                               "`sysgram train`.")
+    version = header.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ProfileFileError(
+            f"{path} uses profile format version {version} and this sysgram reads version "
+            f"{FORMAT_VERSION}; retrain it with `sysgram train`."
+        )
+    return header

@@ -1,0 +1,185 @@
+"""The profile store: one envelope per binary name in a directory only root/owner can write.
+
+Location: `--store`, else $SYSGRAM_STORE, else /var/lib/sysgram/profiles. A profile of
+process name NAME is `<store>/NAME.profile`. A symlink inside the store may point to
+another file of the store; one that leads out of it is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sysgram.errors import UserError
+from sysgram.features import Sequences
+from sysgram.models.envelope import ProfileFileError, read_envelope, read_header, write_envelope
+
+DEFAULT_STORE = Path("/var/lib/sysgram/profiles")
+STORE_ENV = "SYSGRAM_STORE"
+SUFFIX = ".profile"
+_NAME = re.compile(r"^[A-Za-z0-9_+@:=,%-][A-Za-z0-9._+@:=,% ~-]{0,63}$")
+
+
+@dataclass
+class LoadedProfile:
+    profile: object  # a fitted sysgram.models.profile.Profile
+    header: dict
+    traces: Sequences | None  # the training streams, kept for `train --append`
+    warnings: list[str] = field(default_factory=list)
+
+
+def store_path(option: str | Path | None = None) -> Path:
+    """The store directory: the option, else $SYSGRAM_STORE, else the default."""
+    return Path(option or os.environ.get(STORE_ENV) or DEFAULT_STORE)
+
+
+class ProfileStore:
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = store_path(root)
+
+    def path(self, name: str) -> Path:
+        if not _NAME.match(name or ""):
+            raise UserError(
+                f"'{name}' cannot name a profile; use the process name as `ps -o comm` "
+                "shows it (letters, digits and ._-+@:, no slashes)."
+            )
+        return self.root / f"{name}{SUFFIX}"
+
+    def exists(self, name: str) -> bool:
+        return self.path(name).exists()
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name[: -len(SUFFIX)] for p in self.root.glob(f"*{SUFFIX}"))
+
+    def save(self, name: str, profile, meta: dict, traces: Sequences | None = None) -> Path:
+        """Write the profile (and its training streams, for --append) atomically."""
+        path = self.path(name)
+        self._ensure_root()
+        payload = {"profile": profile, "traces": _pack(traces)}
+        write_envelope(path, {"name": name, **meta}, payload)
+        return path
+
+    def _ensure_root(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise UserError(
+                f"cannot create the profile store {self.root} ({exc.strerror}); run as root "
+                "or choose another directory with --store."
+            ) from None
+
+    def load(self, name: str) -> LoadedProfile:
+        envelope = read_envelope(self._inside(self._must_exist(name)))
+        payload = envelope.payload
+        if not isinstance(payload, dict) or "profile" not in payload:
+            raise ProfileFileError(f"{self.path(name)} holds no profile; retrain it with "
+                                   f"`sysgram train --proc {name}`.")
+        warnings = list(envelope.warnings)
+        changed = binary_changed(envelope.header.get("binary") or {})
+        if changed:
+            warnings.append(changed)
+        return LoadedProfile(payload["profile"], envelope.header, _unpack(payload.get("traces")),
+                             warnings)
+
+    def header(self, name: str) -> dict:
+        return read_header(self._inside(self._must_exist(name)))
+
+    def remove(self, name: str) -> Path:
+        path = self._must_exist(name)
+        path.unlink()
+        return path
+
+    def _must_exist(self, name: str) -> Path:
+        path = self.path(name)
+        if not path.exists() and not path.is_symlink():
+            known = ", ".join(self.names()) or "none"
+            raise UserError(
+                f"there is no profile for '{name}' in {self.root} (profiles there: {known}); "
+                f"train one with `sysgram train --proc {name}`."
+            )
+        return path
+
+    def _inside(self, path: Path) -> Path:
+        """The file a store path names, refusing symlinks that lead out of the store."""
+        if not path.is_symlink():
+            return path
+        real, root = path.resolve(), self.root.resolve()
+        if not real.is_relative_to(root) or real.parent != root:
+            raise ProfileFileError(
+                f"refusing {path}: it is a symlink to {real}, outside the profile store "
+                f"{root}; replace it with the profile file itself."
+            )
+        return real
+
+
+def _pack(traces: Sequences | None) -> dict | None:
+    if traces is None:
+        return None
+    return {"values": np.asarray(traces.values, dtype=np.uint16), "offsets": traces.offsets}
+
+
+def _unpack(packed: dict | None) -> Sequences | None:
+    if not packed:
+        return None
+    return Sequences(np.asarray(packed["values"]), np.asarray(packed["offsets"], dtype=np.int64))
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def binary_changed(binary: dict) -> str | None:
+    """A warning when the trained binary's file is gone or its sha256 changed, else None."""
+    path, trained = binary.get("path"), binary.get("sha256")
+    if not path or not trained:
+        return None
+    try:
+        now = file_sha256(path)
+    except OSError:
+        return f"the binary {path} this profile was trained on is gone; retrain if it moved."
+    if now != trained:
+        return (
+            f"the binary {path} changed since this profile was trained (sha256 {trained[:12]}… "
+            f"is now {now[:12]}…); retrain with `sysgram train --proc {binary.get('name', '')}`."
+        )
+    return None
+
+
+def syscall_table_digest(arch: str) -> str:
+    """sha256 of the arch's number -> name table, so a profile knows which table it used."""
+    from sysgram.syscalls import table
+
+    text = "\n".join(f"{nr} {name}" for nr, name in table(arch).items())
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def profile_meta(profile, *, binary: dict | None = None, sources: list | None = None) -> dict:
+    """The header fields describing a fitted profile (readable without unpickling)."""
+    return {
+        "binary": binary or {},
+        "features": {
+            "window": profile.window_,
+            "stride": profile.stride_,
+            "orders": list(profile.orders_),
+            "detector": profile.detector_name_,
+            "detector_params": profile.detector_.get_params(),
+            "rollup": profile.rollup_name_,
+        },
+        "syscall_table": {"arch": profile.arch_, "sha256": syscall_table_digest(profile.arch_)},
+        "training": {**profile.training_summary_, "sources": sources or []},
+        "threshold": profile.threshold_,
+        "thread_threshold": profile.thread_threshold_,
+        "calibration": profile.calibration_,
+        "novelty_curve": [int(v) for v in profile.novelty_curve_],
+    }

@@ -1,0 +1,28 @@
+"""Live watch: score a binary's threads window by window and explain what is anomalous.
+
+`WatchEngine` turns collector items into alerts; `ThresholdScorer` is the policy between
+profile and engine; `alerts` holds the JSON schema (docs/alerts.md); `sanitize` makes
+untrusted names safe for a terminal.
+"""
+
+from sysgram.watch.aggregate import Aggregator
+from sysgram.watch.alerts import SCHEMA, Alert, ProcessContext, Repeat, to_json_line
+from sysgram.watch.engine import WatchConfig, WatchEngine, WatchStats
+from sysgram.watch.sanitize import for_terminal
+from sysgram.watch.scoring import ThresholdScorer
+from sysgram.watch.streams import ThreadStream
+
+__all__ = [
+    "SCHEMA",
+    "Aggregator",
+    "Alert",
+    "ProcessContext",
+    "Repeat",
+    "ThreadStream",
+    "ThresholdScorer",
+    "WatchConfig",
+    "WatchEngine",
+    "WatchStats",
+    "for_terminal",
+    "to_json_line",
+]

@@ -1,0 +1,99 @@
+"""Fold repeated alerts into one per process and period, counting every window folded.
+
+The first anomalous window of a process tree (a watched process and the children it
+forks, e.g. a shell it spawns) opens a period (default 5 s) and is emitted at once, so
+the first alert is never delayed. Further anomalous windows of that tree in the period
+are folded into a `Repeat` emitted when the period closes ("+N windows in
+5 s"). When more than `burst` processes of the binary alert in one period (a fork storm
+of anomalous children), the rest fold into one binary-wide repeat. A period whose
+alerts named no syscall new to the binary (weak, score-only anomalies) does not swallow
+the first window that brings new syscalls: that one is new evidence (a shell spawned in
+the middle of a burst of weak alerts) and is emitted; later ones fold, and the repeat
+lists every new syscall of the period.
+Nothing is dropped: each anomalous window is either an alert or counted in a repeat.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from sysgram.watch.alerts import Alert, Repeat
+
+
+class Aggregator:
+    def __init__(self, period_s: float = 5.0, burst: int = 20) -> None:
+        self.period_s = period_s
+        self.period_ns = int(period_s * 1e9)
+        self.burst = burst
+        self._ids = itertools.count(1)
+        self._by_pid: dict[int, Repeat] = {}
+        self._overflow: Repeat | None = None  # the binary-wide fold of a burst
+        self._period_alerts: list[int] = []  # ts of alerts emitted, for the burst limit
+
+    @property
+    def open_periods(self) -> int:
+        return len(self._by_pid) + (self._overflow is not None)
+
+    def _recent_alerts(self, ts_ns: int) -> int:
+        cutoff = ts_ns - self.period_ns
+        self._period_alerts = [t for t in self._period_alerts if t > cutoff]
+        return len(self._period_alerts)
+
+    def _open(self, alert: Alert) -> Repeat:
+        return Repeat(
+            id=0,
+            alert_id=alert.id,
+            binary=alert.binary,
+            process=alert.process,
+            period_s=self.period_s,
+            first_ns=alert.ts_ns,
+            last_ns=alert.ts_ns,
+            threshold=alert.threshold,
+        )
+
+    def offer(self, alert: Alert) -> Alert | None:
+        """The alert to emit now (with its id set), or None when folded into a period."""
+        new = set(alert.explanation.new_syscalls)
+        for open_ in (self._by_pid.get(alert.process.group), self._overflow):
+            if open_ is not None and alert.ts_ns - open_.first_ns < self.period_ns:
+                if not new or open_.reported:
+                    open_.fold(alert)
+                    return None
+                open_.reported |= new  # the first new syscalls of a weak period: emit
+                alert.id = next(self._ids)
+                return alert
+        if self._recent_alerts(alert.ts_ns) >= self.burst:
+            self._overflow = self._open(alert)
+            self._overflow.alert_id = None  # binary-wide: no single alert opened it
+            self._overflow.reported |= new
+            self._overflow.fold(alert)
+            return None
+        alert.id = next(self._ids)
+        self._by_pid[alert.process.group] = self._open(alert)
+        self._by_pid[alert.process.group].reported |= new
+        self._period_alerts.append(alert.ts_ns)
+        return alert
+
+    def _emit(self, repeat: Repeat) -> Repeat | None:
+        if repeat.windows == 0:
+            return None
+        repeat.id = next(self._ids)
+        return repeat
+
+    def expire(self, now_ns: int) -> list[Repeat]:
+        """Close the periods that ended before `now_ns`; the repeats they folded."""
+        out = []
+        for pid in [p for p, r in self._by_pid.items() if now_ns - r.first_ns >= self.period_ns]:
+            emitted = self._emit(self._by_pid.pop(pid))
+            if emitted:
+                out.append(emitted)
+        if self._overflow is not None and now_ns - self._overflow.first_ns >= self.period_ns:
+            emitted = self._emit(self._overflow)
+            self._overflow = None
+            if emitted:
+                out.append(emitted)
+        return out
+
+    def finish(self) -> list[Repeat]:
+        """Close every open period (at exit)."""
+        return self.expire(2**63 - 1)

@@ -1,0 +1,103 @@
+"""Text for a terminal: alerts, repeats, the status line and the summary (strings only).
+
+Every piece of text that came from a watched process (names, paths, comm) goes through
+`for_terminal`; the only escape sequences in the output are the ones added here for
+emphasis when the caller asks for colour.
+"""
+
+from __future__ import annotations
+
+from sysgram.watch.alerts import Alert, Repeat, wall_time
+from sysgram.watch.engine import WatchStats
+from sysgram.watch.sanitize import for_terminal as safe
+from sysgram.watch.session import Status
+
+_BOLD_RED, _RESET = "\x1b[1;31m", "\x1b[0m"
+
+
+def _who(pid: int, comm: str | None) -> str:
+    return f"{safe(comm)}[{pid}]"
+
+
+def _window_text(alert: Alert, colour: bool) -> str:
+    """The window's calls; runs of calls inside unseen n-grams are bracketed (or red)."""
+    exp = alert.explanation
+    parts, open_ = [], False
+    for name, marked in zip(exp.syscalls, exp.marked(), strict=True):
+        if marked and not open_:
+            parts.append(_BOLD_RED if colour else "[")
+        elif not marked and open_:
+            parts.append(_RESET if colour else "]")
+        open_ = marked
+        parts.append(safe(name, 40) + " ")
+    text = "".join(parts).rstrip()
+    if open_:
+        text += _RESET if colour else "]"
+    return text.replace(" ]", "]").replace("[ ", "[")
+
+
+def alert_text(alert: Alert, colour: bool = False) -> str:
+    proc, exp = alert.process, alert.explanation
+    ppid = "?" if proc.ppid is None else proc.ppid
+    lines = [
+        f"{wall_time(alert.ts_ns)} ALERT #{alert.id} {safe(alert.binary)}: "
+        f"{_who(proc.pid, proc.comm)} tid {alert.tid} ppid {ppid} "
+        f"score {alert.score:.4g} > threshold {alert.threshold:.4g}",
+    ]
+    if proc.exe:
+        lines.append(f"  exe: {safe(proc.exe, 300)}")
+    if exp.syscalls:
+        marked = exp.unseen_spans and not colour
+        note = " (in [ ]: n-grams never seen in training)" if marked else ""
+        lines.append(f"  window{note}: {_window_text(alert, colour)}")
+    if exp.unseen_ngrams:
+        grams = ", ".join(" ".join(safe(c, 40) for c in g) for g in exp.unseen_ngrams[:8])
+        more = f" (+{len(exp.unseen_ngrams) - 8} more)" if len(exp.unseen_ngrams) > 8 else ""
+        lines.append(f"  unseen n-grams: {grams}{more}")
+    if exp.new_syscalls:
+        lines.append("  new to this binary: " + ", ".join(safe(n, 40) for n in exp.new_syscalls))
+    return "\n".join(lines)
+
+
+def repeat_text(repeat: Repeat) -> str:
+    scope = (
+        f"alert #{repeat.alert_id}, {_who(repeat.process.pid, repeat.process.comm)}"
+        if repeat.alert_id is not None
+        else f"{len(repeat.pids)} processes in a burst"
+    )
+    tids = ", ".join(str(t) for t in sorted(repeat.tids)[:10])
+    tids += ", …" if len(repeat.tids) > 10 else ""
+    new = ", ".join(safe(n, 40) for n in repeat.new_syscalls)
+    return (
+        f"{wall_time(repeat.last_ns)} +{repeat.windows} windows in {repeat.period_s:g} s "
+        f"({scope}; tids {tids}; max score {repeat.max_score:.4g})"
+        + (f"; new: {new}" if new else "")
+    )
+
+
+def status_text(binary: str, status: Status) -> str:
+    top = "-" if status.max_score == float("-inf") else f"{status.max_score:.3g}"
+    unscored = f" ({status.unscored:,} windows unscored)" if status.unscored else ""
+    return (
+        f"watching {safe(binary)} {status.elapsed_s:,.0f}s: {status.processes} processes, "
+        f"{status.threads} threads, {status.windows_per_s:,.0f} windows/s, "
+        f"max score {top}/{status.threshold:.3g}, {status.alerts} alerts, "
+        f"{status.lost:,} events lost{unscored}"
+    )
+
+
+def summary_text(binary: str, stats: WatchStats, elapsed_s: float, lost: int, reason: str) -> str:
+    why = {"signal": "stopped", "duration": "duration reached", "alert": "alert seen",
+           "max-alerts": "alert limit reached"}.get(reason, reason)
+    lines = [
+        f"sysgram watch {safe(binary)}: {why} after {elapsed_s:,.1f} s",
+        f"  {stats.windows_scored:,} windows scored, {stats.anomalous_windows:,} anomalous: "
+        f"{stats.alerts:,} alerts, {stats.repeats:,} repeat records",
+        f"  {stats.windows_warmup:,} windows in warm-up, {stats.windows_unscored_loss:,} "
+        f"unscored after losses; {lost:,} events lost",
+        f"  {stats.events:,} syscalls from {stats.processes_seen:,} processes, "
+        f"{stats.threads_seen:,} threads",
+    ]
+    if stats.learned_windows:
+        lines.append(f"  learned from {stats.learned_windows:,} normal windows")
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""Decoding kernel records and restoring per-thread order, without a kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sysgram.collector import abi
+from sysgram.collector.decode import KIND_EVENTS, KIND_GAP, decode_batches, decode_losses
+from sysgram.collector.ordering import ReorderBuffer
+
+
+def batch(runs: list[tuple[int, int, int, list[int]]], dtype=abi.BATCH) -> bytes:
+    """One kernel batch record: runs of (ts, tid, tgid, ids)."""
+    rec = np.zeros(1, dtype=dtype)
+    n = 0
+    for r, (ts, tid, tgid, ids) in enumerate(runs):
+        rec["runs"][0, r] = (ts, tid, tgid, n, 0)
+        if "ids" in dtype.names:
+            rec["ids"][0, n:n + len(ids)] = ids
+        n += len(ids)
+    rec["hdr"]["n_ids"] = n
+    rec["hdr"]["n_runs"] = len(runs)
+    return rec.tobytes()
+
+
+def test_decode_splits_batches_into_runs_with_their_ids():
+    blob = batch([(10, 7, 7, [1, 2, 3]), (20, 8, 7, [4])]) + batch([(15, 9, 9, [5, 6])])
+    runs, ids = decode_batches(blob)
+    assert runs.tid.tolist() == [7, 8, 9]
+    assert runs.length.tolist() == [3, 1, 2]
+    got = [ids[o:o + n].tolist() for o, n in zip(runs.offset, runs.length, strict=True)]
+    assert got == [[1, 2, 3], [4], [5, 6]]
+    assert (runs.kind == KIND_EVENTS).all()
+
+
+def test_losses_become_gaps_sized_by_their_runs():
+    blob = batch([(10, 7, 7, [1, 2, 3]), (20, 8, 7, [4, 4])])
+    # A loss record is a batch's first bytes: header and run table, no ids.
+    gaps = decode_losses(blob[: abi.LOSS.itemsize])
+    assert gaps.tid.tolist() == [7, 8]
+    assert gaps.length.tolist() == [3, 2]
+    assert (gaps.kind == KIND_GAP).all()
+
+
+def test_runs_of_a_migrating_thread_are_released_in_time_order_only_below_the_watermark():
+    buf = ReorderBuffer()
+    # CPU 1's batch arrives first but holds the thread's later runs.
+    cpu1 = batch([(30, 5, 5, [3, 3]), (50, 5, 5, [5])])
+    cpu0 = batch([(10, 5, 5, [1]), (40, 5, 5, [4, 4]), (20, 6, 6, [9])])
+    for blob in (cpu1, cpu0):
+        buf.add(*decode_batches(blob))
+    first = buf.release(45)
+    assert [(s.tid, s.ids.tolist()) for s in first] == [(5, [1, 3, 3, 4, 4]), (6, [9])]
+    assert buf.pending_events == 1               # the run at t=50 waits for the watermark
+    later = buf.release(60)
+    assert [(s.tid, s.ids.tolist()) for s in later] == [(5, [5])]
+    assert len(buf) == 0
+
+
+def test_a_gap_splits_the_thread_stream_where_it_happened():
+    buf = ReorderBuffer()
+    buf.add(*decode_batches(batch([(10, 5, 5, [1]), (30, 5, 5, [3])])))
+    buf.add(decode_losses(batch([(20, 5, 5, [0, 0, 0])])[: abi.LOSS.itemsize]))
+    segs = buf.release(100)
+    assert [(s.kind, s.ids.tolist() if s.ids is not None else s.lost) for s in segs] == [
+        (KIND_EVENTS, [1]), (KIND_GAP, 3), (KIND_EVENTS, [3])]

@@ -1,0 +1,171 @@
+"""The collector against the real kernel: exact per-thread streams, lifecycle, ordering."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from sysgram.collector import (
+    Collector,
+    Exec,
+    TargetSpec,
+    ThreadEvents,
+    ThreadExit,
+    ThreadStart,
+)
+from sysgram.syscalls import table
+
+pytestmark = pytest.mark.kernel
+
+SYS = table()
+GETPPID, BEGIN, END = SYS.number("getppid"), SYS.number("getsid"), SYS.number("getpgid")
+GETUID, SETAFFINITY = SYS.number("getuid"), SYS.number("sched_setaffinity")
+
+
+class Recording:
+    """Everything a collector delivered, gathered per thread."""
+
+    def __init__(self, items: list) -> None:
+        self.items = items
+        self.starts = {i.tid: i for i in items if isinstance(i, ThreadStart)}
+        self.exits = {i.tid: i for i in items if isinstance(i, ThreadExit)}
+        self.execs = [i for i in items if isinstance(i, Exec)]
+        parts: dict[int, list[np.ndarray]] = defaultdict(list)
+        for item in items:
+            if isinstance(item, ThreadEvents):
+                parts[item.tid].append(item.ids)
+        self.streams = {tid: np.concatenate(p) for tid, p in parts.items()}
+        self.pids = {i.pid for i in items if hasattr(i, "pid")}
+
+    def bracketed(self, tid: int) -> np.ndarray:
+        """The ids between the workload's begin and end markers."""
+        ids = self.streams[tid]
+        begin = np.flatnonzero(ids == BEGIN)
+        end = np.flatnonzero(ids == END)
+        assert len(begin) == 1 and len(end) == 1, f"markers of {tid}: {ids.tolist()}"
+        return ids[begin[0] + 1:end[0]]
+
+    def pattern_threads(self) -> list[int]:
+        return [tid for tid, ids in self.streams.items() if (ids == BEGIN).any()]
+
+
+def record_while(comm: str, action, *, settle: float = 0.3, exe: str | None = None) -> tuple:
+    """Run `action()` while collecting `comm`; returns (Recording, stats)."""
+    items: list = []
+    with Collector(TargetSpec(comm, exe=exe)) as collector:
+        action()
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            items += collector.poll(0.05).items
+        collector.stop()
+        items += collector.poll(0).items
+        stats = collector.stats()
+    return Recording(items), stats
+
+
+def test_23_getppid_per_thread_and_forked_child_exactly_in_order(build_workload):
+    exe = build_workload("pattern")
+    rec, stats = record_while(exe.name, lambda: subprocess.run([exe, "3", "23", "1", "0"],
+                                                               check=True))
+    threads = rec.pattern_threads()
+    assert len(threads) == 4                      # 3 threads + the forked child
+    for tid in threads:
+        assert rec.bracketed(tid).tolist() == [GETPPID] * 23
+        assert int((rec.streams[tid] == GETPPID).sum()) == 23
+        assert rec.starts[tid].comm == exe.name
+        assert rec.exits[tid].tid == tid          # every thread ends after its events
+    child = [t for t in threads if rec.starts[t].pid == t]
+    assert len(child) == 1 and rec.starts[child[0]].ppid in rec.pids
+    assert {rec.starts[t].exe_sha256 for t in threads} != {None}
+    assert stats.lost == 0 and stats.lost_unattributed == 0
+
+
+def test_running_process_is_seeded_from_proc(build_workload):
+    exe = build_workload("pattern")
+    proc = subprocess.Popen([exe, "3", "23", "0", "1"], stdin=subprocess.PIPE)
+    try:
+        time.sleep(0.2)                           # it now waits on stdin, already running
+
+        def release() -> None:
+            proc.communicate(b"go\n", timeout=10)
+
+        rec, _ = record_while(exe.name, release)
+    finally:
+        proc.kill()
+    assert len(rec.pattern_threads()) == 3
+    for tid in rec.pattern_threads():
+        assert rec.bracketed(tid).tolist() == [GETPPID] * 23
+        assert rec.starts[tid].pid == proc.pid
+
+
+def test_exec_into_name_and_restart_are_recorded_other_names_are_not(build_workload):
+    exe = build_workload("pattern")
+    other = build_workload("pattern")             # same program, another name
+    pids = []
+
+    def run() -> None:
+        bystander = subprocess.Popen([other, "2", "23", "0", "0"])
+        for _ in range(2):                         # a shell that execs into the name, twice
+            sh = subprocess.Popen(["/bin/sh", "-c", f"exec {exe} 1 23 0 0"])
+            sh.wait(timeout=10)
+            pids.append(sh.pid)
+        bystander.wait(timeout=10)
+        pids.append(-bystander.pid)
+
+    rec, _ = record_while(exe.name, run)
+    assert [e.pid for e in rec.execs] == pids[:2]
+    assert all(e.comm == exe.name and e.filename.endswith(exe.name) for e in rec.execs)
+    recorded = {rec.starts[t].pid for t in rec.pattern_threads()}
+    assert recorded == set(pids[:2])
+    assert -pids[2] not in rec.pids                # the other name left no trace
+    for tid in rec.pattern_threads():
+        assert rec.bracketed(tid).tolist() == [GETPPID] * 23
+
+
+def test_thread_hopping_cpus_keeps_its_order(build_workload):
+    exe = build_workload("hop")
+    rounds = 300
+    rec, stats = record_while(exe.name, lambda: subprocess.run([exe, str(rounds)], check=True))
+    (tid,) = rec.pattern_threads()
+    expected = []
+    for i in range(rounds):
+        expected += [SETAFFINITY] + [GETPPID] * (i % 7 + 1) + [GETUID]
+    got = rec.bracketed(tid).tolist()
+    assert len(got) == len(expected)
+    assert got == expected
+    assert stats.lost == 0
+
+
+def test_exe_refinement_drops_other_binaries_with_the_name(build_workload, tmp_path):
+    exe = build_workload("pattern")
+    twin_dir = tmp_path / "twin"
+    twin_dir.mkdir()
+    twin = twin_dir / exe.name                     # same name, another file
+    shutil.copy2(exe, twin)
+
+    def run() -> None:
+        subprocess.run([twin, "1", "23", "0", "0"], check=True)
+        subprocess.run([exe, "1", "23", "0", "0"], check=True)
+
+    rec, stats = record_while(exe.name, run, exe=str(exe))
+    pids = {rec.starts[t].pid for t in rec.pattern_threads()}
+    assert len(pids) == 1
+    assert {rec.starts[t].exe for t in rec.pattern_threads()} == {str(exe)}
+    assert stats.dropped_exe == 1
+
+
+def test_a_target_that_execs_another_program_stays_tracked(build_workload):
+    exe = build_workload("pattern")
+    successor = build_workload("pattern")          # another name: not a target by itself
+    rec, _ = record_while(exe.name, lambda: subprocess.run(
+        [exe, "1", "23", "0", "0", successor, "1", "23", "0", "0"], check=True))
+    assert [e.comm for e in rec.execs][-1] == successor.name
+    threads = rec.pattern_threads()
+    assert len(threads) == 2                        # one thread of each program image
+    for tid in threads:
+        assert rec.bracketed(tid).tolist() == [GETPPID] * 23

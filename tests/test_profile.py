@@ -1,0 +1,113 @@
+"""Profiles on two Markov chains: calibrated false alarms on one chain, the other flagged."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from sysgram.features import Sequences
+from sysgram.features.synthetic import random_chain, sample_chain
+from sysgram.models.profile import NotEnoughData, Profile
+from sysgram.models.streaming import StreamScorer, ThresholdPolicy
+
+SYMBOLS = np.array([0, 1, 2, 3, 4, 5, 8, 9, 12, 13, 21, 39, 41, 42, 45, 60, 61, 72, 78, 202, 228,
+                    230, 231, 232, 257, 262, 270, 281, 288, 293], dtype=np.int64)
+
+
+def _streams(chain_seed, n, length, seed):
+    rng = np.random.default_rng(seed)
+    chain = random_chain(SYMBOLS, np.random.default_rng(chain_seed), successors=4)
+    return Sequences.from_list([sample_chain(chain, length, rng) for _ in range(n)])
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return Profile(target_far=1e-3).fit(_streams(1, 40, 4000, seed=0))
+
+
+def test_params_and_learned_state(fitted):
+    fresh = clone(fitted)
+    assert fresh.get_params() == fitted.get_params()
+    assert not [k for k in vars(fresh) if k.endswith("_")]
+    assert fitted.window_ == 64 and fitted.stride_ == 16  # the project defaults
+    assert fitted.training_summary_["split"] == "threads"
+    assert fitted.calibration_["n_calibration"] >= 50
+
+
+def test_held_out_normal_windows_alarm_at_about_the_calibrated_rate(fitted):
+    normal = fitted.windows(_streams(1, 60, 4000, seed=1)).seqs  # ~14,000 unseen windows
+    rate = float(np.mean(fitted.is_anomalous(fitted.score_windows(normal))))
+    assert rate <= 5 * fitted.target_far
+
+
+def test_windows_of_the_other_chain_score_above(fitted):
+    other = fitted.windows(_streams(2, 5, 2000, seed=2)).seqs
+    assert np.mean(fitted.is_anomalous(fitted.score_windows(other))) > 0.99
+    threads = fitted.score_threads(_streams(2, 5, 2000, seed=3))
+    assert np.all(threads > fitted.thread_threshold_)
+
+
+def test_too_little_data_says_how_much_is_needed():
+    with pytest.raises(NotEnoughData, match=r"only \d+ windows .* at least \d+"):
+        Profile().fit(_streams(1, 1, 500, seed=0))
+
+
+def test_one_long_thread_is_held_out_by_blocks():
+    p = Profile(target_far=1e-3).fit(_streams(1, 1, 20000, seed=4))
+    assert p.training_summary_["split"] == "blocks"
+    assert p.calibration_["n_calibration"] >= 50
+
+
+def test_explain_names_new_syscalls_and_unseen_ngrams(fitted):
+    window = np.array([0, 1, 2, 59, 59, 0], dtype=np.uint16)  # 59 = execve, never seen
+    out = fitted.explain(window)
+    assert out["new_syscalls"] == ["execve"]
+    assert out["syscalls"][3] == "execve"
+    assert ["execve", "execve"] in out["unseen_ngrams"]["2"]
+    assert out["unseen_counts"]["1"] == 1
+
+
+def test_whole_thread_rollup(fitted):
+    p = clone(fitted).set_params(rollup="whole").fit(_streams(1, 40, 4000, seed=0))
+    normal = p.score_threads(_streams(1, 5, 4000, seed=7))
+    other = p.score_threads(_streams(2, 5, 4000, seed=8))
+    assert other.min() > normal.max()
+
+
+def test_streaming_scores_equal_offline_scores(fitted):
+    stream = _streams(1, 1, 3000, seed=9)[0]
+    scorer = StreamScorer(fitted)
+    rng = np.random.default_rng(0)
+    pos = 0
+    while pos < len(stream):
+        step = int(rng.integers(1, 200))
+        scorer.push(7, stream[pos : pos + step])
+        pos += step
+    scorer.end(7)
+    live = np.concatenate([s.scores for s in scorer.score_pending()])
+    offline = fitted.score_windows(fitted.windows(Sequences.from_list([stream])).seqs)
+    assert np.allclose(live, offline)
+    assert scorer.stats.windows_scored == len(offline)
+
+
+def test_gap_closes_the_segment():
+    p = Profile(window=8, stride=4, target_far=1e-3).fit(_streams(1, 10, 600, seed=0))
+    scorer = StreamScorer(p)
+    scorer.push(1, np.zeros(10, dtype=np.uint16))
+    scorer.gap(1, lost=5)
+    scorer.push(1, np.ones(3, dtype=np.uint16))
+    scorer.end(1)
+    (scored,) = scorer.score_pending()
+    # Windows: [0:8] then the end-aligned [2:10] before the gap; a short [0:3] after it.
+    assert scored.windows.lengths.tolist() == [8, 8, 3]
+    assert scorer.stats.events_lost == 5
+
+
+def test_learning_refuses_anomalous_windows(fitted):
+    scorer = StreamScorer(fitted, ThresholdPolicy.from_profile(fitted))
+    strange = np.array([59, 59, 59, 62] * 16, dtype=np.uint16)  # execve/kill storm
+    before = scorer.novelty.size()
+    assert scorer.learn_one(strange) is False
+    assert scorer.novelty.size() == before
+    normal = fitted.windows(_streams(1, 1, 64, seed=11)).seqs[0]
+    assert scorer.learn_one(normal) is True
+    assert scorer.stats.learning_refused == 1 and scorer.stats.windows_learned == 1

@@ -1,0 +1,129 @@
+"""`sysgram record` end to end: attached line, dataset contents, SIGTERM, kill -9, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sysgram.datasets import Dataset
+from sysgram.syscalls import table
+
+SYSGRAM = [sys.executable, "-m", "sysgram"]
+GETPPID, BEGIN, END = (table().number(n) for n in ("getppid", "getsid", "getpgid"))
+
+
+def start_recorder(*args: str) -> subprocess.Popen:
+    """`sysgram record ...`, returned once it printed its `attached` line."""
+    proc = subprocess.Popen([*SYSGRAM, "record", *args], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("attached"):
+            return proc
+    proc.kill()
+    pytest.fail(f"recorder never attached: {''.join(lines)}")
+
+
+def pattern_traces(dataset: Dataset) -> list:
+    return [t for t in dataset.threads if (t.ids == BEGIN).any()]
+
+
+def bracketed(ids: np.ndarray) -> list[int]:
+    return ids[int(np.flatnonzero(ids == BEGIN)[0]) + 1:int(np.flatnonzero(ids == END)[0])].tolist()
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_record_writes_every_thread_and_stops_cleanly_on_a_signal(build_workload, tmp_path,
+                                                                  stop_signal):
+    exe = build_workload("pattern")
+    out = tmp_path / "rec"
+    recorder = start_recorder("--proc", exe.name, "--out", str(out))
+    subprocess.run([exe, "3", "23", "1", "0"], check=True)
+    time.sleep(0.5)
+    recorder.send_signal(stop_signal)
+    _, err = recorder.communicate(timeout=20)
+    assert recorder.returncode == 0, err
+    assert f"stopped by {stop_signal.name}" in err and "recorded " in err
+    dataset = Dataset.open(out)
+    assert not dataset.warnings
+    traces = pattern_traces(dataset)
+    assert len(traces) == 4
+    for trace in traces:
+        assert bracketed(trace.ids) == [GETPPID] * 23
+        assert trace.comm == exe.name and trace.exe == str(exe) and trace.exe_sha256
+        assert trace.end_ns is not None and trace.lost == 0
+
+
+@pytest.mark.kernel
+def test_record_duration_ends_it(build_workload, tmp_path):
+    exe = build_workload("pattern")
+    recorder = start_recorder("--proc", exe.name, "--duration", "1s", "--out",
+                              str(tmp_path / "rec"))
+    _, err = recorder.communicate(timeout=20)
+    assert recorder.returncode == 0
+    assert f"no process is named '{exe.name}' yet" in err
+
+
+@pytest.mark.kernel
+def test_kill_9_of_the_recorder_leaves_a_readable_dataset(build_workload, tmp_path):
+    exe = build_workload("pattern")
+    out = tmp_path / "rec"
+    recorder = start_recorder("--proc", exe.name, "--out", str(out))
+    subprocess.run([exe, "2", "23", "0", "0"], check=True)
+    time.sleep(1.5)                               # older than ~1 s must have reached the disk
+    os.kill(recorder.pid, signal.SIGKILL)
+    recorder.wait(timeout=10)
+    dataset = Dataset.open(out)
+    traces = pattern_traces(dataset)
+    assert len(traces) == 2
+    assert all(bracketed(t.ids) == [GETPPID] * 23 for t in traces)
+
+
+def test_record_refuses_a_non_empty_foreign_directory(tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    result = subprocess.run([*SYSGRAM, "record", "--proc", "x", "--out", str(out),
+                             "--duration", "1s"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "not empty" in result.stderr and "Traceback" not in result.stderr
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_record_rejects_a_bad_duration_and_a_missing_exe(tmp_path):
+    for args, words in ((["--duration", "soon"], "not a duration"),
+                        (["--exe", str(tmp_path / "nope")], "is not a file")):
+        result = subprocess.run([*SYSGRAM, "record", "--proc", "x", *args], capture_output=True,
+                                text=True, timeout=30)
+        assert result.returncode == 2 and words in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.kernel
+def test_record_stops_cleanly_when_the_disk_is_full(build_workload, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        exe = build_workload("spin")
+        recorder = start_recorder("--proc", exe.name, "--out", str(small / "rec"))
+        subprocess.run([exe, "300000"], check=True, capture_output=True)
+        _, err = recorder.communicate(timeout=30)
+        assert recorder.returncode == 2, err
+        assert "full" in err and "Traceback" not in err
+        dataset = Dataset.open(small / "rec")     # still readable
+        assert dataset.meta.get("status") == "failed"
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+

@@ -1,0 +1,188 @@
+"""Profile persistence: round trip, and every refusal the issue asks for, one sentence each."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sysgram.cli import main
+from sysgram.errors import UserError
+from sysgram.features import Sequences
+from sysgram.features.synthetic import random_chain, sample_chain
+from sysgram.models import envelope
+from sysgram.models.envelope import ProfileFileError
+from sysgram.models.profile import Profile
+from sysgram.models.store import STORE_ENV, ProfileStore, profile_meta, store_path
+
+
+def _streams(chain_seed, n, length, seed):
+    rng = np.random.default_rng(seed)
+    chain = random_chain(np.arange(30), np.random.default_rng(chain_seed))
+    return Sequences.from_list([sample_chain(chain, length, rng) for _ in range(n)])
+
+
+@pytest.fixture(scope="module")
+def trained():
+    traces = _streams(1, 10, 1500, seed=0)
+    return Profile(target_far=1e-3).fit(traces), traces
+
+
+@pytest.fixture()
+def store(tmp_path, trained):
+    profile, traces = trained
+    s = ProfileStore(tmp_path / "profiles")
+    s.save("demo", profile, profile_meta(profile, binary={"name": "demo"}), traces)
+    return s
+
+
+def test_round_trip_scores_identically(store, trained):
+    profile, traces = trained
+    loaded = store.load("demo")
+    windows = profile.windows(traces).seqs
+    assert np.array_equal(loaded.profile.score_windows(windows), profile.score_windows(windows))
+    assert np.array_equal(loaded.traces.values, traces.values)
+    assert loaded.header["features"]["window"] == profile.window_
+    assert loaded.header["syscall_table"]["arch"] == profile.arch_
+    assert len(loaded.header["payload_sha256"]) == 64
+    path = store.path("demo")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert store.names() == ["demo"]
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_flipped_byte_is_refused(store):
+    path = store.path("demo")
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ProfileFileError, match="corrupt or was modified"):
+        store.load("demo")
+
+
+def test_truncated_file_is_refused(store):
+    path = store.path("demo")
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ProfileFileError, match="corrupt"):
+        store.load("demo")
+
+
+def test_world_writable_file_is_refused(store):
+    os.chmod(store.path("demo"), 0o666)
+    with pytest.raises(ProfileFileError, match="other than root or its owner can write"):
+        store.load("demo")
+
+
+def test_group_writable_directory_is_refused(store):
+    os.chmod(store.root, 0o770)
+    with pytest.raises(ProfileFileError, match="can write that directory"):
+        store.load("demo")
+
+
+def test_other_format_version_is_refused(store, monkeypatch):
+    monkeypatch.setattr(envelope, "FORMAT_VERSION", 99)
+    with pytest.raises(ProfileFileError, match="format version 1 .* reads version 99"):
+        store.load("demo")
+
+
+def test_not_a_profile_is_refused(store):
+    store.path("demo").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(ProfileFileError, match="not a sysgram profile"):
+        store.load("demo")
+
+
+def test_symlink_leaving_the_store_is_refused(store, tmp_path):
+    outside = tmp_path / "elsewhere.profile"
+    outside.write_bytes(store.path("demo").read_bytes())
+    os.chmod(outside, 0o600)
+    (store.root / "evil.profile").symlink_to(outside)
+    with pytest.raises(ProfileFileError, match="outside the profile store"):
+        store.load("evil")
+    (store.root / "alias.profile").symlink_to(store.path("demo"))
+    assert store.load("alias").header["name"] == "demo"
+
+
+def test_changed_binary_warns(tmp_path, trained):
+    profile, _ = trained
+    binary = tmp_path / "prog"
+    binary.write_bytes(b"v1")
+    s = ProfileStore(tmp_path / "p")
+    from sysgram.models.store import file_sha256
+
+    meta = profile_meta(profile, binary={"name": "prog", "path": str(binary),
+                                         "sha256": file_sha256(binary)})
+    s.save("prog", profile, meta)
+    assert s.load("prog").warnings == []
+    binary.write_bytes(b"v2")
+    (warning,) = s.load("prog").warnings
+    assert "changed since this profile was trained" in warning
+
+
+def test_bad_names_and_missing_profiles(tmp_path, monkeypatch):
+    s = ProfileStore(tmp_path)
+    for bad in ["../x", "a/b", "", ".hidden"]:
+        with pytest.raises(UserError):
+            s.path(bad)
+    with pytest.raises(UserError, match="no profile for 'ghost'"):
+        s.load("ghost")
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "env"))
+    assert store_path() == tmp_path / "env"
+    assert store_path("/x") == Path("/x")
+
+
+# -- the CLI, end to end on synthetic recordings ----------------------------------------------
+
+
+def _record(path, chain_seed, n, length, seed, gap=False):
+    from sysgram.datasets import DatasetWriter
+
+    rng = np.random.default_rng(seed)
+    chain = random_chain(np.arange(30), np.random.default_rng(chain_seed))
+    with DatasetWriter(path, arch="x86_64", source="synthetic", target={"comm": "demo"}) as w:
+        for i in range(n):
+            ids = sample_chain(chain, length, rng)
+            w.start_thread(100 + i, pid=100, comm="demo")
+            w.append(100 + i, ids[: length // 2])
+            if gap:
+                w.gap(100 + i, 3)
+            w.append(100 + i, ids[length // 2 :])
+            w.end_thread(100 + i)
+
+
+def test_cli_train_show_score_append_rm(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "store"))
+    _record(tmp_path / "normal", 1, 12, 1500, seed=0)
+    _record(tmp_path / "more", 1, 4, 1500, seed=1, gap=True)
+    _record(tmp_path / "other", 2, 3, 800, seed=2)
+    assert main(["train", "--proc", "demo", "--from", str(tmp_path / "normal")]) == 0
+    assert "threshold" in capsys.readouterr().out
+    assert main(["train", "--proc", "demo", "--from", str(tmp_path / "more"), "--append"]) == 0
+    capsys.readouterr()
+    assert main(["profiles", "show", "demo", "--json"]) == 0
+    header = json.loads(capsys.readouterr().out)
+    assert [s["path"] for s in header["training"]["sources"]] == [
+        str(tmp_path / "normal"), str(tmp_path / "more")]
+    assert header["training"]["threads"] == 12 + 4 * 2  # the gap cuts 4 threads in two
+    assert main(["score", "--proc", "demo", str(tmp_path / "other"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["summary"]["anomalous_threads"] == 3
+    assert all(w["anomalous"] for w in result["windows"])
+    assert "explain" in result["windows"][0]
+    assert main(["score", "--proc", "demo", str(tmp_path / "more"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["summary"]["lost_events"] == 12
+    assert result["summary"]["anomalous_windows"] <= 1
+    assert main(["profiles", "list"]) == 0
+    assert "demo" in capsys.readouterr().out
+    assert main(["profiles", "rm", "demo"]) == 0
+    assert main(["profiles", "show", "demo"]) == 2
+    assert "no profile for 'demo'" in capsys.readouterr().err
+
+
+def test_cli_too_little_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "store"))
+    _record(tmp_path / "tiny", 1, 1, 300, seed=0)
+    assert main(["train", "--proc", "demo", "--from", str(tmp_path / "tiny")]) == 2
+    err = capsys.readouterr().err
+    assert "only 16 windows" in err and "needs at least 250" in err

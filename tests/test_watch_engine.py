@@ -1,0 +1,355 @@
+"""The watch engine on fake collector items (design §2 names) and a fake profile (§5)."""
+
+from __future__ import annotations
+
+import gc
+import json
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sysgram.features import sliding_windows
+from sysgram.models.streaming import ThresholdPolicy
+from sysgram.syscalls import table
+from sysgram.watch import (
+    ThreadStream,
+    ThresholdScorer,
+    WatchConfig,
+    WatchEngine,
+    for_terminal,
+    to_json_line,
+)
+
+S = 1_000_000_000  # one second in ns
+NAMES = table("x86_64")
+READ, WRITE, OPENAT, CLOSE = 0, 1, 257, 3
+CLONE, EXECVE, CONNECT = 56, 59, 42
+
+
+# -- fakes that follow the contracts ------------------------------------------------------
+@dataclass
+class ThreadStart:
+    tid: int
+    pid: int
+    ppid: int | None
+    comm: str | None
+    exe: str | None
+    exe_sha256: str | None
+    ts_ns: int
+
+
+@dataclass
+class ThreadEvents:
+    tid: int
+    pid: int
+    ids: np.ndarray
+    ts_ns: int
+
+
+@dataclass
+class Gap:
+    tid: int
+    pid: int
+    lost: int
+    ts_ns: int
+
+
+@dataclass
+class Exec:
+    tid: int
+    pid: int
+    filename: str
+    comm: str
+    ts_ns: int
+
+
+@dataclass
+class ThreadExit:
+    tid: int
+    pid: int
+    ts_ns: int
+    group_dead: bool
+
+
+class FakeProfile:
+    """Score = fraction of a window's calls outside the trained set {read, write, openat, close}."""
+
+    window = 4
+    stride = 2
+    threshold_ = 0.4
+    known = np.array([READ, WRITE, OPENAT, CLOSE])
+    vocabulary_ = SimpleNamespace(symbols_=known)  # as a fitted Profile has it
+
+    def score_windows(self, seqs):
+        novel = ~np.isin(seqs.values, self.known)
+        per_row = np.add.reduceat(novel.astype(float), seqs.offsets[:-1]) if len(seqs) else []
+        return np.asarray(per_row) / np.maximum(seqs.lengths, 1)
+
+    def explain(self, window):
+        names = NAMES.names(window)
+        new = [NAMES.name(x) for x in dict.fromkeys(int(v) for v in window) if x not in self.known]
+        grams = [names[k : k + 2] for k in range(len(names) - 1)
+                 if int(window[k]) not in self.known or int(window[k + 1]) not in self.known]
+        return {"syscalls": names, "unseen_ngrams": grams, "new_syscalls": new}
+
+
+class ListLearner:
+    def __init__(self) -> None:
+        self.learned: list[np.ndarray] = []
+
+    def learn(self, seqs):
+        self.learned.append(seqs.values.copy())
+
+
+class BareProfile(FakeProfile):
+    """A profile that can only explain itself (no vocabulary to find new syscalls with)."""
+
+    vocabulary_ = None
+
+
+def ids(*calls: int) -> np.ndarray:
+    return np.array(calls, dtype=np.uint16)
+
+
+def engine(warmup_s: float = 0.0, learn: bool = False, bare: bool = False, **kw) -> WatchEngine:
+    profile = BareProfile() if bare else FakeProfile()
+    config = WatchConfig(binary="victim", warmup_s=warmup_s, **kw)
+    learner = ListLearner() if learn else None
+    return WatchEngine(ThresholdScorer(profile, learner=learner), config, NAMES)
+
+
+def start(tid, pid=None, ppid=1, ts=0, comm="victim"):
+    return ThreadStart(tid, pid or tid, ppid, comm, "/usr/bin/victim", "ab" * 32, ts)
+
+
+NORMAL = ids(READ, WRITE, OPENAT, CLOSE)
+
+
+# -- the rolling window --------------------------------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(
+    length=st.integers(1, 12),
+    stride=st.integers(1, 9),
+    stream=st.lists(st.integers(0, 400), max_size=80),
+    cuts=st.lists(st.integers(0, 80), max_size=6),
+)
+def test_stream_fed_in_pieces_gives_the_offline_windows(length, stride, stream, cuts):
+    whole = np.array(stream, dtype=np.uint16)
+    rolling = ThreadStream(length, stride)
+    got = []
+    for piece in np.split(whole, sorted(c for c in cuts if c <= len(whole))):
+        got += list(rolling.feed(piece).windows)
+        assert rolling.buffered <= length + stride
+    last = rolling.close().last
+    got += [last] if last is not None else []
+    offline = sliding_windows(whole, length, stride)
+    assert [w.tolist() for w in got] == [offline[i].tolist() for i in range(len(offline))]
+
+
+def test_a_gap_ends_the_segment_and_counts_the_windows_it_spans():
+    rolling = ThreadStream(4, 2)
+    first = rolling.feed(ids(1, 2, 3, 4, 5))  # windows at 0; next start 2 needs 6 calls
+    assert first.windows.tolist() == [[1, 2, 3, 4]]
+    cut = rolling.gap(10)
+    assert cut.last.tolist() == [2, 3, 4, 5]  # complete and contiguous: still scored
+    assert cut.unscored == -(-(4 - 1 + 10) // 2)
+    after = rolling.feed(ids(7, 8))
+    assert len(after.windows) == 0
+    stub = rolling.close()
+    assert stub.last is None and stub.unscored == 1  # not the whole stream: never scored
+
+
+# -- the engine ------------------------------------------------------------------------------
+def test_normal_stream_scores_without_alerts():
+    eng = engine()
+    items = [start(10)] + [ThreadEvents(10, 10, NORMAL, k * 1000) for k in range(50)]
+    assert eng.ingest(items) == []
+    assert eng.stats.windows_scored == (200 - 4) // 2 + 1
+    assert eng.stats.events == 200
+
+
+@pytest.mark.parametrize("bare", [False, True])
+def test_alert_explains_itself(bare):
+    eng = engine(bare=bare)
+    eng.ingest([ThreadStart(10, 10, 7, "victim", "/usr/bin/victim", "ab" * 32, 0),
+                ThreadEvents(10, 10, NORMAL, 1)])
+    alerts = eng.ingest([ThreadEvents(10, 10, ids(CLONE, EXECVE), 5 * S)])
+    assert len(alerts) == 1
+    record = alerts[0].record()
+    assert record["kind"] == "alert" and record["schema"] == "sysgram.alert/1"
+    assert (record["pid"], record["tid"], record["ppid"], record["comm"]) == (10, 10, 7, "victim")
+    assert record["exe"] == "/usr/bin/victim" and record["binary"] == "victim"
+    assert record["score"] > record["threshold"] == 0.4
+    assert record["new_syscalls"] == ["clone", "execve"]
+    assert "clone" in record["window"]["syscalls"]
+    marked = [record["window"]["syscalls"][k] for k in record["window"]["unseen"]]
+    assert "execve" in marked and record["window"]["unseen_ngrams"]
+    assert record["time"].endswith("Z")
+
+
+def test_windows_spanning_a_loss_are_counted_not_scored():
+    eng = engine()
+    eng.ingest([start(10), ThreadEvents(10, 10, ids(READ, WRITE, OPENAT), 1)])
+    alerts = eng.ingest([Gap(10, 10, 50, 2), ThreadEvents(10, 10, ids(CLOSE, READ, WRITE), 3)])
+    assert alerts == []
+    assert eng.stats.lost_events == 50
+    assert eng.stats.windows_scored == 0  # 3 calls each side of the loss: no whole window
+    assert eng.stats.windows_unscored_loss == 1 + 27  # the stub before, the spans across
+
+
+def test_warmup_after_process_start_and_exec_but_not_after_fork():
+    eng = engine(warmup_s=2.0)
+    burst = ids(CLONE, EXECVE, CONNECT, CLONE)
+    # A new process: its start-up burst stays quiet.
+    assert eng.ingest([start(10, ts=0), ThreadEvents(10, 10, burst, S)]) == []
+    assert eng.stats.windows_warmup == 1 and eng.stats.windows_scored == 0
+    # After the warm-up the same calls alert.
+    assert len(eng.ingest([ThreadEvents(10, 10, burst, 3 * S)])) == 1
+    # A fork child continues its parent's program: scored at once, and its alerts fold
+    # into the parent's period (one shell spawned by the binary is one incident).
+    flagged = eng.stats.anomalous_windows
+    alerts = eng.ingest([start(11, ppid=10, ts=4 * S), ThreadEvents(11, 11, burst, 4 * S)])
+    assert alerts == [] and eng.stats.windows_warmup == 1
+    assert eng.stats.anomalous_windows == flagged + 1
+    (repeat,) = eng.expire(9 * S)
+    assert repeat.record()["root_pid"] == 10 and 11 in repeat.pids
+    # An exec starts a new program: warm-up again.
+    before = eng.stats.windows_warmup
+    eng.ingest([Exec(11, 11, "/bin/sh", "sh", 5 * S), ThreadEvents(11, 11, burst, 5 * S + 1)])
+    assert eng.stats.windows_warmup == before + 1
+
+
+def test_alerts_of_one_process_fold_into_a_repeat_and_none_are_dropped():
+    eng = engine(aggregate_s=5.0)
+    bad = ids(CLONE, EXECVE, CONNECT, CLONE)
+    emitted = eng.ingest([start(10), start(12, pid=10)])
+    for k in range(40):  # 40 anomalous windows in 4 s, from two threads of pid 10
+        emitted += eng.ingest([ThreadEvents(10 + 2 * (k % 2), 10, bad, k * S // 10)])
+    assert len(emitted) == 1
+    repeats = eng.expire(5 * S)
+    assert len(repeats) == 1
+    rec = repeats[0].record()
+    assert rec["kind"] == "repeat" and rec["alert_id"] == emitted[0].id
+    assert rec["windows"] == eng.stats.anomalous_windows - 1 > 39
+    assert rec["tids"] == [10, 12] and rec["new_syscalls"]
+    # The next period opens with a fresh alert.
+    assert len(eng.ingest([ThreadEvents(10, 10, bad, 6 * S)])) == 1
+
+
+@pytest.mark.parametrize("bare", [False, True])
+def test_a_window_with_new_syscalls_is_never_folded_away(bare):
+    eng = engine(bare=bare)
+    eng.scorer.policy = ThresholdPolicy(-1.0)  # weak alerts: every window, nothing new
+    weak = ids(READ, WRITE, READ, READ)
+    emitted = eng.ingest([start(10), ThreadEvents(10, 10, np.tile(weak, 20), S)])
+    assert len(emitted) == 1 and eng.stats.anomalous_windows > 30
+    # In the same period, the first window that brings new syscalls is new evidence.
+    emitted = eng.ingest([ThreadEvents(10, 10, ids(CONNECT, CLONE), 2 * S)])
+    assert len(emitted) == 1 and emitted[0].explanation.new_syscalls == ["connect", "clone"]
+    # Once the period has named new syscalls, further ones fold into its repeat.
+    assert eng.ingest([ThreadEvents(10, 10, ids(EXECVE, READ), 3 * S)]) == []
+    (repeat,) = eng.expire(10 * S)
+    assert repeat.windows == eng.stats.anomalous_windows - 2
+    assert "execve" in repeat.record()["new_syscalls"]
+
+
+def test_a_burst_of_alerting_processes_folds_binary_wide():
+    eng = engine(burst=5)
+    bad = ids(CLONE, EXECVE, CONNECT, CLONE)
+    emitted = []
+    for pid in range(100, 130):
+        emitted += eng.ingest([start(pid, ts=pid), ThreadEvents(pid, pid, bad, pid),
+                               ThreadExit(pid, pid, pid + 1, True)])
+    assert len(emitted) == 5
+    repeats = eng.expire(10 * S)
+    assert sum(r.windows for r in repeats) == 25
+    assert repeats[0].record()["alert_id"] is None and len(repeats[0].pids) == 25
+
+
+def test_short_lived_thread_gets_one_short_window_at_exit():
+    eng = engine()
+    alerts = eng.ingest([start(10), ThreadEvents(10, 10, ids(CLONE, EXECVE), 1),
+                         ThreadExit(10, 10, 2, True)])
+    assert eng.stats.windows_scored == 1 and len(alerts) == 1
+    assert alerts[0].explanation.syscalls == ["clone", "execve"]
+
+
+def test_fork_storm_frees_every_thread_and_memory_stays_bounded():
+    eng = engine(warmup_s=1.0)
+    eng.ingest([start(1)])
+
+    def storm(first: int, count: int) -> None:
+        for drain in range(first, first + count, 100):  # 100 short-lived children a drain
+            items = []
+            for pid in range(drain, drain + 100):
+                items += [start(pid, ppid=1, ts=pid), ThreadEvents(pid, pid, NORMAL, pid),
+                          ThreadEvents(pid, pid, ids(READ, CLOSE, READ), pid + 1),
+                          ThreadExit(pid, pid, pid + 2, True)]
+            eng.ingest(items)
+
+    storm(10, 1000)  # warm caches
+    gc.collect()
+    before = len(gc.get_objects())
+    storm(2000, 10_000)
+    gc.collect()
+    grown = len(gc.get_objects()) - before
+    assert (eng.processes, eng.threads, eng.buffered_calls()) == (1, 1, 0)
+    assert eng.stats.threads_seen == 11_001 and eng.stats.processes_seen == 11_001
+    assert eng.stats.windows_scored == 11_000 * 3
+    assert grown < 100  # no per-process residue left by 10,000 children
+
+
+def test_events_of_an_unannounced_thread_are_followed():
+    eng = engine()
+    eng.ingest([ThreadEvents(77, 70, NORMAL, 1), ThreadExit(77, 70, 2, True)])
+    assert eng.stats.threads_unannounced == 1 and eng.stats.windows_scored == 1
+    assert eng.threads == 0 and eng.processes == 0
+
+
+def test_missed_exits_are_reaped():
+    eng = engine()
+    eng.ingest([start(10), ThreadEvents(10, 10, NORMAL, 1), start(11),
+                ThreadEvents(11, 11, NORMAL, 1)])
+    freed = eng.reap(100 * S, idle_s=10, alive=lambda pid, tid: tid == 11)
+    assert freed == 1 and eng.threads == 1 and eng.stats.threads_reaped == 1
+
+
+def test_learning_never_sees_anomalous_windows():
+    eng = engine(learn=True)
+    eng.ingest([start(10), ThreadEvents(10, 10, np.tile(NORMAL, 3), 1),
+                ThreadEvents(10, 10, ids(CLONE, EXECVE, CONNECT, CLONE), 2)])
+    learned = np.concatenate(eng.scorer.learner.learned)
+    assert len(learned) and np.isin(learned, FakeProfile.known).all()
+    assert eng.stats.learned_windows > 0
+
+
+def test_finish_flushes_open_periods():
+    eng = engine()
+    bad = ids(CLONE, EXECVE, CONNECT, CLONE)
+    eng.ingest([start(10), ThreadEvents(10, 10, bad, 1), ThreadEvents(10, 10, bad, 2)])
+    alerts, repeats = eng.finish()
+    assert alerts == [] and [r.windows for r in repeats] == [2]
+
+
+# -- escaping ----------------------------------------------------------------------------
+EVIL = "vic\x1b]0;owned\x07\x1b[2J\u202etim\r\n\x9b"
+
+
+@pytest.mark.parametrize("text", [EVIL, b"\x1b[31mred", "back\\slash\x00"])
+def test_terminal_text_has_no_control_characters(text):
+    safe = for_terminal(text)
+    assert all(ch.isprintable() for ch in safe)
+    assert "\x1b" not in safe and "\u202e" not in safe
+
+
+def test_json_lines_escape_hostile_names():
+    eng = engine()
+    alerts = eng.ingest([start(10, comm=EVIL), ThreadEvents(10, 10, ids(CLONE, EXECVE), 1),
+                         ThreadExit(10, 10, 2, True)])
+    line = to_json_line(alerts[0].record())
+    assert line.isprintable() and "\n" not in line
+    assert json.loads(line)["comm"] == EVIL

@@ -209,6 +209,13 @@ def measure(reps: int, calls: int) -> dict:
             cpu_s += after["cpu_s"] - before["cpu_s"]
             events += after["events"] - before["events"]
             untargeted.append(spin(other, calls))
+        # Full rate: one traced loop per CPU at once, every event must still arrive.
+        burst_started = time.monotonic()
+        loops = [subprocess.Popen([str(target), str(calls)], stdout=subprocess.DEVNULL)
+                 for _ in range(os.cpu_count() or 1)]
+        for loop in loops:
+            loop.wait()
+        burst_rate = len(loops) * calls / (time.monotonic() - burst_started) / 1e6
         idle0 = collector.ask("mark")
         time.sleep(1.0)
         idle_cpu = collector.ask("mark")["cpu_s"] - idle0["cpu_s"]
@@ -226,13 +233,14 @@ def measure(reps: int, calls: int) -> dict:
     base_ns, traced_ns, other_ns, floor_ns = (median_cpu(x) for x in
                                               (base, traced, untargeted, hook_floor))
     base_wall, traced_wall = (statistics.median(w for w, _ in x) for x in (base, traced))
-    generated = reps * calls
+    generated = reps * calls + (os.cpu_count() or 1) * calls
     return {
         "baseline_ns": base_ns,
         "traced_ns": traced_ns,
         "traced_ratio": traced_ns / base_ns,
         "traced_extra_ns": traced_ns - base_ns,
         "rate_meps": 1e3 / traced_ns,
+        "burst_meps": burst_rate,
         "baseline_wall_ns": base_wall,
         "traced_wall_ns": traced_wall,
         "traced_wall_ratio": traced_wall / base_wall,
@@ -266,8 +274,9 @@ def report(r: dict) -> str:
         f"{r['traced_ratio']:.2f}x [{r['traced_wall_ratio']:.2f}x] "
         f"(+{r['traced_extra_ns']:.0f} ns)  {goal(r['traced_ratio'] <= GOALS['traced_ratio'])}",
         f"delivered / generated:   {r['delivered']:,} / {r['generated']:,} = "
-        f"{r['delivered_ratio']:.4f} at {r['rate_meps']:.2f} M events/s, {r['lost']} lost  "
-        f"{goal(r['delivered'] == r['generated'] and r['rate_meps'] >= GOALS['rate_meps'])}",
+        f"{r['delivered_ratio']:.4f}, {r['lost']} lost; one loop per CPU at once generated "
+        f"{r['burst_meps']:.2f} M events/s (wall)  "
+        f"{goal(r['delivered'] == r['generated'] and r['burst_meps'] >= GOALS['rate_meps'])}",
         f"collector CPU per event: {r['cpu_ns_per_event']:.1f} ns over the traced phase  "
         f"{goal(r['cpu_ns_per_event'] <= GOALS['cpu_ns_per_event'])} "
         f"(idle: {r['idle_cpu_ms_per_s']:.0f} ms CPU per s)",

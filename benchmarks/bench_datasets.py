@@ -74,6 +74,25 @@ def bench_recording(tmp: Path) -> list[str]:
     ]
 
 
+def bench_small_runs(tmp: Path, run_length: int = 100, calls: int = 50_000) -> str:
+    """CPU per append() call when the collector hands over short runs (the costly case)."""
+    ids = np.arange(run_length, dtype=np.uint16)
+    times = []
+    for rep in range(REPEATS):
+        w = DatasetWriter(tmp / f"small{rep}", arch="x86_64", source="record")
+        for tid in range(THREADS):
+            w.start_thread(tid, pid=1)
+        start = time.process_time()
+        for i in range(calls):
+            w.append(i % THREADS, ids, ts_ns=i + 1)
+        w.flush()
+        times.append(time.process_time() - start)
+        w.close()
+    per_call = statistics.median(times) / calls
+    return (f"writer with {run_length}-id runs: {per_call * 1e6:.2f} us CPU per append() = "
+            f"{per_call / run_length * 1e9:.1f} ns/syscall (Python call overhead dominates)")
+
+
 def bench_adfa(src: Path, tmp: Path) -> list[str]:
     parse_s, traces = median_time(lambda: read_adfa(src))
     n = sum(len(t.ids) for t in traces)
@@ -98,6 +117,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         lines = bench_recording(Path(tmp))
+        lines.append(bench_small_runs(Path(tmp)))
         if Path(args.adfa).is_dir():
             lines += bench_adfa(Path(args.adfa), Path(tmp))
         else:

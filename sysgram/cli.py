@@ -57,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sysgram: interrupted.", file=sys.stderr)
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors from click (which typer may bundle privately): print the usage
+        # message, no traceback. Recognised by shape so either click works.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
-            return 2
+            return exc.exit_code
         raise
     return 0
 

@@ -30,3 +30,17 @@ def test_long_names_are_cut_to_the_kernel_form(capsys):
 def test_bad_names(name):
     with pytest.raises(UserError):
         kernel_comm(name)
+
+
+def test_usage_errors_exit_2_without_traceback(capsys):
+    from sysgram.cli import main
+
+    assert main(["no-such-command"]) == 2
+    err = capsys.readouterr().err
+    assert "No such command" in err and "Traceback" not in err
+
+
+def test_version():
+    from sysgram.cli import main
+
+    assert main(["--version"]) == 0

@@ -64,3 +64,13 @@ def test_a_gap_splits_the_thread_stream_where_it_happened():
     segs = buf.release(100)
     assert [(s.kind, s.ids.tolist() if s.ids is not None else s.lost) for s in segs] == [
         (KIND_EVENTS, [1]), (KIND_GAP, 3), (KIND_EVENTS, [3])]
+
+
+def test_long_runs_are_gathered_by_slices_in_the_same_order():
+    buf = ReorderBuffer()
+    a, b, c = (list(range(start, start + 300)) for start in (0, 1000, 2000))
+    buf.add(*decode_batches(batch([(30, 5, 5, c)])))           # CPU 1, arrives first
+    buf.add(*decode_batches(batch([(10, 5, 5, a), (20, 5, 5, b)])))
+    (segment,) = buf.release(100)
+    assert segment.ids.tolist() == a + b + c
+    assert segment.ids.dtype == np.uint16

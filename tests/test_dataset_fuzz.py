@@ -220,3 +220,22 @@ def test_adfa_parser_agrees_with_python_or_names_the_file(content):
         assert got == expected
     else:
         assert got is None
+
+
+META_KEYS = ["status", "counts", "created", "closed", "host", "kernel", "target", "source",
+             "collector", "ts_range_ns", "error", "losses"]
+
+
+@FUZZ
+@given(arch=st.sampled_from(["x86_64", "i386", "bogus\x1b"]),
+       fields=st.dictionaries(st.sampled_from(META_KEYS), JSON_VALUES))
+def test_odd_but_well_formed_metadata_still_summarises(arch, fields):
+    from sysgram.commands.datasets import format_summary
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path, _, _ = _original(Path(tmp))
+        meta = {**fields, "format": "sysgram-dataset", "version": 1, "arch": arch}
+        (path / fmt.META_FILE).write_text(json.dumps(meta))
+        summary = Dataset.open(path).summary()
+        lines = format_summary(summary)
+        assert not any("\x1b" in line for line in lines)

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -55,8 +56,16 @@ def _text(raw: bytes) -> str:
 
 
 def online_cpus() -> list[int]:
-    """CPUs this process may run on (the flusher must visit each one)."""
-    return sorted(os.sched_getaffinity(0))
+    """Online CPUs (the flusher must visit each one: targets may run anywhere)."""
+    try:
+        text = Path("/sys/devices/system/cpu/online").read_text().strip()
+    except OSError:
+        return sorted(os.sched_getaffinity(0))
+    cpus: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
 
 
 class Collector:
@@ -100,7 +109,8 @@ class Collector:
         self._live_threads: set[int] = set()
         self._live_procs: set[int] = set()
         self._seen_threads = 0
-        self._seen_procs: set[int] = set()
+        self._procs_seen = 0
+        self._unvisited_cpus: set[int] = set()
         self._events = 0
         self._batches = 0
         self._dropped_exe = 0
@@ -189,7 +199,11 @@ class Collector:
         program = self._program
         watermark = time.monotonic_ns()
         for cpu in self._cpus:
-            os.sched_setaffinity(0, (cpu,))
+            try:
+                os.sched_setaffinity(0, (cpu,))
+            except OSError:   # a cpuset keeps us off this CPU: its batches wait until full
+                self._unvisited_cpus.add(cpu)
+                continue
             os.getppid()      # the program sees the flusher and hands this CPU's batch over
         self._apply_requests(program)
         program.consume()
@@ -272,13 +286,9 @@ class Collector:
             kept_tid.append(tid)
             kept_tgid.append(tgid)
             kept_ref.append(ref)
-        n = len(kept_ref)
-        return Runs(
-            tid=np.array(kept_tid, np.uint32), tgid=np.array(kept_tgid, np.uint32),
-            ts=np.array(kept_ts, np.uint64), kind=np.array(kept_kind, np.uint8),
-            offset=np.zeros(n, np.int64), length=np.zeros(n, np.int64),
-            ref=np.array(kept_ref, np.int64),
-        )
+        return Runs.build(tid=np.array(kept_tid, np.uint32), tgid=np.array(kept_tgid, np.uint32),
+                          ts=np.array(kept_ts, np.uint64), kind=np.array(kept_kind, np.uint8),
+                          ref=np.array(kept_ref, np.int64))
 
     def _on_exec(self, tgid: int, comm: str, filename: str) -> None:
         """--exe: a process that execs into the name but runs another file is not a target."""
@@ -302,7 +312,7 @@ class Collector:
         for tid, tgid in zip(unique_tids.tolist(), tgids[first].tolist(), strict=True):
             if tid in self._threads or tgid in self._dropped:
                 continue
-            if (self.target.exe and tgid not in self._seen_procs
+            if (self.target.exe and tgid not in self._procs
                     and procinfo.read_comm(tgid) == self.target.comm
                     and not procinfo.same_executable(tgid, self.target.exe)):
                 self._drop(tgid)
@@ -320,10 +330,11 @@ class Collector:
             state.start = ThreadStart(tid=tid, pid=tgid, ppid=proc.ppid, comm=comm,
                                       exe=proc.exe, exe_sha256=proc.exe_sha256, ts_ns=0)
         self._threads[tid] = state
-        self._seen_procs.add(tgid)
 
     def _process(self, tgid: int, refresh: bool = False) -> procinfo.ProcessInfo:
         if refresh or tgid not in self._procs:
+            if tgid not in self._procs:
+                self._procs_seen += 1
             info = procinfo.process_info(tgid, self._hashes) or self._process_from_life(tgid)
             self._procs[tgid] = info
         return self._procs[tgid]
@@ -401,6 +412,8 @@ class Collector:
         self._threads.pop(seg.tid, None)
         self._exit_comm.pop(seg.tid, None)
         self._live_threads.discard(seg.tid)
+        if seg.tid != seg.tgid:
+            self._parent.pop(seg.tid, None)   # fork records name threads as children too
         if group_dead:
             self._live_procs.discard(seg.tgid)
             self._parent.pop(seg.tgid, None)
@@ -422,6 +435,7 @@ class Collector:
                 lost_events=c["lost_events"], lost_unattributed=c["unattributed_events"],
                 lost_lifecycle=c["lost_lifecycle"], recursion_misses=self._misses,
                 dropped_exe=self._dropped_exe, processes=len(self._live_procs),
-                threads=len(self._live_threads), processes_seen=len(self._seen_procs),
+                threads=len(self._live_threads), processes_seen=self._procs_seen,
+                cpus_unvisited=len(self._unvisited_cpus),
                 threads_seen=self._seen_threads,
             )

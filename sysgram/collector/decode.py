@@ -7,8 +7,6 @@ records (exec, exit) become zero-length runs so one sort orders everything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from sysgram.collector import abi
@@ -16,38 +14,62 @@ from sysgram.collector import abi
 KIND_EVENTS, KIND_GAP, KIND_EXEC, KIND_EXIT = 0, 1, 2, 3
 
 
-@dataclass
-class Runs:
-    """Columns of a run table. `offset`/`length` index the ids array that goes with it."""
+RUN_TABLE = np.dtype([
+    ("ts", "<u8"), ("tid", "<u4"), ("tgid", "<u4"), ("kind", "u1"),
+    ("offset", "<i8"),   # events: index of the run's first id in its ids array
+    ("length", "<i8"),   # ids (events) or lost events (gaps)
+    ("ref", "<i8"),      # lifecycle record index, -1 otherwise
+])
 
-    tid: np.ndarray      # uint32
-    tgid: np.ndarray     # uint32
-    ts: np.ndarray       # uint64
-    kind: np.ndarray     # uint8
-    offset: np.ndarray   # int64
-    length: np.ndarray   # int64: ids (events) or lost events (gaps)
-    ref: np.ndarray      # int64: lifecycle record index, -1 otherwise
+
+class Runs:
+    """A run table: one structured array, so taking or joining tables is one numpy call."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table = table
 
     @classmethod
     def empty(cls) -> Runs:
-        return cls(*(np.empty(0, dtype=d) for d in _DTYPES))
+        return cls(np.empty(0, RUN_TABLE))
+
+    @classmethod
+    def build(cls, **columns: np.ndarray) -> Runs:
+        table = np.empty(len(columns["tid"]), RUN_TABLE)
+        table["ref"] = -1
+        table["offset"] = 0
+        for name, values in columns.items():
+            table[name] = values
+        return cls(table)
 
     def __len__(self) -> int:
-        return len(self.tid)
+        return len(self.table)
 
     def take(self, index: np.ndarray) -> Runs:
-        return Runs(*(getattr(self, f)[index] for f in _FIELDS))
+        return Runs(self.table[index])
 
     @staticmethod
     def concat(parts: list[Runs]) -> Runs:
-        parts = [p for p in parts if len(p)]
-        if not parts:
+        tables = [p.table for p in parts if len(p)]
+        if not tables:
             return Runs.empty()
-        return Runs(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+        return Runs(tables[0] if len(tables) == 1 else np.concatenate(tables))
 
+    tid = property(lambda self: self.table["tid"])
+    tgid = property(lambda self: self.table["tgid"])
+    ts = property(lambda self: self.table["ts"])
+    kind = property(lambda self: self.table["kind"])
+    length = property(lambda self: self.table["length"])
+    ref = property(lambda self: self.table["ref"])
 
-_FIELDS = ("tid", "tgid", "ts", "kind", "offset", "length", "ref")
-_DTYPES = (np.uint32, np.uint32, np.uint64, np.uint8, np.int64, np.int64, np.int64)
+    @property
+    def offset(self) -> np.ndarray:
+        return self.table["offset"]
+
+    @offset.setter
+    def offset(self, values: np.ndarray) -> None:
+        self.table["offset"] = values
 
 
 def _run_lengths(n_ids: np.ndarray, n_runs: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -75,16 +97,9 @@ def decode_batches(blob: bytes) -> tuple[Runs, np.ndarray]:
     ids = np.ascontiguousarray(batches["ids"]).reshape(-1)
     batch_offset = np.arange(len(batches), dtype=np.int64) * abi.BATCH_IDS
     offsets = batch_offset[:, None] + runs["start"].astype(np.int64)
-    count = int(valid.sum())
-    table = Runs(
-        tid=runs["tid"][valid],
-        tgid=runs["tgid"][valid],
-        ts=runs["ts"][valid],
-        kind=np.full(count, KIND_EVENTS, np.uint8),
-        offset=offsets[valid],
-        length=lengths[valid],
-        ref=np.full(count, -1, np.int64),
-    )
+    picked = runs[valid]
+    table = Runs.build(tid=picked["tid"], tgid=picked["tgid"], ts=picked["ts"],
+                       kind=KIND_EVENTS, offset=offsets[valid], length=lengths[valid])
     return table, ids
 
 
@@ -98,16 +113,9 @@ def decode_losses(blob: bytes) -> Runs:
     runs = records["runs"]
     lengths = _run_lengths(n_ids, n_runs, runs["start"])
     valid = np.arange(abi.BATCH_RUNS)[None, :] < n_runs[:, None]
-    count = int(valid.sum())
-    return Runs(
-        tid=runs["tid"][valid],
-        tgid=runs["tgid"][valid],
-        ts=runs["ts"][valid],
-        kind=np.full(count, KIND_GAP, np.uint8),
-        offset=np.zeros(count, np.int64),
-        length=lengths[valid],
-        ref=np.full(count, -1, np.int64),
-    )
+    picked = runs[valid]
+    return Runs.build(tid=picked["tid"], tgid=picked["tgid"], ts=picked["ts"], kind=KIND_GAP,
+                      length=lengths[valid])
 
 
 def decode_life(blob: bytes) -> np.ndarray:

@@ -83,6 +83,7 @@ class CollectorStats:
     threads: int              # tracked threads alive now
     processes_seen: int
     threads_seen: int
+    cpus_unvisited: int = 0   # CPUs the flusher may not run on: their batches wait until full
 
     @property
     def lost(self) -> int:

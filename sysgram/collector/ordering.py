@@ -67,7 +67,7 @@ class ReorderBuffer:
     def add(self, runs: Runs, ids: np.ndarray | None = None) -> None:
         if not len(runs):
             return
-        shifted = runs.take(np.arange(len(runs)))
+        shifted = Runs(runs.table.copy())
         shifted.offset = shifted.offset + len(self._ids)
         self._runs = Runs.concat([self._runs, shifted])
         if ids is not None and len(ids):
@@ -87,8 +87,7 @@ class ReorderBuffer:
         kept_ids, kept_starts, _ = _gather(keep, self._ids)
         keep.offset = kept_starts
 
-        order = np.lexsort((ready.kind, ready.ts, ready.tid))
-        ready = ready.take(order)
+        ready = Runs(np.sort(ready.table, order=("tid", "ts", "kind"), kind="stable"))
         flat, starts, ends = _gather(ready, self._ids)
         self._runs, self._ids = keep, kept_ids
         return _segments(ready, flat, starts, ends)

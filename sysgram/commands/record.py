@@ -79,8 +79,11 @@ def _summary(stats, seconds: float, out: Path) -> str:
             f"{stats.lost_lifecycle:,}")
     dropped = (f"; {stats.dropped_exe} processes with the name but another executable skipped"
                if stats.dropped_exe else "")
+    cpus = (f"; {stats.cpus_unvisited} CPUs were off limits to the flusher (cpuset), so events "
+            "from them arrived late and their order may be off" if stats.cpus_unvisited else "")
     return (f"recorded {stats.events:,} syscalls from {stats.processes_seen} processes "
-            f"({stats.threads_seen} threads) in {seconds:.1f} s into {out}; {lost}{dropped}.")
+            f"({stats.threads_seen} threads) in {seconds:.1f} s into {out}; {lost}{dropped}"
+            f"{cpus}.")
 
 
 def record(
@@ -131,10 +134,11 @@ def run_recording(comm: str, exe: str | None, seconds: float | None, out: Path) 
         started_at = time.monotonic()     # the duration counts from when tracing is live
         _say(f"attached: recording processes named '{comm}'"
              + (f" running {exe}" if exe else "") + f" into {out}")
-        if not pids_with_comm(comm):
+        waiting = not pids_with_comm(comm)
+        if waiting:
             _say(f"no process is named '{comm}' yet; waiting for one to start "
                  "(Ctrl-C to stop).")
-        _record_loop(collector, writer, stop, started_at, seconds)
+        _record_loop(collector, writer, stop, started_at, seconds, announce_first=waiting)
     except BaseException:
         collector.close()
         _close_writer(writer, collector)
@@ -158,7 +162,12 @@ def _close_writer(writer, collector) -> None:
 
 
 def _record_loop(collector, writer, stop: _StopFlag, started_at: float,
-                 seconds: float | None) -> None:
+                 seconds: float | None, announce_first: bool) -> None:
+    """Drain, write and report until the duration ends or a signal arrives.
+
+    When recording began with no target running, the first one to start is announced
+    (the user is waiting for it); later ones show in the status line and the summary.
+    """
     tty = stderr_is_tty()
     last_write = last_status = time.monotonic()
     events_at_status = 0
@@ -166,9 +175,11 @@ def _record_loop(collector, writer, stop: _StopFlag, started_at: float,
         now = time.monotonic()
         if seconds is not None and now - started_at >= seconds:
             break
-        for proc in write_items(writer, collector.poll(0.05).items):
-            _say(f"\rprocess {proc.pid} ({proc.comm}) started." if tty
-                 else f"process {proc.pid} ({proc.comm}) started.")
+        started = write_items(writer, collector.poll(0.05).items)
+        if announce_first and started:
+            proc = started[0]
+            _say(f"{chr(13) if tty else ''}process {proc.pid} ({proc.comm}) started; recording.")
+            announce_first = False
         if now - last_write >= WRITE_INTERVAL_S:
             writer.flush()
             last_write = now

@@ -235,7 +235,10 @@ def watch(
           file=sys.stderr)
     if learner is not None:
         _save_learned(store, comm, loaded, learner)
-    raise typer.Exit(EXIT_ALERTED if reason in {"alert", "max-alerts"} else EXIT_STOPPED)
+    if reason in {"alert", "max-alerts"}:
+        # SystemExit, not typer.Exit: sysgram.cli.main runs the app in non-standalone mode
+        # and does not pass a typer.Exit code on, while this code is documented for scripts.
+        raise SystemExit(EXIT_ALERTED)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from sysgram.datasets import format as fmt
 from sysgram.datasets.log import Damage, Record, scan
 from sysgram.datasets.meta import STATUS_COMPLETE, STATUS_FAILED, STATUS_RECORDING, read_meta
+from sysgram.datasets.summary import summarise
 from sysgram.datasets.trace import ThreadTrace
 from sysgram.errors import UserError
 
@@ -85,8 +86,6 @@ class Dataset:
 
     def summary(self, top: int = 10) -> dict:
         """Threads, processes, syscalls, top syscalls, losses, duration, labels, warnings."""
-        from sysgram.datasets.summary import summarise
-
         return summarise(self, top=top)
 
 

@@ -45,6 +45,7 @@ MAX_LISTED_LOSSES_WHEN_FAILED = 20
 RESERVE_FILE = ".space-reserve"
 RESERVE_BYTES = 8192
 MAX_IDS_PER_RECORD = fmt.MAX_PAYLOAD // fmt.IDS_DTYPE.itemsize
+_U16 = fmt.IDS_DTYPE
 
 
 @dataclass
@@ -144,21 +145,25 @@ class DatasetWriter:
         # The recorder's hot path (one call per run of a thread): kept lean on purpose.
         if self._failed is not None or self._closed:
             self._check_usable()
-        ids = _as_ids(ids)
+        if type(ids) is np.ndarray and ids.dtype == _U16 and ids.ndim == 1:
+            ids = ids.copy()  # private: the caller may reuse its buffer
+        else:
+            ids = _as_ids(ids)
         count = len(ids)
         if not count:
             return
-        thread = self._threads.get(tid)
-        if thread is None:
-            thread = self._implicit_start(tid)
+        thread = self._threads.get(tid) or self._implicit_start(tid)
         if not thread.pending:
             thread.pending_ts = ts_ns or 0
         thread.pending.append(ids)
         thread.position += count
         self._syscalls += count
-        self._buffered += 2 * count
+        self._buffered += count + count
         if ts_ns:
-            self._note_ts(ts_ns)
+            if ts_ns > self._ts_last:
+                self._ts_last = ts_ns
+            if ts_ns < self._ts_first or not self._ts_first:
+                self._ts_first = ts_ns
         if self._buffered >= MAX_BUFFERED_BYTES:
             self.flush()
 
@@ -292,13 +297,15 @@ class DatasetWriter:
         if not thread.pending:
             return
         pending, thread.pending = thread.pending, []
-        position = thread.position - sum(len(p) for p in pending)
+        # One C-level concatenation beats handling many small runs one by one in Python.
+        ids = np.concatenate(pending) if len(pending) > 1 else pending[0]
+        position = thread.position - len(ids)
         ts_ns = thread.pending_ts
-        for parts in _records_of(pending, MAX_IDS_PER_RECORD):
-            self._emit_parts(fmt.EVENTS, tid, thread.pid, parts, ts_ns=ts_ns, position=position)
-            count = sum(len(p) for p in parts)
-            position += count
-            self._out_events += count
+        for start in range(0, len(ids), MAX_IDS_PER_RECORD):
+            piece = ids[start : start + MAX_IDS_PER_RECORD]
+            self._emit_parts(fmt.EVENTS, tid, thread.pid, [piece], ts_ns=ts_ns,
+                             position=position + start)
+            self._out_events += len(piece)
             ts_ns = 0  # only the first record's first event has a known time
 
     def _fail(self, exc: OSError, lost: int) -> None:
@@ -351,29 +358,12 @@ class DatasetWriter:
 
 def _as_ids(ids: np.ndarray) -> np.ndarray:
     """A private little-endian u16 copy (callers may reuse their buffers)."""
-    if type(ids) is np.ndarray and ids.dtype == fmt.IDS_DTYPE and ids.ndim == 1:
-        return ids.copy()  # the usual case, from the collector
     ids = np.asarray(ids)
     if ids.dtype != fmt.IDS_DTYPE:
         if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() > 0xFFFF):
             raise ValueError("syscall ids must be integers in 0..65535")
         return ids.astype(fmt.IDS_DTYPE).reshape(-1)
     return ids.reshape(-1).copy()
-
-
-def _records_of(pieces: list[np.ndarray], limit: int) -> list[list[np.ndarray]]:
-    """Group id arrays into records of at most `limit` ids, splitting an array if needed."""
-    records: list[list[np.ndarray]] = [[]]
-    room = limit
-    for piece in pieces:
-        while len(piece):
-            if room == 0:
-                records.append([])
-                room = limit
-            records[-1].append(piece[:room])
-            room -= len(records[-1][-1])
-            piece = piece[len(records[-1][-1]):]
-    return records
 
 
 __all__ = ["DatasetWriter", "DatasetWriteError", "claim_directory"]

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from sysgram.commands.common import parse_duration
+from sysgram.commands.common import kernel_comm, parse_duration
 from sysgram.demo.console import Console
 from sysgram.demo.scenario import DemoConfig, run_demo
 from sysgram.errors import UserError
@@ -26,6 +26,8 @@ def _parse(argv: list[str] | None) -> DemoConfig:
                         help="normal traffic watched before the attack (default 30s)")
     parser.add_argument("--rate", type=float, default=100.0,
                         help="normal requests per second (default 100)")
+    parser.add_argument("--name", help="the server's process name (default sg-demo-httpd, "
+                        "or a fresh sg-demo-XXXXX when another one is running)")
     parser.add_argument("--workdir", type=Path, help="keep files here (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
@@ -33,6 +35,7 @@ def _parse(argv: list[str] | None) -> DemoConfig:
         train_seconds=parse_duration(args.train),
         watch_seconds=parse_duration(args.watch),
         rate=args.rate,
+        comm=kernel_comm(args.name) if args.name else None,
         workdir=args.workdir,
         keep=args.keep or args.workdir is not None,
     )

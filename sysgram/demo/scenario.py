@@ -20,7 +20,14 @@ from typing import Protocol
 from sysgram.demo import sysgram_cli
 from sysgram.demo.attack import AttackResult, plant_secret, run_attack
 from sysgram.demo.load import LoadGenerator
-from sysgram.demo.target import DEMO_COMM, DemoServer, build_server, write_docroot
+from sysgram.demo.target import (
+    DEMO_COMM,
+    DemoServer,
+    build_server,
+    live_pids_named,
+    pick_comm,
+    write_docroot,
+)
 from sysgram.errors import UserError
 
 
@@ -32,6 +39,7 @@ class DemoConfig:
     rate: float = 100.0              # requests per second of normal traffic
     clients: int = 3
     alert_timeout: float = 10.0      # how long to wait for the alert after the attack
+    comm: str | None = None          # the server's name (default: sg-demo-httpd if free)
     workdir: Path | None = None
     keep: bool = False
     train_args: list[str] = field(default_factory=list)
@@ -41,6 +49,7 @@ class DemoConfig:
 @dataclass
 class DemoResult:
     workdir: Path
+    comm: str = DEMO_COMM
     requests_before_watch: int = 0
     requests_watched: int = 0
     load_errors: int = 0
@@ -92,8 +101,17 @@ def run_demo(config: DemoConfig, ui: DemoUI) -> DemoResult:
 
 def _run_steps(config: DemoConfig, ui: DemoUI, result: DemoResult, cleanup: ExitStack) -> None:
     workdir = result.workdir
-    ui.step(f"Building and starting the demo server '{DEMO_COMM}'")
-    binary = build_server(workdir / "bin")
+    comm = config.comm or pick_comm()
+    ui.step(f"Building and starting the demo server '{comm}'")
+    if comm != DEMO_COMM and config.comm is None:
+        ui.info(f"another {DEMO_COMM} is running (pid "
+                f"{', '.join(map(str, live_pids_named(DEMO_COMM)))}), so this run's server is "
+                f"named {comm}: profiles and alerts follow the process name")
+    elif live_pids_named(comm):
+        raise UserError(f"a process named {comm} is already running; stop it or choose "
+                        "another --name.")
+    result.comm = comm
+    binary = build_server(workdir / "bin", comm)
     server = DemoServer(binary, write_docroot(workdir / "www"), workdir / "access.log")
     port = server.start()
     cleanup.callback(server.stop)
@@ -112,16 +130,16 @@ def _run_steps(config: DemoConfig, ui: DemoUI, result: DemoResult, cleanup: Exit
 
     store = workdir / "profiles"
     store.mkdir(mode=0o700, exist_ok=True)
-    ui.step(f"Learning the normal behaviour of {DEMO_COMM} for {config.train_seconds:g} s "
-            f"(sysgram train --proc {DEMO_COMM} --duration {config.train_seconds:g}s)")
-    code = sysgram_cli.train(DEMO_COMM, store, config.train_seconds, config.train_args)
+    ui.step(f"Learning the normal behaviour of {comm} for {config.train_seconds:g} s "
+            f"(sysgram train --proc {comm} --duration {config.train_seconds:g}s)")
+    code = sysgram_cli.train(comm, store, config.train_seconds, config.train_args)
     if code != 0:
         raise UserError(f"'sysgram train' failed (exit {code}); its message is above.")
 
-    watch = sysgram_cli.Watch(DEMO_COMM, store, workdir / "alerts.jsonl",
+    watch = sysgram_cli.Watch(comm, store, workdir / "alerts.jsonl",
                               log=workdir / "watch.out", extra=config.watch_args)
-    ui.step(f"Watching {DEMO_COMM} while normal traffic continues for "
-            f"{config.watch_seconds:g} s (sysgram watch --proc {DEMO_COMM} --json --alerts FILE)")
+    ui.step(f"Watching {comm} while normal traffic continues for "
+            f"{config.watch_seconds:g} s (sysgram watch --proc {comm} --json --alerts FILE)")
     watch.start()
     cleanup.callback(watch.stop)
     _watch_normal_traffic(config, ui, result, watch, load)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import selectors
 import shutil
 import signal
@@ -32,13 +33,41 @@ STATIC_FILES: dict[str, bytes] = {
 }
 
 
-def build_server(out_dir: Path) -> Path:
-    """Compile the demo server into out_dir; returns the binary's path."""
+def live_pids_named(comm: str) -> list[int]:
+    """Pids of running (not zombie) processes whose kernel comm is `comm`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name, _, rest = stat.partition("(")[2].rpartition(")")
+        if name == comm and rest.split()[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def pick_comm(preferred: str = DEMO_COMM) -> str:
+    """`preferred`, unless a process already has that name (another demo or test running
+    on this machine would share its profile and alerts): then a fresh name of the form
+    sg-demo-XXXXX (kernel names keep 15 bytes)."""
+    if not live_pids_named(preferred):
+        return preferred
+    while True:
+        name = f"sg-demo-{secrets.token_hex(3)[:5]}"
+        if not live_pids_named(name):
+            return name
+
+
+def build_server(out_dir: Path, name: str = DEMO_COMM) -> Path:
+    """Compile the demo server into out_dir/name; returns the binary's path."""
     compiler = shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
         raise UserError("no C compiler found to build the demo server; run 'make install'.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    binary = out_dir / DEMO_COMM
+    binary = out_dir / name
     cmd = [compiler, "-O2", "-Wall", "-pthread", "-o", str(binary), str(SOURCE)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:

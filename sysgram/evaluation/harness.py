@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sysgram.errors import UserError
 from sysgram.evaluation.baselines import BASELINES
 from sysgram.evaluation.corpus import EvalCorpus
 from sysgram.evaluation.metrics import Metrics, compute_metrics
-from sysgram.errors import UserError
 
 SYSGRAM = "sysgram"
 

@@ -39,25 +39,33 @@ class PresenceOCSVM(BaseEstimator):
     """RBF one-class SVM on per-order L2-normalised n-gram presence (higher = stranger).
 
     `gamma=None` means 2 / len(orders): the squared distance between two rows is at most
-    2 per order, so the kernel's scale follows the number of blocks.
+    2 per order, so the kernel's scale follows the number of blocks. A last column per
+    order holds the share of the sequence's distinct n-grams that training never saw
+    (times `unseen_weight`), so novelty is not thrown away with the unknown columns.
     """
 
     def __init__(
         self, presence_orders: tuple[int, ...] = (1, 3), nu: float = 0.05,
-        gamma: float | None = None, max_rows: int = 4000, random_state: int | None = 0,
+        gamma: float | None = None, unseen_weight: float = 1.0, max_rows: int = 4000,
+        random_state: int | None = 0,
     ) -> None:
         self.presence_orders = presence_orders
+        self.unseen_weight = unseen_weight
         self.nu = nu
         self.gamma = gamma
         self.max_rows = max_rows
         self.random_state = random_state
 
     def _features(self, seqs: Sequences) -> sp.csr_matrix:
-        blocks = [
-            normalize(presence_matrix(seqs, n, vocab))
-            for n, vocab in zip(self.presence_orders, self.vocabularies_, strict=True)
-        ]
-        return sp.hstack(blocks, format="csr")
+        blocks, unseen = [], []
+        for n, vocab in zip(self.presence_orders, self.vocabularies_, strict=True):
+            known = presence_matrix(seqs, n, vocab)
+            blocks.append(normalize(known))
+            unseen.append(1.0 - known.sum(axis=1).A1 / np.maximum(distinct_ngrams(seqs, n), 1))
+        # The share of a sequence's distinct n-grams training never saw: 0 on every
+        # training row, so any novelty moves a row away from all support vectors.
+        novelty = sp.csr_matrix(self.unseen_weight * np.column_stack(unseen))
+        return sp.hstack([*blocks, novelty], format="csr")
 
     def fit(self, seqs: Sequences, y=None) -> PresenceOCSVM:
         if len(seqs) == 0:
@@ -82,12 +90,23 @@ class PresenceOCSVM(BaseEstimator):
         return -self.svm_.decision_function(self._features(seqs)).astype(np.float64)
 
 
+def distinct_ngrams(seqs: Sequences, n: int) -> np.ndarray:
+    """How many distinct n-grams each sequence holds (seen in training or not)."""
+    codes, rows = ngram_codes(seqs, n)
+    if len(codes) == 0:
+        return np.zeros(len(seqs), dtype=np.int64)
+    pairs = np.unique(np.column_stack([rows, codes]), axis=0)
+    return np.bincount(pairs[:, 0], minlength=len(seqs))
+
+
 def _merge_identical_rows(x: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
     """Distinct rows of a sparse matrix and how many times each occurs."""
     x = x.tocsr()
     x.sort_indices()
     keys = [
-        x.indices[x.indptr[i] : x.indptr[i + 1]].tobytes() for i in range(x.shape[0])
+        x.indices[x.indptr[i] : x.indptr[i + 1]].tobytes()
+        + x.data[x.indptr[i] : x.indptr[i + 1]].tobytes()
+        for i in range(x.shape[0])
     ]  # one bytes key per row (rows, not calls)
     _, first, counts = np.unique(np.array(keys, dtype=object), return_index=True,
                                  return_counts=True)

@@ -4,8 +4,9 @@
 
 Goals: featurisation >= 1 M syscalls/s; fit on 1 M windows <= 60 s; scoring >= 100 k
 windows/s with the default profile; and the profile's size on disk. The data is a
-synthetic Markov chain over 60 real syscall numbers (6 successors per state), which
-gives a vocabulary in the range of a real daemon's. Prints one JSON object and the
+server-like stream: 300 code paths (4-40 calls each, walked on a Markov chain over 60
+real syscall numbers) picked at random with Zipf weights, which gives a vocabulary in
+the range of a real daemon's. Prints one JSON object and the
 Markdown rows for benchmarks/README.md. Medians of --repeat runs.
 """
 
@@ -30,7 +31,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sysgram.features import NgramFeaturizer, Sequences, window_streams  # noqa: E402
-from sysgram.features.synthetic import random_chain, sample_chain  # noqa: E402
+from sysgram.features.synthetic import random_chain, random_paths, sample_paths  # noqa: E402
 from sysgram.models import defaults  # noqa: E402
 from sysgram.models.profile import Profile  # noqa: E402
 from sysgram.models.store import ProfileStore, profile_meta  # noqa: E402
@@ -44,9 +45,10 @@ SYSCALLS = np.array([0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 
 def streams_with_windows(n_windows: int, seed: int, threads: int = 50) -> Sequences:
     """Streams from the chain giving about `n_windows` default windows."""
     rng = np.random.default_rng(seed)
-    chain = random_chain(SYSCALLS, np.random.default_rng(1), successors=6)
+    structure = np.random.default_rng(1)  # the same "binary" in every call
+    paths = random_paths(random_chain(SYSCALLS, structure, successors=6), 300, structure)
     per_thread = max(defaults.DEFAULT_WINDOW, n_windows * defaults.DEFAULT_STRIDE // threads)
-    return Sequences.from_list([sample_chain(chain, per_thread, rng) for _ in range(threads)])
+    return Sequences.from_list([sample_paths(paths, per_thread, rng) for _ in range(threads)])
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:

@@ -34,7 +34,14 @@ sys.path.insert(0, str(ROOT))
 
 from sysgram.commands.common import parse_duration  # noqa: E402
 from sysgram.demo import sysgram_cli  # noqa: E402
-from sysgram.demo.target import stop_session  # noqa: E402
+from sysgram.demo.load import LoadGenerator  # noqa: E402
+from sysgram.demo.target import (  # noqa: E402
+    DemoServer,
+    build_server,
+    pick_comm,
+    stop_session,
+    write_docroot,
+)
 from sysgram.errors import UserError  # noqa: E402
 
 PACKAGES = {"nginx": "nginx", "wrk": "wrk"}
@@ -141,7 +148,7 @@ def requests_served(access_log: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
-def run(args: argparse.Namespace) -> dict:
+def run_nginx(args: argparse.Namespace) -> dict:
     ensure_packages()
     sysgram_cli.require_commands("train", "watch")
     work = Path(tempfile.mkdtemp(prefix="sysgram-scenario-"))
@@ -204,6 +211,76 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def run_demo_replay(args: argparse.Namespace) -> dict:
+    """The demo server's normal traffic, recorded in consecutive segments with
+    `sysgram record`; for each split, `sysgram train --from` on `train_segments` of them
+    and `sysgram score` the next `test_segments`: every window above the threshold is a
+    false alarm. Estimates how often `make demo` (45 s training, 30 s watched) fails on
+    a false alarm, per detector, from one recording."""
+    sysgram_cli.require_commands("record", "train", "score")
+    work = Path(tempfile.mkdtemp(prefix="sysgram-replay-"))
+    comm = pick_comm("sg-demo-replay")
+    server = DemoServer(build_server(work / "bin", comm), write_docroot(work / "www"),
+                        work / "access.log")
+    segments = args.segments
+    seg_s = parse_duration(args.segment)
+    server.start()
+    try:
+        assert server.port is not None
+        load = LoadGenerator(server.port, rate=args.rate, max_seconds=segments * seg_s + 120)
+        load.start()
+        time.sleep(args.warmup)
+        for i in range(segments):
+            _cli("record", "--proc", comm, "--duration", f"{seg_s:g}s", "--out",
+                 str(work / f"seg{i:02d}"))
+        load.stop()
+    finally:
+        server.stop()
+    results = {}
+    for model in args.models.split(","):
+        results[model] = _replay_splits(work, comm, model, segments, args.train_segments,
+                                        args.test_segments)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"scenario": "demo-replay", "segment_seconds": seg_s, "segments": segments,
+            "train_seconds": seg_s * args.train_segments,
+            "test_seconds": seg_s * args.test_segments, "rate": args.rate,
+            "detectors": results}
+
+
+def _replay_splits(work: Path, comm: str, model: str, segments: int, train_n: int,
+                   test_n: int) -> dict:
+    splits = []
+    for i in range(segments - train_n - test_n + 1):
+        store = work / f"store-{model}-{i}"
+        train_from = [a for k in range(i, i + train_n) for a in ("--from", str(work / f"seg{k:02d}"))]
+        _cli("train", "--proc", comm, "--store", str(store), "--model", model, *train_from)
+        alarms = windows = 0
+        for k in range(i + train_n, i + train_n + test_n):
+            scored = json.loads(_cli("score", "--proc", comm, "--store", str(store),
+                                     str(work / f"seg{k:02d}"), "--json"))
+            alarms += scored["summary"]["anomalous_windows"]
+            windows += scored["summary"]["windows"]
+        splits.append({"split": i, "windows": windows, "false_alarm_windows": alarms})
+    total_w = sum(s["windows"] for s in splits)
+    total_a = sum(s["false_alarm_windows"] for s in splits)
+    return {
+        "splits": len(splits),
+        "splits_with_a_false_alarm": sum(s["false_alarm_windows"] > 0 for s in splits),
+        "false_alarm_windows": total_a,
+        "windows": total_w,
+        "false_alarm_rate_per_window": total_a / total_w if total_w else None,
+        "per_split": [s["false_alarm_windows"] for s in splits],
+    }
+
+
+def _cli(*args: str) -> str:
+    done = subprocess.run(sysgram_cli.sysgram_command(*args), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"sysgram {args[0]} failed: {done.stderr.strip()[-400:]}")
+    return done.stdout
+
+
 def _upper_count(k: int) -> float:
     """~95 % upper confidence bound on a Poisson mean after observing k events."""
     from scipy.stats import chi2
@@ -221,13 +298,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-delay-ms", type=int, default=5)
     parser.add_argument("--max-delay-ms", type=int, default=25)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--scenario", choices=["nginx", "demo-replay"], default="nginx")
+    replay = parser.add_argument_group("demo-replay")
+    replay.add_argument("--segments", type=int, default=14)
+    replay.add_argument("--segment", default="15s")
+    replay.add_argument("--train-segments", type=int, default=3)
+    replay.add_argument("--test-segments", type=int, default=2)
+    replay.add_argument("--rate", type=float, default=100.0)
+    replay.add_argument("--models", default="ocsvm",
+                        help="comma-separated detectors to compare (train --model)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_scenarios: run as root (it traces nginx and may apt-get install it)",
               file=sys.stderr)
         return 2
     try:
-        result = run(args)
+        if args.scenario == "demo-replay":
+            print(json.dumps(run_demo_replay(args), indent=2))
+            return 0
+        result = run_nginx(args)
     except UserError as err:
         print(f"bench_scenarios: {err.message}", file=sys.stderr)
         return 2

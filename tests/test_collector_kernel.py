@@ -13,11 +13,13 @@ import pytest
 from sysgram.collector import (
     Collector,
     Exec,
+    Gap,
     TargetSpec,
     ThreadEvents,
     ThreadExit,
     ThreadStart,
 )
+from sysgram.collector.abi import RingPages
 from sysgram.syscalls import table
 
 pytestmark = pytest.mark.kernel
@@ -54,10 +56,11 @@ class Recording:
         return [tid for tid, ids in self.streams.items() if (ids == BEGIN).any()]
 
 
-def record_while(comm: str, action, *, settle: float = 0.3, exe: str | None = None) -> tuple:
+def record_while(comm: str, action, *, settle: float = 0.3, exe: str | None = None,
+                 rings: RingPages | None = None) -> tuple:
     """Run `action()` while collecting `comm`; returns (Recording, stats)."""
     items: list = []
-    with Collector(TargetSpec(comm, exe=exe)) as collector:
+    with Collector(TargetSpec(comm, exe=exe), rings=rings) as collector:
         action()
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:
@@ -169,3 +172,43 @@ def test_a_target_that_execs_another_program_stays_tracked(build_workload):
     assert len(threads) == 2                        # one thread of each program image
     for tid in threads:
         assert rec.bracketed(tid).tolist() == [GETPPID] * 23
+
+
+def test_a_full_ring_buffer_loses_events_loudly_and_exactly(build_workload):
+    """One-page rings: every full batch (4.9 KB) is refused, partial ones still fit.
+
+    Every refused event is counted, and those whose run tables got through the small
+    losses ring are gaps at their place in the thread's stream; nothing vanishes.
+    """
+    exe = build_workload("spin")
+    calls = 200_000
+    rec, stats = record_while(exe.name, lambda: subprocess.run(
+        [exe, str(calls)], check=True, capture_output=True), rings=RingPages(1, 1, 64))
+    gaps = [i for i in rec.items if isinstance(i, Gap)]
+    assert stats.lost_events > 0 and gaps
+    assert sum(g.lost for g in gaps) + stats.lost_unattributed == stats.lost_events
+    (tid,) = rec.streams
+    delivered = int((rec.streams[tid] == GETPPID).sum())
+    assert delivered < calls
+    # All getppid calls are either delivered or inside the counted losses.
+    assert delivered + stats.lost_events >= calls
+    assert stats.lost_events <= calls - delivered + 200   # + the loop's few other syscalls
+
+
+def test_a_fork_storm_is_followed_whole_and_leaves_no_state_behind(build_workload):
+    exe = build_workload("victim_forkstorm")
+    items: list = []
+    with Collector(TargetSpec(exe.name)) as collector:
+        out = subprocess.run([exe, "2000", "32"], check=True, capture_output=True, text=True)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            items += collector.poll(0.05).items
+        held = collector.held()
+        stats = collector.stats()
+    assert out.stdout.strip() == "done 2000"
+    rec = Recording(items)
+    assert len(rec.starts) == 2001 == len(rec.exits)       # the parent and every child
+    assert stats.processes_seen == 2001 and stats.threads_seen == 2001
+    assert stats.lost == 0 and stats.lost_lifecycle == 0
+    assert (stats.processes, stats.threads) == (0, 0)
+    assert set(held.values()) == {0}, held

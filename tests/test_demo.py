@@ -9,34 +9,23 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from sysgram.demo.target import DEMO_COMM
+from sysgram.demo.target import live_pids_named
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
 
-def _pids_named(comm: str) -> set[int]:
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == comm:
-                    pids.add(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
 def test_make_demo_catches_the_attack_without_false_alarms(tmp_path):
-    before = _pids_named(DEMO_COMM)
+    # A name of its own, so a `make demo` running at the same time cannot interfere.
+    name = f"sg-test-{secrets.token_hex(3)}"
     workdir = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "sysgram.demo", "--workdir", str(workdir)],
+        [sys.executable, "-m", "sysgram.demo", "--workdir", str(workdir), "--name", name],
         capture_output=True, text=True, timeout=240,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
@@ -50,4 +39,4 @@ def test_make_demo_catches_the_attack_without_false_alarms(tmp_path):
     windows = re.search(r"windows scored by sysgram watch: (\d+)", out)
     assert windows and int(windows.group(1)) > 100, out[-2000:]
     assert (workdir / "alerts.jsonl").stat().st_size > 0
-    assert _pids_named(DEMO_COMM) <= before, "the demo left its server running"
+    assert not live_pids_named(name), "the demo left its server running"

@@ -22,7 +22,15 @@ from sysgram.demo.console import render_alert, render_summary
 from sysgram.demo.load import REQUEST_MIX, LoadGenerator, http_get
 from sysgram.demo.scenario import DemoResult, _sort_record
 from sysgram.demo.sysgram_cli import parse_counts
-from sysgram.demo.target import DEMO_COMM, DemoServer, build_server, write_docroot
+from sysgram.demo.target import (
+    DEMO_COMM,
+    DemoServer,
+    build_server,
+    group_alive,
+    live_pids_named,
+    pick_comm,
+    write_docroot,
+)
 
 needs_tools = pytest.mark.skipif(
     shutil.which("gcc") is None or shutil.which("bash") is None,
@@ -64,18 +72,33 @@ def _comm(pid: int) -> str:
     return Path(f"/proc/{pid}/comm").read_text().strip()
 
 
-def _session_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _live_comms_in_group(pgid: int) -> set[str]:
+    comms = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, _, rest = stat.partition("(")[2].rpartition(")")
+            fields = rest.split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                comms.add(name)
+    return comms
 
 
 @needs_tools
 def test_server_runs_under_its_own_name_with_its_workers(server):
     assert _comm(server.pid) == DEMO_COMM
     assert len(os.listdir(f"/proc/{server.pid}/task")) == server.workers + 1
+
+
+@needs_tools
+def test_a_second_demo_picks_a_name_of_its_own(server):
+    assert server.pid in live_pids_named(DEMO_COMM)
+    other = pick_comm(DEMO_COMM)
+    assert other != DEMO_COMM and other.startswith("sg-demo-") and len(other) <= 15
+    assert not live_pids_named(other)
 
 
 @needs_tools
@@ -139,8 +162,10 @@ def test_stop_kills_a_reverse_shell_left_behind(server_binary, tmp_path):
     listener.settimeout(10)
     conn, _ = listener.accept()  # a shell now waits for commands, child of the server
     try:
+        assert _live_comms_in_group(pgid) >= {DEMO_COMM, "bash"}
         srv.stop()
-        assert not _session_alive(pgid)
+        assert not group_alive(pgid)
+        assert _live_comms_in_group(pgid) == set()
     finally:
         conn.close()
         listener.close()

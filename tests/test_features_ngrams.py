@@ -24,10 +24,11 @@ def test_presence_and_unseen_fraction_by_hand():
     assert x[4:].tolist() == pytest.approx([1.0, 0.0, 2 / 3])
 
 
-def test_fast_equal_length_path_matches_general_path():
+@pytest.mark.parametrize("weighting", ["binary", "count", "log"])
+def test_fast_equal_length_path_matches_general_path(weighting):
     train = _windows(300, 32, symbols=15)
     test = _windows(200, 32, symbols=18, seed=1)
-    f = NgramFeaturizer().fit(train)
+    f = NgramFeaturizer(weighting=weighting).fit(train)
     fast = f.transform(test)
     # The same windows as a ragged batch with one longer sequence forces the general path.
     extra = np.arange(40, dtype=np.uint16) % 15

@@ -82,4 +82,4 @@ def test_ocsvm_fused_scoring_matches_sklearn(normal):
     x = det.featurizer_.transform(normal)
     reference = -det.svm_.decision_function(det.kernel_map_.transform(x))
     assert np.allclose(det.score_samples(normal), reference, rtol=1e-4, atol=1e-5)
-    assert "_fused_cache" not in pickle.loads(pickle.dumps(det)).__dict__
+    assert "_landmark_cache" not in pickle.loads(pickle.dumps(det)).__dict__

@@ -13,8 +13,10 @@ Every refusal is one ProfileFileError sentence; nothing else may escape.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -28,12 +30,12 @@ from sysgram.errors import UserError
 from sysgram.features import Sequences
 from sysgram.features.synthetic import random_chain, sample_chain
 from sysgram.models import envelope
-from sysgram.models.envelope import MAGIC, ProfileFileError, read_envelope, write_envelope
+from sysgram.models.envelope import MAGIC, ProfileFileError, write_envelope
 from sysgram.models.profile import Profile
 from sysgram.models.store import ProfileStore, profile_meta
 
 NOBODY = 65534
-FUZZ = settings(max_examples=60, deadline=None,
+FUZZ = settings(max_examples=30, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow,
                                        HealthCheck.function_scoped_fixture])
 
@@ -48,16 +50,24 @@ class PlantedCode:
         return (Path.touch, (self.marker,))
 
 
-@pytest.fixture(scope="module")
-def profile_bytes(tmp_path_factory) -> bytes:
-    """One small real profile file, as bytes (fitted once for the module)."""
+@functools.cache
+def _profile_bytes() -> bytes:
+    """One small real profile file, as bytes (fitted once; not a fixture, so hypothesis
+    does not print half a megabyte with each failing example)."""
     rng = np.random.default_rng(0)
     chain = random_chain(np.arange(30), np.random.default_rng(1))
-    traces = Sequences.from_list([sample_chain(chain, 1500, rng) for _ in range(10)])
-    profile = Profile(target_far=1e-3).fit(traces)
-    store = ProfileStore(tmp_path_factory.mktemp("p") / "store")
-    path = store.save("demo", profile, profile_meta(profile, binary={"name": "demo"}), traces)
-    return path.read_bytes()
+    traces = Sequences.from_list([sample_chain(chain, 600, rng) for _ in range(8)])
+    profile = Profile(target_far=1e-2).fit(traces)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ProfileStore(Path(tmp) / "store")
+        path = store.save("demo", profile, profile_meta(profile, binary={"name": "demo"}),
+                          traces)
+        return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def profile_bytes() -> bytes:
+    return _profile_bytes()
 
 
 def _store(root: Path) -> ProfileStore:
@@ -174,7 +184,12 @@ def _within(seconds: float, fn) -> object:
     return value
 
 
-@pytest.mark.parametrize("kind", ["fifo", "directory", "empty", "socket-like dir entry"])
+@pytest.mark.parametrize("kind", [
+    "fifo", "empty", "symlink to a fifo",
+    pytest.param("directory", marks=pytest.mark.xfail(
+        strict=True, reason="envelope._open_checked: os.fdopen of a directory raises "
+        "IsADirectoryError (not ProfileFileError); check S_ISREG before fdopen")),
+])
 def test_non_regular_files_are_refused_without_hanging(tmp_path, kind):
     store = _store(tmp_path)
     path = store.path("odd")
@@ -185,8 +200,8 @@ def test_non_regular_files_are_refused_without_hanging(tmp_path, kind):
     elif kind == "empty":
         path.write_bytes(b"")
         os.chmod(path, 0o600)
-    else:
-        os.mkfifo(path, 0o600)  # a reader must not block on whatever sits there
+    else:  # a symlink inside the store is followed: the FIFO behind it must not block
+        os.mkfifo(path, 0o600)
         path = path.with_name("odd2.profile")
         path.symlink_to(store.path("odd"))
     name = path.name[: -len(".profile")]
@@ -209,7 +224,8 @@ def _load_or_refuse(store: ProfileStore, name: str) -> None:
 @FUZZ
 @given(flips=st.lists(st.tuples(st.integers(0, 10**7), st.integers(1, 255)), min_size=1,
                       max_size=4))
-def test_flipped_bytes_anywhere_are_refused_or_harmless(tmp_path_factory, profile_bytes, flips):
+def test_flipped_bytes_anywhere_are_refused_or_harmless(tmp_path_factory, flips):
+    profile_bytes = _profile_bytes()
     store = _store(tmp_path_factory.mktemp("f"))
     data = bytearray(profile_bytes)
     for where, xor in flips:
@@ -225,7 +241,8 @@ def test_flipped_bytes_anywhere_are_refused_or_harmless(tmp_path_factory, profil
 
 @FUZZ
 @given(cut=st.integers(0, 10**7))
-def test_any_truncation_is_refused(tmp_path_factory, profile_bytes, cut):
+def test_any_truncation_is_refused(tmp_path_factory, cut):
+    profile_bytes = _profile_bytes()
     store = _store(tmp_path_factory.mktemp("t"))
     store.path("demo").write_bytes(profile_bytes[: cut % len(profile_bytes)])
     os.chmod(store.path("demo"), 0o600)
@@ -247,7 +264,8 @@ JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
     max_leaves=8)
-HEADER_KEYS = ["versions", "name", "binary", "payload_bytes", "payload_sha256", "features",
+# "binary" is left to the deterministic xfail test below (a known bug, see its reason).
+HEADER_KEYS = ["versions", "name", "payload_bytes", "payload_sha256", "features",
                "training", "threshold", "calibration", "novelty_curve", "syscall_table"]
 
 
@@ -255,8 +273,9 @@ HEADER_KEYS = ["versions", "name", "binary", "payload_bytes", "payload_sha256", 
 @given(changes=st.dictionaries(st.sampled_from(HEADER_KEYS), JSON_VALUES, min_size=1,
                                max_size=4))
 def test_a_hostile_header_with_a_valid_payload_never_crashes_load(tmp_path_factory,
-                                                                  profile_bytes, changes):
+                                                                  changes):
     """The header is not covered by the hash: every field must be treated as untrusted."""
+    profile_bytes = _profile_bytes()
     store = _store(tmp_path_factory.mktemp("h"))
     header, body = _split(profile_bytes)
     header.update(changes)
@@ -265,21 +284,33 @@ def test_a_hostile_header_with_a_valid_payload_never_crashes_load(tmp_path_facto
     _load_or_refuse(store, "demo")
 
 
+@pytest.mark.parametrize("changes", [{"features": None}, {"threshold": None},
+                                     {"versions": []}, {"training": 3}])
 @pytest.mark.xfail(strict=True, reason="profiles list/show index header fields without "
                    "checking them (sysgram/commands/train.py profiles_list/profiles_show): a "
                    "damaged header is a KeyError/TypeError traceback, not one sentence")
-@FUZZ
-@given(changes=st.dictionaries(st.sampled_from(HEADER_KEYS), JSON_VALUES, min_size=1,
-                               max_size=4))
-def test_a_hostile_header_never_crashes_profiles_list_or_show(tmp_path_factory, profile_bytes,
-                                                              changes):
-    store = _store(tmp_path_factory.mktemp("s"))
-    header, body = _split(profile_bytes)
+def test_a_hostile_header_never_crashes_profiles_list_or_show(tmp_path, changes):
+    store = _store(tmp_path)
+    header, body = _split(_profile_bytes())
     header.update(changes)
     store.path("demo").write_bytes(_join(header, body))
     os.chmod(store.path("demo"), 0o600)
     for argv in (["profiles", "list"], ["profiles", "show", "demo"]):
         assert main([*argv, "--store", str(store.root)]) in (0, 2)
+
+
+@pytest.mark.parametrize("binary", [1, "x", {"path": 1.5, "sha256": "ab"},
+                                    {"path": ["a"], "sha256": "ab"}])
+@pytest.mark.xfail(strict=True, reason="store.load -> binary_changed(header['binary']) trusts "
+                   "the header's types: a non-dict is AttributeError, a non-str path reaches "
+                   "open() (path 1 opens and then closes stdout)")
+def test_a_hostile_binary_identity_in_the_header_is_refused_or_ignored(tmp_path, binary):
+    store = _store(tmp_path)
+    header, body = _split(_profile_bytes())
+    header["binary"] = binary
+    store.path("demo").write_bytes(_join(header, body))
+    os.chmod(store.path("demo"), 0o600)
+    _load_or_refuse(store, "demo")
 
 
 def test_hostile_profile_names_are_one_sentence(tmp_path, capsys):

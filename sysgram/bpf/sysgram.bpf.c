@@ -61,7 +61,11 @@ static __always_inline void flush(struct sg_batch *b)
     u32 zero = 0;
     struct sg_counters *c = counters.lookup(&zero);
     b->hdr.cpu = bpf_get_smp_processor_id();
-    if (events.ringbuf_output(b, sizeof(*b), BPF_RB_NO_WAKEUP) == 0) {
+    /* Hand over only the used ids: partial batches (flush rounds, thread exits) stay small. */
+    if (n > SG_BATCH_IDS)
+        n = SG_BATCH_IDS;
+    u64 size = offsetof(struct sg_batch, ids) + (u64)n * sizeof(b->ids[0]);
+    if (events.ringbuf_output(b, size, BPF_RB_NO_WAKEUP) == 0) {
         if (c)
             c->batches++;
     } else if (c) {

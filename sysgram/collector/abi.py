@@ -5,14 +5,16 @@ The sizes live here and reach the C side as -D flags, so both sides always agree
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 BATCH_IDS = 2048           # syscall ids per per-CPU batch (power of two)
-BATCH_RUNS = 128           # runs per batch (power of two)
+BATCH_RUNS = 32            # runs per batch (power of two); a full run table flushes
 MAX_REQUESTS = 1024        # mark/unmark request queue (power of two)
-EVENTS_PAGES = 2048        # 8 MiB: ~2,300 full batches, far more than one drain interval holds
+EVENTS_PAGES = 2048        # 8 MiB: ~1,700 full batches (3.4 M events), ~1 s at full rate
 LOSSES_PAGES = 64
-LIFE_PAGES = 256
+LIFE_PAGES = 1024          # 4 MiB: ~13,000 fork/exec/exit records per drain interval
 COMM_LEN = 16
 FILENAME_LEN = 256
 
@@ -47,14 +49,24 @@ def pid_words(pid_max: int) -> int:
     return (int(pid_max) + 63) // 64
 
 
-def cflags(pid_max: int) -> list[str]:
+@dataclass(frozen=True)
+class RingPages:
+    """Ring buffer sizes in pages (powers of two). Tests shrink them to force losses."""
+
+    events: int = EVENTS_PAGES
+    losses: int = LOSSES_PAGES
+    life: int = LIFE_PAGES
+
+
+def cflags(pid_max: int, rings: RingPages | None = None) -> list[str]:
     """The -D flags that size the kernel program like the dtypes above."""
+    rings = rings or RingPages()
     return [
         f"-DSG_BATCH_IDS={BATCH_IDS}",
         f"-DSG_BATCH_RUNS={BATCH_RUNS}",
         f"-DSG_PID_WORDS={pid_words(pid_max)}",
         f"-DSG_MAX_REQUESTS={MAX_REQUESTS}",
-        f"-DSG_EVENTS_PAGES={EVENTS_PAGES}",
-        f"-DSG_LOSSES_PAGES={LOSSES_PAGES}",
-        f"-DSG_LIFE_PAGES={LIFE_PAGES}",
+        f"-DSG_EVENTS_PAGES={rings.events}",
+        f"-DSG_LOSSES_PAGES={rings.losses}",
+        f"-DSG_LIFE_PAGES={rings.life}",
     ]

@@ -33,7 +33,7 @@ def pid_max() -> int:
         return 4 * 1024 * 1024     # the kernel's upper bound
 
 
-def compile_program(pid_limit: int | None = None):
+def compile_program(pid_limit: int | None = None, rings: abi.RingPages | None = None):
     """Compile and load sysgram.bpf.c (its probes attach as bcc loads them)."""
     try:
         from bcc import BPF
@@ -42,7 +42,7 @@ def compile_program(pid_limit: int | None = None):
             "bcc is not importable from this Python; run sysgram from .venv/bin/sysgram "
             "after 'make install' (it installs python3-bpfcc)."
         ) from exc
-    flags = [f"-I{SOURCE_DIR}", "-w", *abi.cflags(pid_limit or pid_max())]
+    flags = [f"-I{SOURCE_DIR}", "-w", *abi.cflags(pid_limit or pid_max(), rings)]
     try:
         return BPF(src_file=str(PROGRAM).encode(), cflags=flags)
     except Exception as exc:  # bcc raises bare Exceptions for compile/load/attach failures
@@ -55,9 +55,10 @@ def compile_program(pid_limit: int | None = None):
 class Program:
     """sysgram.bpf.c, loaded and attached, with typed access to its maps."""
 
-    def __init__(self, comm: str, *, pid_limit: int | None = None) -> None:
+    def __init__(self, comm: str, *, pid_limit: int | None = None,
+                 rings: abi.RingPages | None = None) -> None:
         self.pid_limit = pid_limit or pid_max()
-        self.bpf = compile_program(self.pid_limit)
+        self.bpf = compile_program(self.pid_limit, rings)
         self._comm = comm.encode("utf-8", "surrogateescape")[: abi.COMM_LEN - 1]
         self._requests_written = 0
         self._known_done = 0
@@ -129,14 +130,20 @@ class Program:
     # -- delivery --------------------------------------------------------------------
     def open_ring_buffers(self, on_batch: RingCallback, on_loss: RingCallback,
                           on_life: RingCallback) -> None:
-        def wrap(sink: RingCallback):
+        def wrap(sink: RingCallback, record_size: int):
             def callback(_ctx, data, size):
-                sink(ctypes.string_at(data, size))
+                record = ctypes.string_at(data, size)
+                if size < record_size:
+                    # A partial batch comes without its unused id slots: pad it back to
+                    # the fixed layout so one numpy view decodes every record.
+                    record += bytes(record_size - size)
+                sink(record)
                 return 0
             return callback
 
         # Keep references: bcc holds only a ctypes pointer to each callback.
-        self._callbacks = (wrap(on_batch), wrap(on_loss), wrap(on_life))
+        self._callbacks = (wrap(on_batch, abi.BATCH.itemsize), wrap(on_loss, abi.LOSS.itemsize),
+                           wrap(on_life, abi.LIFE.itemsize))
         self.bpf[b"events"].open_ring_buffer(self._callbacks[0])
         self.bpf[b"losses"].open_ring_buffer(self._callbacks[1])
         self.bpf[b"life"].open_ring_buffer(self._callbacks[2])
@@ -170,18 +177,22 @@ def _bpf_syscall_number() -> int | None:
         return None
 
 
+class _InfoAttr(ctypes.Structure):
+    """The `info` member of union bpf_attr (BPF_OBJ_GET_INFO_BY_FD)."""
+
+    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32),
+                ("info", ctypes.c_uint64)]
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def _prog_recursion_misses(prog_fd: int, bpf_nr: int | None) -> int:
     if bpf_nr is None:
         return 0
-
-    class _InfoAttr(ctypes.Structure):
-        _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32),
-                    ("info", ctypes.c_uint64)]
-
     buf = ctypes.create_string_buffer(_PROG_INFO_SIZE)
     attr = _InfoAttr(prog_fd, _PROG_INFO_SIZE, ctypes.addressof(buf))
-    libc = ctypes.CDLL(None, use_errno=True)
-    rc = libc.syscall(bpf_nr, _BPF_OBJ_GET_INFO_BY_FD, ctypes.byref(attr), ctypes.sizeof(attr))
+    rc = _LIBC.syscall(bpf_nr, _BPF_OBJ_GET_INFO_BY_FD, ctypes.byref(attr), ctypes.sizeof(attr))
     if rc != 0 or attr.info_len < _RECURSION_MISSES_OFFSET + 8:
         return 0
     return int(np.frombuffer(buf.raw, dtype="<u8", count=1, offset=_RECURSION_MISSES_OFFSET)[0])

@@ -166,9 +166,9 @@ def _threads_live(
     windowers: dict[int, ThreadWindower] = {}
     novelty = NoveltyTracker(tuple(defaults.DEFAULT_ORDERS))
     rate = _NoveltyRate()
-    started = time.monotonic()
     stable_since, stable = None, False
     with Collector(TargetSpec(comm)) as collector:
+        started = time.monotonic()  # after attaching: compiling must not eat the duration
         say(f"recording '{comm}' for up to {duration:g}s"
             + (" (until novelty settles)" if until_stable else "") + "; Ctrl-C stops early.")
         try:

@@ -76,6 +76,7 @@ class LoadGenerator:
         self.seed = seed
         self.stats = LoadStats()
         self._lock = threading.Lock()
+        self._issued = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._paths = [p for p, _ in REQUEST_MIX]
@@ -110,12 +111,19 @@ class LoadGenerator:
         rng = random.Random(self.seed * 1000 + index)
         per_client_rate = self.rate / self.clients
         while not self._stop.is_set() and time.monotonic() < deadline:
-            with self._lock:
-                if self.stats.requests + self.stats.errors >= self.max_requests:
-                    return
+            if not self._reserve():
+                return
             path = rng.choices(self._paths, self._weights)[0]
             self._record(path, self._get(path))
             self._stop.wait(rng.expovariate(per_client_rate))
+
+    def _reserve(self) -> bool:
+        """Claim one of the max_requests (clients race for the last ones)."""
+        with self._lock:
+            if self._issued >= self.max_requests:
+                return False
+            self._issued += 1
+            return True
 
     def _get(self, path: str) -> int | None:
         try:

@@ -100,9 +100,32 @@ def run_demo(config: DemoConfig, ui: DemoUI) -> DemoResult:
 
 
 def _run_steps(config: DemoConfig, ui: DemoUI, result: DemoResult, cleanup: ExitStack) -> None:
-    workdir = result.workdir
-    comm = config.comm or pick_comm()
-    ui.step(f"Building and starting the demo server '{comm}'")
+    server, load, (secret_path, secret) = _start_target(config, ui, result, cleanup)
+    store = result.workdir / "profiles"
+    store.mkdir(mode=0o700, exist_ok=True)
+    _train(config, ui, result.comm, store)
+
+    watch = sysgram_cli.Watch(result.comm, store, result.workdir / "alerts.jsonl",
+                              log=result.workdir / "watch.out", extra=config.watch_args)
+    ui.step(f"Watching {result.comm} while normal traffic continues for "
+            f"{config.watch_seconds:g} s (sysgram watch --proc {result.comm} --json "
+            "--alerts FILE)")
+    watch.start()
+    cleanup.callback(watch.stop)
+    _watch_normal_traffic(config, ui, result, watch, load)
+
+    ui.step("Attack: command injection in /api/ping opens a reverse shell to 127.0.0.1 "
+            "and reads the secret")
+    _attack_and_wait(config, ui, result, watch, server.port, secret_path, secret)
+    load.stop()
+    result.load_errors = load.stats.errors
+    time.sleep(0.5)  # let watch write the repeats of the attack's period
+    result.attack_alerts += watch.new_records()
+    result.watch_exit = watch.stop()
+    result.watch_counts = watch.summary_counts()
+
+
+def _explain_name(config: DemoConfig, ui: DemoUI, comm: str) -> None:
     if comm != DEMO_COMM and config.comm is None:
         ui.info(f"another {DEMO_COMM} is running (pid "
                 f"{', '.join(map(str, live_pids_named(DEMO_COMM)))}), so this run's server is "
@@ -110,49 +133,42 @@ def _run_steps(config: DemoConfig, ui: DemoUI, result: DemoResult, cleanup: Exit
     elif live_pids_named(comm):
         raise UserError(f"a process named {comm} is already running; stop it or choose "
                         "another --name.")
-    result.comm = comm
-    binary = build_server(workdir / "bin", comm)
+
+
+def _start_target(config: DemoConfig, ui: DemoUI, result: DemoResult,
+                  cleanup: ExitStack) -> tuple[DemoServer, LoadGenerator, tuple[Path, str]]:
+    """Build and start the server, plant the secret, start normal traffic."""
+    workdir = result.workdir
+    result.comm = config.comm or pick_comm()
+    ui.step(f"Building and starting the demo server '{result.comm}'")
+    _explain_name(config, ui, result.comm)
+    binary = build_server(workdir / "bin", result.comm)
     server = DemoServer(binary, write_docroot(workdir / "www"), workdir / "access.log")
-    port = server.start()
+    server.start()
     cleanup.callback(server.stop)
-    secret_path, secret = plant_secret(workdir / "secrets")
-    ui.info(f"{binary} (pid {server.pid}) serves http://127.0.0.1:{port}/ — "
+    planted = plant_secret(workdir / "secrets")
+    ui.info(f"{binary} (pid {server.pid}) serves http://127.0.0.1:{server.port}/ — "
             f"static files, /api/items, /api/status, /api/ping")
-    ui.info(f"a secret it must never leak: {secret_path}")
+    ui.info(f"a secret it must never leak: {planted[0]}")
 
     budget = config.warmup_seconds + config.train_seconds + config.watch_seconds + 120
-    load = LoadGenerator(port, rate=config.rate, clients=config.clients, max_seconds=budget)
+    assert server.port is not None
+    load = LoadGenerator(server.port, rate=config.rate, clients=config.clients,
+                         max_seconds=budget)
     load.start()
     cleanup.callback(load.stop)
     ui.info(f"normal traffic: {config.clients} clients, about {config.rate:g} requests/s "
             "(pages, static files, JSON API, pings of 127.0.0.1)")
     time.sleep(config.warmup_seconds)
+    return server, load, planted
 
-    store = workdir / "profiles"
-    store.mkdir(mode=0o700, exist_ok=True)
+
+def _train(config: DemoConfig, ui: DemoUI, comm: str, store: Path) -> None:
     ui.step(f"Learning the normal behaviour of {comm} for {config.train_seconds:g} s "
             f"(sysgram train --proc {comm} --duration {config.train_seconds:g}s)")
     code = sysgram_cli.train(comm, store, config.train_seconds, config.train_args)
     if code != 0:
         raise UserError(f"'sysgram train' failed (exit {code}); its message is above.")
-
-    watch = sysgram_cli.Watch(comm, store, workdir / "alerts.jsonl",
-                              log=workdir / "watch.out", extra=config.watch_args)
-    ui.step(f"Watching {comm} while normal traffic continues for "
-            f"{config.watch_seconds:g} s (sysgram watch --proc {comm} --json --alerts FILE)")
-    watch.start()
-    cleanup.callback(watch.stop)
-    _watch_normal_traffic(config, ui, result, watch, load)
-
-    ui.step("Attack: command injection in /api/ping opens a reverse shell to 127.0.0.1 "
-            "and reads the secret")
-    _attack_and_wait(config, ui, result, watch, port, secret_path, secret)
-    load.stop()
-    result.load_errors = load.stats.errors
-    time.sleep(0.5)  # let watch write the repeats of the attack's period
-    result.attack_alerts += watch.new_records()
-    result.watch_exit = watch.stop()
-    result.watch_counts = watch.summary_counts()
 
 
 def _watch_normal_traffic(config: DemoConfig, ui: DemoUI, result: DemoResult,

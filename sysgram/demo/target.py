@@ -152,18 +152,23 @@ def stop_session(process: subprocess.Popen, grace: float = 3.0) -> None:
     # Children that outlived the leader (a reverse shell) share its process group.
     _signal_group(pgid, signal.SIGKILL)
     deadline = time.monotonic() + grace
-    while _group_exists(pgid) and time.monotonic() < deadline:
+    while group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def group_alive(pgid: int) -> bool:
+    """Whether a live (non-zombie) process is left in the group. Orphans are reparented
+    to pid 1, which in containers may never reap them: zombies do not count."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -91,8 +91,11 @@ def run_sysgram(corpus: EvalCorpus, model: str | None = None, windows: bool = Fa
     config = {"detector": profile.detector_name_, "window": profile.window_,
               "stride": profile.stride_, "rollup": profile.rollup_name_,
               "profile": "windows" if windows else "threads"}
-    label = (f"{profile.detector_name_} (window {profile.window_}/{profile.stride_}, "
-             f"roll-up {profile.rollup_name_})")
+    from sysgram.models.defaults import STREAM_WINDOW
+
+    unit = ("whole thread streams" if profile.window_ >= STREAM_WINDOW else
+            f"windows of {profile.window_} every {profile.stride_}")
+    label = f"{profile.detector_name_} ({unit}, roll-up {profile.rollup_name_})"
     return MethodResult(SYSGRAM, label, config, scores, overall, per_family,
                         fitted - start, scored - fitted,
                         {"threshold": profile.thread_threshold_})

@@ -40,7 +40,9 @@ class NgramVocabulary:
     def fit(self, seqs: Sequences) -> NgramVocabulary:
         present = np.zeros(SYMBOL_LIMIT, dtype=bool)
         for chunk in seqs.chunks(_CHUNK_VALUES):
-            present[np.unique(chunk.values)] = True
+            if len(chunk.values) and int(chunk.values.max()) >= SYMBOL_LIMIT:
+                raise ValueError(f"syscall number >= {SYMBOL_LIMIT} cannot be encoded")
+            present[chunk.values] = True
         self.symbols_ = np.flatnonzero(present).astype(np.int64)
         self.alphabet_ = np.zeros(SYMBOL_LIMIT + 1, dtype=np.int64)
         self.alphabet_[self.symbols_] = np.arange(1, len(self.symbols_) + 1)
@@ -155,14 +157,66 @@ class NgramFeaturizer:
             return sp.vstack([self.transform(c) for c in seqs.chunks(_CHUNK_VALUES)],
                              format="csr")
         lengths = seqs.lengths
-        if len(seqs) and bool(np.all(lengths == lengths[0])) and all(
+        equal = len(seqs) and bool(np.all(lengths == lengths[0])) and all(
             lut is not None for lut in self.luts_.values()
-        ):
+        )
+        if equal and self.weighting == "binary":
+            return self._binary_equal_length(seqs, int(lengths[0]))
+        if equal:
             indptr, indices, counts = self._counts_equal_length(seqs, int(lengths[0]))
         else:
             indptr, indices, counts = self._counts_ragged(seqs)
         data = self._weights(indptr, indices, counts)
         x = sp.csr_matrix((data, indices, indptr), shape=(len(seqs), self.n_features_))
+        x.has_canonical_format = True
+        return x
+
+    def _order_columns(self, compact: np.ndarray, n: int) -> np.ndarray:
+        """(rows, width) feature columns of every order-n n-gram of equal-length rows."""
+        width = compact.shape[1] - n + 1
+        # A dense table exists only below _DENSE_LUT_LIMIT slots, so int32 codes suffice.
+        code = compact[:, :width].astype(np.int32)
+        for k in range(1, n):
+            code *= self.vocabulary_.base
+            code += compact[:, k : k + width]
+        cols = self.luts_[n][code]
+        cols[cols < 0] = self._unseen_column(n)
+        return cols
+
+    def _binary_equal_length(self, seqs: Sequences, length: int) -> sp.csr_matrix:
+        """The default weighting on equal-length windows, built straight into CSR.
+
+        Per order: sort each row's columns, mark first occurrences; a block's seen entries
+        all get 1/sqrt(distinct seen) (or 1) and its unseen column comes last, so the data
+        array is one np.repeat of per-(row, order) values. Blocks occupy increasing
+        column ranges, so concatenating them keeps every row sorted (canonical CSR).
+        """
+        n_rows = len(seqs)
+        compact = self.vocabulary_.compact(seqs.values).reshape(n_rows, length)
+        orders = [n for n in self.orders_ if length - n + 1 > 0]
+        all_cols, all_first = [], []
+        per_block = np.zeros((n_rows, len(orders), 2))  # value of seen / unseen entries
+        count = np.zeros((n_rows, len(orders), 2), dtype=np.int64)  # how many of each
+        for j, n in enumerate(orders):  # loop over orders; each is whole-array work
+            cols = np.sort(self._order_columns(compact, n), axis=1)
+            first = np.ones(cols.shape, dtype=bool)
+            first[:, 1:] = cols[:, 1:] != cols[:, :-1]
+            unseen = np.count_nonzero(cols == self._unseen_column(n), axis=1)
+            has_unseen = unseen > 0
+            seen = first.sum(axis=1) - has_unseen
+            count[:, j, 0], count[:, j, 1] = seen, has_unseen
+            per_block[:, j, 0] = 1.0 / np.sqrt(np.maximum(seen, 1)) if self.normalize else 1.0
+            per_block[:, j, 1] = self.unseen_weight * unseen / cols.shape[1]
+            all_cols.append(cols)
+            all_first.append(first)
+        if not orders:
+            return sp.csr_matrix((n_rows, self.n_features_))
+        cols = np.concatenate(all_cols, axis=1)
+        first = np.concatenate(all_first, axis=1)
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(count.sum(axis=(1, 2)), out=indptr[1:])
+        data = np.repeat(per_block.reshape(-1), count.reshape(-1))
+        x = sp.csr_matrix((data, cols[first], indptr), shape=(n_rows, self.n_features_))
         x.has_canonical_format = True
         return x
 

@@ -48,3 +48,27 @@ def sample_chain(
     x0 = int(rng.integers(a))
     states = np.concatenate([[x0], prefix[:, x0]])
     return symbols[states].astype(np.uint16)
+
+
+def random_paths(
+    chain: tuple[np.ndarray, np.ndarray], n_paths: int, rng: np.random.Generator,
+    min_length: int = 4, max_length: int = 40,
+) -> list[np.ndarray]:
+    """`n_paths` code paths (short call sequences) walked on the chain."""
+    lengths = rng.integers(min_length, max_length + 1, n_paths)
+    return [sample_chain(chain, int(n), rng) for n in lengths]
+
+
+def sample_paths(
+    paths: list[np.ndarray], length: int, rng: np.random.Generator, zipf: float = 1.2
+) -> np.ndarray:
+    """A stream of about `length` calls: code paths picked at random (Zipf-like weights),
+    one after the other, as a server's request loop does. Fully vectorised."""
+    from sysgram.features.sequences import Sequences
+
+    batch = Sequences.from_list(paths)
+    weights = 1.0 / np.arange(1, len(paths) + 1) ** zipf
+    weights /= weights.sum()
+    mean = float(weights @ batch.lengths)
+    picks = rng.choice(len(paths), size=int(length / mean) + 2, p=weights)
+    return batch.take(picks).values[:length].astype(np.uint16)

@@ -172,13 +172,15 @@ class OCSVMDetector(NgramDetector):
 
     def fit(self, seqs: Sequences, y=None) -> OCSVMDetector:
         x, weights, _ = self._fit_features(seqs)
+        self.__dict__.pop("_landmark_cache", None)
+        self.__dict__.pop("_folded_cache", None)
         self.kernel_map_ = Nystroem(
             kernel="rbf",
             gamma=self.gamma,
             n_components=min(self.n_components, x.shape[0]),
             random_state=self.random_state,
         ).fit(x)
-        z = self.kernel_map_.transform(x)
+        z = self._rbf(x) @ self.kernel_map_.normalization_.T.astype(np.float32)
         self.svm_ = SGDOneClassSVM(
             nu=self.nu, max_iter=self.max_iter, tol=None, random_state=self.random_state
         ).fit(z, sample_weight=weights)
@@ -191,7 +193,15 @@ class OCSVMDetector(NgramDetector):
         v = N.T @ w leaves one sparse x dense product against the landmarks and one
         matrix-vector product: about 3x faster than the two sklearn steps.
         """
-        lt, lsq, v = self._fused()
+        v = self.__dict__.get("_folded_cache")
+        if v is None:
+            v = self.kernel_map_.normalization_.T @ np.ravel(self.svm_.coef_)
+            v = self.__dict__["_folded_cache"] = v.astype(np.float32)
+        return float(self.svm_.offset_[0]) - (self._rbf(x) @ v).astype(np.float64)
+
+    def _rbf(self, x) -> np.ndarray:
+        """RBF kernel between rows of `x` and the landmarks, float32, (rows, components)."""
+        lt, lsq = self._landmarks()
         x32 = x.astype(np.float32)
         k = np.asarray(x32 @ lt)  # in place from here: -gamma * squared distance, then exp
         k *= -2.0
@@ -200,26 +210,26 @@ class OCSVMDetector(NgramDetector):
         np.maximum(k, 0.0, out=k)
         k *= -self.gamma
         np.exp(k, out=k)
-        return float(self.svm_.offset_[0]) - (k @ v).astype(np.float64)
+        return k
 
-    def _fused(self):
-        """Dense float32 landmarks (features x components), their norms, folded weights.
+    def _landmarks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Dense float32 landmarks (features x components) and their squared norms.
 
         Cached on first use and never pickled: it is derived state, and dense.
         """
-        cached = self.__dict__.get("_fused_cache")
+        cached = self.__dict__.get("_landmark_cache")
         if cached is None:
             landmarks = self.kernel_map_.components_
             dense = landmarks.toarray() if hasattr(landmarks, "toarray") else landmarks
             lsq = (dense.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
-            v = self.kernel_map_.normalization_.T @ np.ravel(self.svm_.coef_)
-            cached = (np.ascontiguousarray(dense.T, dtype=np.float32), lsq, v.astype(np.float32))
-            self.__dict__["_fused_cache"] = cached
+            cached = (np.ascontiguousarray(dense.T, dtype=np.float32), lsq)
+            self.__dict__["_landmark_cache"] = cached
         return cached
 
     def __getstate__(self):
         state = super().__getstate__()
-        state.pop("_fused_cache", None)
+        state.pop("_landmark_cache", None)
+        state.pop("_folded_cache", None)
         return state
 
 

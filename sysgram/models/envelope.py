@@ -120,7 +120,7 @@ def read_envelope(path: Path) -> Envelope:
     payload = joblib.load(io.BytesIO(body))
     warnings = []
     mine = library_versions()
-    theirs = header.get("versions", {})
+    theirs = header["versions"] if isinstance(header.get("versions"), dict) else {}
     for lib in ("sklearn", "numpy"):
         if theirs.get(lib) and theirs[lib] != mine[lib]:
             warnings.append(
@@ -133,7 +133,7 @@ def read_envelope(path: Path) -> Envelope:
 def _open_checked(path: Path, check_trust: bool):
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not hang
     except FileNotFoundError:
         raise ProfileFileError(f"there is no profile file {path}; list them with "
                                "`sysgram profiles list`.") from None

@@ -22,18 +22,16 @@ def _who(pid: int, comm: str | None) -> str:
 def _window_text(alert: Alert, colour: bool) -> str:
     """The window's calls; runs of calls inside unseen n-grams are bracketed (or red)."""
     exp = alert.explanation
-    parts, open_ = [], False
+    runs: list[tuple[bool, list[str]]] = []
     for name, marked in zip(exp.syscalls, exp.marked(), strict=True):
-        if marked and not open_:
-            parts.append(_BOLD_RED if colour else "[")
-        elif not marked and open_:
-            parts.append(_RESET if colour else "]")
-        open_ = marked
-        parts.append(safe(name, 40) + " ")
-    text = "".join(parts).rstrip()
-    if open_:
-        text += _RESET if colour else "]"
-    return text.replace(" ]", "]").replace("[ ", "[")
+        if not runs or runs[-1][0] != marked:
+            runs.append((marked, []))
+        runs[-1][1].append(safe(name, 40))
+    opening, closing = (_BOLD_RED, _RESET) if colour else ("[", "]")
+    return " ".join(
+        f"{opening}{' '.join(names)}{closing}" if marked else " ".join(names)
+        for marked, names in runs
+    )
 
 
 def alert_text(alert: Alert, colour: bool = False) -> str:
@@ -46,6 +44,8 @@ def alert_text(alert: Alert, colour: bool = False) -> str:
     ]
     if proc.exe:
         lines.append(f"  exe: {safe(proc.exe, 300)}")
+    if proc.group != proc.pid:
+        lines.append(f"  forked from watched process {proc.group}")
     if exp.syscalls:
         marked = exp.unseen_spans and not colour
         note = " (in [ ]: n-grams never seen in training)" if marked else ""

@@ -1,0 +1,127 @@
+"""Who each traced thread is: /proc snapshots taken at first sight, lifecycle fallbacks.
+
+A thread is snapshotted as soon as the collector first sees it (its ThreadStart waits
+for the watermark); a process already gone from /proc is described from its fork and
+exec records instead. Everything about a thread is freed when its exit is released, so
+memory stays bounded however many threads come and go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sysgram.collector import procinfo
+from sysgram.collector.items import ThreadExit, ThreadStart
+
+
+@dataclass
+class _Thread:
+    pid: int
+    start: ThreadStart | None = None     # snapshot, emitted before the thread's first item
+    emitted: bool = False
+
+
+class ThreadBook:
+    """Per-thread and per-process facts, from first sight to the released exit."""
+
+    def __init__(self) -> None:
+        self._threads: dict[int, _Thread] = {}
+        self._procs: dict[int, procinfo.ProcessInfo] = {}
+        self._parent: dict[int, int] = {}            # child pid (or thread id) -> parent tgid
+        self._exec_info: dict[int, tuple[str, str]] = {}   # tgid -> (filename, comm)
+        self._exit_comm: dict[int, str] = {}
+        self._hashes = procinfo.ExeHashes()
+        self.live_threads: set[int] = set()
+        self.live_processes: set[int] = set()
+        self.threads_seen = 0
+        self.processes_seen = 0
+
+    # -- lifecycle records, as they arrive -------------------------------------------
+    def on_fork(self, child: int, parent_tgid: int) -> None:
+        self._parent[child] = parent_tgid
+
+    def on_exec(self, tid: int, tgid: int, filename: str, comm: str) -> None:
+        self._exec_info[tgid] = (filename, comm)
+        self.snapshot(tid, tgid, refresh=True)
+
+    def on_exit_record(self, tid: int, comm: str) -> None:
+        self._exit_comm[tid] = comm
+
+    # -- first sight -----------------------------------------------------------------
+    def knows(self, tid: int) -> bool:
+        return tid in self._threads
+
+    def knows_process(self, tgid: int) -> bool:
+        return tgid in self._procs
+
+    def snapshot(self, tid: int, tgid: int, refresh: bool = False) -> None:
+        """What /proc says about a thread, taken as soon as the thread is first seen."""
+        if tid in self._threads and not refresh:
+            return
+        proc = self._process(tgid, refresh)
+        comm = procinfo.read_comm(tgid, tid) or self._exit_comm.get(tid) or proc.comm
+        state = self._threads.get(tid) or _Thread(pid=tgid)
+        if not state.emitted:
+            state.start = ThreadStart(tid=tid, pid=tgid, ppid=proc.ppid, comm=comm,
+                                      exe=proc.exe, exe_sha256=proc.exe_sha256, ts_ns=0)
+        self._threads[tid] = state
+
+    def _process(self, tgid: int, refresh: bool) -> procinfo.ProcessInfo:
+        if refresh or tgid not in self._procs:
+            if tgid not in self._procs:
+                self.processes_seen += 1
+            info = procinfo.process_info(tgid, self._hashes) or self._process_from_life(tgid)
+            self._procs[tgid] = info
+        return self._procs[tgid]
+
+    def _process_from_life(self, tgid: int) -> procinfo.ProcessInfo:
+        """A process already gone from /proc: what its fork and exec records said."""
+        parent = self._parent.get(tgid)
+        inherited = self._procs.get(parent) if parent is not None else None
+        exec_rec = self._exec_info.get(tgid)
+        if exec_rec is not None:
+            filename, comm = exec_rec
+            return procinfo.ProcessInfo(pid=tgid, ppid=parent, comm=comm, exe=filename,
+                                        exe_sha256=self._hashes.of_path(filename))
+        if inherited is not None:     # a forked child runs its parent's executable
+            return procinfo.ProcessInfo(pid=tgid, ppid=parent, comm=inherited.comm,
+                                        exe=inherited.exe, exe_sha256=inherited.exe_sha256)
+        return procinfo.ProcessInfo(pid=tgid, ppid=parent, comm=None, exe=None, exe_sha256=None)
+
+    # -- release ---------------------------------------------------------------------
+    def start_item(self, tid: int, tgid: int, ts_ns: int) -> ThreadStart | None:
+        """The thread's ThreadStart if it is not out yet (it precedes the thread's items)."""
+        state = self._threads.setdefault(tid, _Thread(pid=tgid))
+        if state.emitted:
+            return None
+        snap = state.start or ThreadStart(tid=tid, pid=tgid, ppid=self._parent.get(tgid),
+                                          comm=self._exit_comm.get(tid), exe=None,
+                                          exe_sha256=None, ts_ns=0)
+        state.emitted, state.start = True, None
+        self.live_threads.add(tid)
+        self.live_processes.add(tgid)
+        self.threads_seen += 1
+        return ThreadStart(tid=tid, pid=tgid, ppid=snap.ppid, comm=snap.comm, exe=snap.exe,
+                           exe_sha256=snap.exe_sha256, ts_ns=ts_ns)
+
+    def exit_item(self, tid: int, tgid: int, ts_ns: int, group_dead: bool) -> ThreadExit | None:
+        """The thread's ThreadExit (None if it never started), and forget the thread."""
+        state = self._threads.pop(tid, None)
+        self._exit_comm.pop(tid, None)
+        self.live_threads.discard(tid)
+        if tid != tgid:
+            self._parent.pop(tid, None)    # fork records name threads as children too
+        if group_dead:
+            self.live_processes.discard(tgid)
+            self._parent.pop(tgid, None)
+            self._procs.pop(tgid, None)
+            self._exec_info.pop(tgid, None)
+        if state is None or not state.emitted:
+            return None
+        return ThreadExit(tid=tid, pid=tgid, ts_ns=ts_ns, group_dead=group_dead)
+
+    def held(self) -> dict[str, int]:
+        """Sizes of what is held (tests check that it returns to zero)."""
+        return {"threads": len(self._threads), "processes": len(self._procs),
+                "parents": len(self._parent), "execs": len(self._exec_info),
+                "exit_comms": len(self._exit_comm)}

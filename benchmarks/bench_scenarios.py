@@ -253,7 +253,8 @@ def _replay_splits(work: Path, comm: str, model: str, segments: int, train_n: in
     splits = []
     for i in range(segments - train_n - test_n + 1):
         store = work / f"store-{model}-{i}"
-        train_from = [a for k in range(i, i + train_n) for a in ("--from", str(work / f"seg{k:02d}"))]
+        train_from = [arg for k in range(i, i + train_n)
+                      for arg in ("--from", str(work / f"seg{k:02d}"))]
         _cli("train", "--proc", comm, "--store", str(store), "--model", model, *train_from)
         alarms = windows = 0
         for k in range(i + train_n, i + train_n + test_n):

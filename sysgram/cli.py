@@ -45,7 +45,9 @@ register_all(app)
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, print user errors as one line, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, click returns what a command returned, and a
+        # `typer.Exit(code)` raised inside a command comes back as that int.
+        result = app(args=argv, standalone_mode=False)
     except UserError as err:
         print(f"sysgram: {err.message}", file=sys.stderr)
         return err.exit_code
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

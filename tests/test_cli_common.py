@@ -44,3 +44,27 @@ def test_version():
     from sysgram.cli import main
 
     assert main(["--version"]) == 0
+
+
+def test_exit_codes_of_commands_reach_the_shell():
+    import typer
+
+    from sysgram import cli
+
+    probe = typer.Typer()
+
+    @probe.command()
+    def fail() -> None:
+        raise typer.Exit(code=3)
+
+    @probe.command()
+    def ok() -> None:
+        pass
+
+    saved = cli.app
+    try:
+        cli.app = probe
+        assert cli.main(["fail"]) == 3
+        assert cli.main(["ok"]) == 0
+    finally:
+        cli.app = saved

@@ -175,7 +175,7 @@ def test_a_target_that_execs_another_program_stays_tracked(build_workload):
 
 
 def test_a_full_ring_buffer_loses_events_loudly_and_exactly(build_workload):
-    """One-page rings: every full batch (4.9 KB) is refused, partial ones still fit.
+    """One-page rings: every full batch (8.9 KB) is refused, small partial ones still fit.
 
     Every refused event is counted, and those whose run tables got through the small
     losses ring are gaps at their place in the thread's stream; nothing vanishes.
@@ -212,3 +212,14 @@ def test_a_fork_storm_is_followed_whole_and_leaves_no_state_behind(build_workloa
     assert stats.lost == 0 and stats.lost_lifecycle == 0
     assert (stats.processes, stats.threads) == (0, 0)
     assert set(held.values()) == {0}, held
+
+
+def test_a_thread_that_execs_ends_its_old_id_and_continues_as_the_process(build_workload):
+    exe = build_workload("threadexec")
+    rec, _ = record_while(exe.name, lambda: subprocess.run([exe, "23"], check=True))
+    (pid,) = {rec.starts[t].pid for t in rec.pattern_threads()}
+    old_tid = next(t for t in rec.pattern_threads() if t != pid)
+    assert rec.bracketed(old_tid).tolist() == [GETPPID] * 23   # before the exec
+    assert rec.bracketed(pid).tolist() == [GETPPID] * 23       # the new image, as the leader
+    assert old_tid in rec.exits and rec.exits[old_tid].ts_ns <= rec.execs[-1].ts_ns
+    assert rec.execs[-1].pid == pid

@@ -203,3 +203,11 @@ def test_an_alert_renders_with_its_unseen_calls_marked(tmp_path):
     summary = "\n".join(render_summary(result))
     assert "false alarms during normal traffic: 0" in summary
     assert "0.30 s" in summary
+
+
+def test_process_names_in_alerts_cannot_drive_the_terminal():
+    record = {"kind": "alert", "binary": DEMO_COMM, "pid": 1, "tid": 1,
+              "comm": "evil\x1b[2J\x07", "score": 1.0, "threshold": 0.5, "window": {}}
+    text = "\n".join(render_alert(record))
+    assert "\x1b" not in text and "\x07" not in text
+    assert "evil" in text

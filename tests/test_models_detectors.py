@@ -83,3 +83,11 @@ def test_ocsvm_fused_scoring_matches_sklearn(normal):
     reference = -det.svm_.decision_function(det.kernel_map_.transform(x))
     assert np.allclose(det.score_samples(normal), reference, rtol=1e-4, atol=1e-5)
     assert "_landmark_cache" not in pickle.loads(pickle.dumps(det)).__dict__
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_duplicate_windows_are_scored_once_and_identically(name, normal):
+    det = get_detector(name).fit(normal)
+    repeated = normal.take(np.array([3, 1, 3, 3, 0, 1] * 5))
+    direct = det._scores(det.featurizer_.transform(repeated))
+    assert np.allclose(det.score_samples(repeated), direct)

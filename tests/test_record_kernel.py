@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +59,9 @@ def test_record_writes_every_thread_and_stops_cleanly_on_a_signal(build_workload
     assert f"stopped by {stop_signal.name}" in err and "recorded " in err
     dataset = Dataset.open(out)
     assert not dataset.warnings
+    collector = dataset.meta["collector"]             # the kernel's loss counters, kept
+    assert collector["lost"] == 0 and collector["threads_seen"] >= 5
+    assert dataset.meta["target"]["comm"] == exe.name
     traces = pattern_traces(dataset)
     assert len(traces) == 4
     for trace in traces:
@@ -66,13 +71,16 @@ def test_record_writes_every_thread_and_stops_cleanly_on_a_signal(build_workload
 
 
 @pytest.mark.kernel
-def test_record_duration_ends_it(build_workload, tmp_path):
-    exe = build_workload("pattern")
-    recorder = start_recorder("--proc", exe.name, "--duration", "1s", "--out",
-                              str(tmp_path / "rec"))
-    _, err = recorder.communicate(timeout=20)
-    assert recorder.returncode == 0
-    assert f"no process is named '{exe.name}' yet" in err
+def test_record_duration_ends_it_and_a_long_name_is_cut_with_a_warning(tmp_path):
+    long_name = "a-name-longer-than-fifteen"
+    recorder = subprocess.Popen([*SYSGRAM, "record", "--proc", long_name, "--duration", "1s",
+                                 "--out", str(tmp_path / "rec")], stderr=subprocess.PIPE,
+                                text=True)
+    _, err = recorder.communicate(timeout=30)
+    assert recorder.returncode == 0, err
+    assert "first 15 bytes" in err
+    assert f"no process is named '{long_name[:15]}' yet" in err
+    assert Dataset.open(tmp_path / "rec").meta["target"]["comm"] == long_name[:15]
 
 
 @pytest.mark.kernel
@@ -127,3 +135,20 @@ def test_record_stops_cleanly_when_the_disk_is_full(build_workload, tmp_path):
     finally:
         subprocess.run(["umount", str(small)], check=False)
 
+
+
+@pytest.mark.kernel
+def test_record_without_privileges_says_so_in_one_sentence(tmp_path):
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is missing")
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+         sys.executable, "-m", "sysgram", "record", "--proc", "x", "--out",
+         str(tmp_path / "rec")],
+        capture_output=True, text=True, timeout=60, cwd="/",
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "privileges" in result.stderr and "root" in result.stderr
+    assert "Traceback" not in result.stderr

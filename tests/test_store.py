@@ -167,6 +167,9 @@ def test_cli_train_show_score_append_rm(tmp_path, capsys, monkeypatch):
     assert main(["score", "--proc", "demo", str(tmp_path / "other"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["summary"]["anomalous_threads"] == 3
+    assert result["processes"] == [{"pid": 100, "threads": 3, "windows": result["summary"][
+        "windows"], "anomalous_threads": 3, "score": max(t["score"] for t in result["threads"]),
+        "anomalous": True}]
     assert all(w["anomalous"] for w in result["windows"])
     assert "explain" in result["windows"][0]
     assert main(["score", "--proc", "demo", str(tmp_path / "more"), "--json"]) == 0
@@ -186,3 +189,10 @@ def test_cli_too_little_data(tmp_path, capsys, monkeypatch):
     assert main(["train", "--proc", "demo", "--from", str(tmp_path / "tiny")]) == 2
     err = capsys.readouterr().err
     assert "only 16 windows" in err and "needs at least 250" in err
+
+
+def test_cli_refuses_bad_options_with_one_sentence(tmp_path, capsys):
+    for option in (["--window", "0"], ["--stride", "0"], ["--target-far", "2"]):
+        assert main(["train", "--proc", "demo", "--from", str(tmp_path), *option,
+                     "--store", str(tmp_path / "s")]) == 2
+        assert "out of range" in capsys.readouterr().err

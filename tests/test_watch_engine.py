@@ -280,7 +280,7 @@ def test_short_lived_thread_gets_one_short_window_at_exit():
 
 def test_fork_storm_frees_every_thread_and_memory_stays_bounded():
     eng = engine(warmup_s=1.0)
-    eng.ingest([start(1)])
+    eng.ingest([start(1, ts=-2 * S)])  # the forking parent is past its warm-up
 
     def storm(first: int, count: int) -> None:
         for drain in range(first, first + count, 100):  # 100 short-lived children a drain

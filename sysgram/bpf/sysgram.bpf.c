@@ -234,6 +234,10 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     /* A tracked process that execs something else stays tracked: what the target's
      * descendants do is its behaviour. */
     close_run();
+    /* A non-leader thread that execs takes over the process id: its old thread id, marked
+     * when the thread was created, gets no exit record, so clear it here. */
+    if (args->old_pid != tgid)
+        unmark(args->old_pid);
     unsigned short off = args->data_loc_filename & 0xFFFF;
     send_life(SG_LIFE_EXEC, (u32)pid_tgid, tgid, args->old_pid, 0, (char *)args + off, 1);
     return 0;

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-BATCH_IDS = 2048           # syscall ids per per-CPU batch (power of two)
+BATCH_IDS = 4096           # syscall ids per per-CPU batch (power of two)
 BATCH_RUNS = 32            # runs per batch (power of two); a full run table flushes
 MAX_REQUESTS = 1024        # mark/unmark request queue (power of two)
-EVENTS_PAGES = 2048        # 8 MiB: ~1,700 full batches (3.4 M events), ~1 s at full rate
+EVENTS_PAGES = 2048        # 8 MiB: ~930 full batches (3.8 M events), ~1 s at full rate
 LOSSES_PAGES = 64
 LIFE_PAGES = 1024          # 4 MiB: ~13,000 fork/exec/exit records per drain interval
 COMM_LEN = 16

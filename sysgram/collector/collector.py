@@ -52,6 +52,14 @@ def _text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
+def _exit_record(exec_rec: np.void, tid: int) -> np.void:
+    """The exit a thread that disappeared into an exec would have reported (just before it)."""
+    rec = np.zeros(1, dtype=abi.LIFE)[0]
+    rec["ts"], rec["kind"] = int(exec_rec["ts"]) - 1, abi.LIFE_EXIT
+    rec["tid"], rec["tgid"], rec["comm"] = tid, exec_rec["tgid"], exec_rec["comm"]
+    return rec
+
+
 def online_cpus() -> list[int]:
     """Online CPUs (the flusher must visit each one: targets may run anywhere)."""
     try:
@@ -261,6 +269,11 @@ class Collector:
                     continue
                 self._book.on_exec(tid, tgid, filename, comm)
                 run_kind = KIND_EXEC
+                old_tid = int(rec["other"])
+                if old_tid != tgid:
+                    # A non-leader thread exec'd and took over the process id: its old
+                    # thread id gets no exit record of its own, so end it here.
+                    kept.append(self._keep_life(_exit_record(rec, old_tid), KIND_EXIT))
             else:
                 self._book.on_exit_record(tid, _text(rec["comm"]))
                 if self._exe.is_dropped(tgid):
@@ -268,13 +281,18 @@ class Collector:
                         self._exe.on_group_exit(tgid)
                     continue
                 run_kind = KIND_EXIT
-            self._life[self._next_ref] = rec
-            kept.append((int(rec["ts"]), run_kind, tid, tgid, self._next_ref))
-            self._next_ref += 1
+            kept.append(self._keep_life(rec, run_kind))
         ts, kinds, tids, tgids, refs = zip(*kept, strict=True) if kept else ((),) * 5
         return Runs.build(tid=np.array(tids, np.uint32), tgid=np.array(tgids, np.uint32),
                           ts=np.array(ts, np.uint64), kind=np.array(kinds, np.uint8),
                           ref=np.array(refs, np.int64))
+
+    def _keep_life(self, rec: np.void, run_kind: int) -> tuple[int, int, int, int, int]:
+        """Hold a lifecycle record until its run is released; returns the run's columns."""
+        ref = self._next_ref
+        self._next_ref += 1
+        self._life[ref] = rec
+        return int(rec["ts"]), run_kind, int(rec["tid"]), int(rec["tgid"]), ref
 
     def _first_sight(self, tids: np.ndarray, tgids: np.ndarray) -> None:
         """Snapshot threads seen for the first time (and check new processes' executable)."""

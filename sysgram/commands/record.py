@@ -139,15 +139,15 @@ def run_recording(comm: str, exe: str | None, seconds: float | None, out: Path) 
             _say(f"no process is named '{comm}' yet; waiting for one to start "
                  "(Ctrl-C to stop).")
         _record_loop(collector, writer, stop, started_at, seconds, announce_first=waiting)
+        collector.stop()                  # one last flush round, then what it held
+        write_items(writer, collector.poll(0).items)
+        stats = collector.stats()
+        writer.close(stats=stats.as_dict())
     except BaseException:
         collector.close()
         _close_writer(writer, collector)
         raise
-    collector.stop()
-    write_items(writer, collector.poll(0).items)
-    stats = collector.stats()
     collector.close()
-    writer.close(stats=stats.as_dict())
     if stderr_is_tty():
         _say("")
     if stop.reason:

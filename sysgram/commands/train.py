@@ -99,6 +99,7 @@ def train(
     from sysgram.syscalls import host_arch
 
     comm = kernel_comm(proc)
+    _check_options(window, stride, target_far, stable_rate)
     profile_store = ProfileStore(store)
     profile_store.path(comm)  # a bad name fails before any recording
     previous = _previous(profile_store, comm, append)
@@ -108,15 +109,32 @@ def train(
         if append:
             raise UserError("--append extends a profile with recordings; give them with --from.")
         threads, arch, described = _threads_live(
-            comm, parse_duration(duration), until_stable, stable_rate, parse_duration(stable_for)
+            comm, parse_duration(duration), until_stable, stable_rate, parse_duration(stable_for),
+            (window, stride),
         )
     if previous is not None:
+        if model or window or stride:
+            warn("--append keeps the profile's detector and windows; --model, --window and "
+                 "--stride are ignored (retrain without --append to change them).")
         arch = previous.profile.arch_
         params = previous.profile.get_params()
     else:
         params = {"detector": model, "window": window, "stride": stride, "target_far": target_far,
                   "arch": arch or host_arch()}
     _fit_and_save(profile_store, comm, Profile(**params), threads, described, previous)
+
+
+def _check_options(window: int | None, stride: int | None, target_far: float,
+                   stable_rate: float) -> None:
+    if window is not None and not 2 <= window <= 1 << 20:
+        raise UserError(f"--window {window} is out of range; give 2 to 1048576 calls.")
+    if stride is not None and stride < 1:
+        raise UserError(f"--stride {stride} is out of range; give at least 1 call.")
+    if not 0 < target_far < 0.5:
+        raise UserError(f"--target-far {target_far:g} is out of range; give a rate between 0 "
+                        "and 0.5, e.g. 1e-4 for one false alarm per 10,000 windows.")
+    if stable_rate < 0:
+        raise UserError("--stable-rate cannot be negative; give new n-grams per 1,000 windows.")
 
 
 def _previous(profile_store, comm: str, append: bool):
@@ -152,99 +170,85 @@ def _threads_from_datasets(paths: list[Path]) -> tuple[list, str, list[dict]]:
 
 
 def _threads_live(
-    comm: str, duration: float, until_stable: bool, stable_rate: float, stable_for: float
+    comm: str, duration: float, until_stable: bool, stable_rate: float, stable_for: float,
+    shape: tuple[int | None, int | None] = (None, None),
 ) -> tuple[list, str, list[dict]]:
     from sysgram.collector import Collector, TargetSpec
-    from sysgram.features import NoveltyTracker
     from sysgram.models import defaults
-    from sysgram.models.streaming import ThreadWindower
-    from sysgram.models.training_data import LiveRecording
+    from sysgram.models.training_data import LiveLearning
     from sysgram.syscalls import host_arch
 
-    arch = host_arch()
-    recording = LiveRecording(arch)
-    windowers: dict[int, ThreadWindower] = {}
-    novelty = NoveltyTracker(tuple(defaults.DEFAULT_ORDERS))
-    rate = _NoveltyRate()
-    stable_since, stable = None, False
+    learning = LiveLearning(
+        host_arch(), shape[0] or defaults.DEFAULT_WINDOW, shape[1] or defaults.DEFAULT_STRIDE,
+        tuple(defaults.DEFAULT_ORDERS), stable_rate=stable_rate, stable_for=stable_for,
+    )
     with Collector(TargetSpec(comm)) as collector:
         started = time.monotonic()  # after attaching: compiling must not eat the duration
         say(f"recording '{comm}' for up to {duration:g}s"
             + (" (until novelty settles)" if until_stable else "") + "; Ctrl-C stops early.")
-        try:
-            while (now := time.monotonic()) - started < duration:
-                drain = collector.poll(0.2)
-                new_windows = []
-                for tid, ids in recording.add(drain.items):
-                    w = windowers.setdefault(
-                        tid, ThreadWindower(defaults.DEFAULT_WINDOW, defaults.DEFAULT_STRIDE))
-                    windows, _ = w.push(ids)
-                    if len(windows):
-                        new_windows.append(windows)
-                if new_windows:
-                    from sysgram.features import Sequences
-
-                    batch = Sequences.from_windows(np.concatenate(new_windows))
-                    rate.add(now, len(batch), novelty.update(batch))
-                per_k = rate.per_thousand(now)
-                _progress(now - started, duration, recording, novelty, per_k)
-                if until_stable and novelty.windows >= 1000 and per_k is not None:
-                    low = per_k < stable_rate
-                    stable_since = (stable_since or now) if low else None
-                    if stable_since is not None and now - stable_since >= stable_for:
-                        stable = True
-                        break
-        except KeyboardInterrupt:
-            say("stopped early by Ctrl-C; training on what was recorded.")
+        stable = _record(collector, learning, started, duration, until_stable)
         stats = collector.stats()
-    if stderr_is_tty():
-        print(file=sys.stderr)
-    if until_stable:
-        if stable:
-            say(f"novelty settled below {stable_rate:g} new n-grams per 1,000 windows for "
-                f"{stable_for:g}s; stopped recording.")
-        else:
-            loud(f"novelty never settled below {stable_rate:g} new n-grams per 1,000 windows "
-                 f"within {duration:g}s: the profile may miss normal behaviour and raise false "
-                 "alarms; record longer (--duration) while the program does its usual work.")
-    if stats.lost:
-        warn(f"{stats.lost:,} events were lost while recording; windows never span a loss.")
-    described = [{"kind": "live", "comm": comm, "seconds": round(time.monotonic() - started, 1),
-                  "syscalls": recording.events, "lost": int(stats.lost),
-                  "threads": len(recording.traces()), "stable": stable if until_stable else None}]
-    if not recording.events:
+    seconds = time.monotonic() - started
+    _report_recording(learning, stats, until_stable, stable, duration)
+    described = [{"kind": "live", "comm": comm, "seconds": round(seconds, 1),
+                  "syscalls": learning.recording.events, "lost": int(stats.lost),
+                  "threads": len(learning.recording.traces()),
+                  "stable": stable if until_stable else None}]
+    if not learning.recording.events:
         raise UserError(f"no process named '{comm}' made a system call while recording; start "
                         "it (check the name with `ps -o comm`) and train again.")
-    return recording.traces(), arch, described
+    return learning.recording.traces(), learning.recording.arch, described
 
 
-class _NoveltyRate:
-    """New n-grams per 1,000 windows over the last SPAN seconds."""
+def _record(collector, learning, started: float, duration: float, until_stable: bool) -> bool:
+    """Poll until the duration ends, novelty settles (--until-stable) or memory is full."""
+    last_line = started
+    try:
+        while (now := time.monotonic()) - started < duration:
+            learning.add(collector.poll(0.2).items, now)
+            if stderr_is_tty():
+                _progress(now - started, duration, learning)
+            elif now - last_line >= 30:  # logs get a line every 30 s instead of a bar
+                last_line = now
+                say(_status(now - started, learning))
+            if until_stable and learning.stable(now):
+                return True
+            if learning.full:
+                loud(f"stopped recording at {learning.recording.events:,} calls to bound "
+                     "memory; training on those.")
+                return False
+    except KeyboardInterrupt:
+        say("stopped early by Ctrl-C; training on what was recorded.")
+    return False
 
-    SPAN = 10.0
 
-    def __init__(self) -> None:
-        self.points: list[tuple[float, int, int]] = []
+def _report_recording(learning, stats, until_stable: bool, stable: bool,
+                      duration: float) -> None:
+    if stderr_is_tty():
+        print(file=sys.stderr)
+    rate = f"{learning.stable_rate:g} new n-grams per 1,000 windows"
+    if until_stable and stable:
+        say(f"novelty settled below {rate} for {learning.stable_for:g}s; stopped recording.")
+    elif until_stable:
+        loud(f"novelty never settled below {rate} within {duration:g}s: the profile may miss "
+             "normal behaviour and raise false alarms; record longer (--duration) while the "
+             "program does its usual work.")
+    if stats.lost:
+        warn(f"{stats.lost:,} events were lost while recording; windows never span a loss.")
 
-    def add(self, now: float, windows: int, new: int) -> None:
-        self.points.append((now, windows, new))
-        self.points = [p for p in self.points if now - p[0] <= self.SPAN]
 
-    def per_thousand(self, now: float) -> float | None:
-        windows = sum(p[1] for p in self.points)
-        return 1000.0 * sum(p[2] for p in self.points) / windows if windows else None
+def _status(elapsed: float, learning) -> str:
+    rate = learning.rate()
+    return (f"{elapsed:5.0f}s  {learning.recording.events:,} calls  "
+            f"{len(learning.recording.threads):,} threads  {learning.novelty.windows:,} windows  "
+            f"novelty {'—' if rate is None else f'{rate:.1f}'}/1k windows")
 
 
-def _progress(elapsed: float, duration: float, recording, novelty, per_k) -> None:
-    if not stderr_is_tty():
-        return
+def _progress(elapsed: float, duration: float, learning) -> None:
     width = 24
     done = int(width * min(elapsed / duration, 1.0))
-    rate = "—" if per_k is None else f"{per_k:.1f}"
-    line = (f"[{'#' * done}{'.' * (width - done)}] {elapsed:5.0f}s  {recording.events:,} calls  "
-            f"{len(recording.threads):,} threads  {novelty.windows:,} windows  "
-            f"novelty {rate}/1k windows")
-    sys.stderr.write("\r\x1b[2K" + line)
+    bar = f"[{'#' * done}{'.' * (width - done)}]"
+    sys.stderr.write(f"\r\x1b[2K{bar} {_status(elapsed, learning)}")
     sys.stderr.flush()
 
 
@@ -260,6 +264,9 @@ def _fit_and_save(profile_store, comm: str, profile, threads: list, described: l
         described = list((previous.header.get("training") or {}).get("sources") or []) + described
     if streams.lost_events:
         say(f"{streams.lost_events:,} events were lost in the recordings; threads are cut there.")
+    if streams.unencodable:
+        warn(f"{streams.unencodable:,} calls have numbers beyond the {profile.arch} table and "
+             "count as one 'unknown' syscall.")
     say(f"fitting on {len(pieces):,} streams, {int(pieces.offsets[-1]):,} calls...")
     started = time.perf_counter()
     profile.fit(pieces)
@@ -314,14 +321,9 @@ def profiles_list(
     rows = []
     for name in profile_store.names():
         try:
-            header = profile_store.header(name)
+            rows.append(_list_row(name, profile_store.header(name)))
         except UserError as err:
             rows.append({"name": name, "error": err.message})
-            continue
-        training = header.get("training") or {}
-        rows.append({"name": name, "detector": header["features"]["detector"],
-                     "windows": training.get("windows"), "threshold": header.get("threshold"),
-                     "created": header.get("created"), "binary": header.get("binary") or {}})
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -332,8 +334,28 @@ def profiles_list(
         if "error" in r:
             print(f"{printable(r['name']):16} unreadable: {printable(r['error'])}")
             continue
-        print(f"{printable(r['name']):16} {r['detector']:8} {r['windows'] or 0:>10,} windows  "
-              f"threshold {r['threshold']:.4g}  {printable(r['binary'].get('path') or '')}")
+        print(f"{printable(r['name']):16} {printable(r['detector']):8} {r['windows']:>10,} "
+              f"windows  threshold {r['threshold']:.4g}  {printable(r['binary'])}")
+
+
+def _damaged(name: str) -> UserError:
+    return UserError(f"the profile '{name}' has a damaged header; retrain it with "
+                     f"`sysgram train --proc {name}` or remove it with `sysgram profiles rm`.")
+
+
+def _list_row(name: str, header: dict) -> dict:
+    """One `profiles list` row; the header is data from disk, so every field is checked."""
+    try:
+        training = header.get("training") or {}
+        windows, threshold = training.get("windows") or 0, header.get("threshold")
+        binary = header.get("binary") or {}
+        row = {"name": name, "detector": str(header["features"]["detector"]),
+               "windows": int(windows), "threshold": float(threshold),
+               "created": header.get("created"),
+               "binary": str(binary.get("path") or "") if isinstance(binary, dict) else ""}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise _damaged(name) from None
+    return row
 
 
 def profiles_show(
@@ -348,23 +370,35 @@ def profiles_show(
     if as_json:
         print(json.dumps(header, indent=2))
         return
+    try:
+        lines = _show_lines(header)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        raise _damaged(name) from None
+    print("\n".join(lines))
+    changed = binary_changed(header.get("binary") or {})
+    if changed:
+        warn(changed)
+
+
+def _show_lines(header: dict) -> list[str]:
     f, t, cal = header["features"], header.get("training") or {}, header.get("calibration") or {}
     b = header.get("binary") or {}
     lines = [
         f"profile    {printable(header.get('name'))}  (format {header['format_version']}, "
-        f"sysgram {header['versions'].get('sysgram')}, scikit-learn "
-        f"{header['versions'].get('sklearn')})",
+        f"sysgram {printable(header['versions'].get('sysgram'))}, scikit-learn "
+        f"{printable(header['versions'].get('sklearn'))})",
         f"binary     {printable(b.get('path') or 'unknown path')}  sha256 "
         f"{(b.get('sha256') or 'unknown')[:16]}",
         f"features   windows of {f['window']} calls every {f['stride']}, n-grams "
-        f"{','.join(map(str, f['orders']))}, syscall table {header['syscall_table']['arch']}",
-        f"detector   {f['detector']}  roll-up {f['rollup']}",
+        f"{printable(','.join(map(str, f['orders'])))}, syscall table "
+        f"{printable(header['syscall_table']['arch'])}",
+        f"detector   {printable(f['detector'])}  roll-up {printable(f['rollup'])}",
         f"trained on {t.get('threads', 0):,} streams, {t.get('syscalls', 0):,} calls, "
         f"{t.get('windows', 0):,} windows ({t.get('fit_windows', 0):,} fit, "
-        f"{t.get('calibration_windows', 0):,} held out by {t.get('split')})",
-        f"vocabulary {t.get('distinct_syscalls')} syscalls, n-grams per order "
-        f"{t.get('distinct_ngrams')}",
-        f"threshold  {header['threshold']:.6g} ({cal.get('method')}, target "
+        f"{t.get('calibration_windows', 0):,} held out by {printable(t.get('split'))})",
+        f"vocabulary {printable(t.get('distinct_syscalls'))} syscalls, n-grams per order "
+        f"{printable(t.get('distinct_ngrams'))}",
+        f"threshold  {header['threshold']:.6g} ({printable(cal.get('method'))}, target "
         f"{cal.get('target_far')}, {cal.get('exceedances')} of {cal.get('n_calibration')} "
         f"held-out windows above, verifiable down to {cal.get('verifiable_far', 0):.2g})",
         f"novelty    {_curve_text(header.get('novelty_curve') or [], 20)} new n-grams per "
@@ -372,10 +406,7 @@ def profiles_show(
     ]
     for src in t.get("sources") or []:
         lines.append(f"source     {printable(json.dumps(src))}")
-    print("\n".join(lines))
-    changed = binary_changed(b)
-    if changed:
-        warn(changed)
+    return lines
 
 
 def profiles_rm(
@@ -412,6 +443,9 @@ def score(
     for message in data.warnings:
         warn(f"{dataset}: {message}")
     result = score_threads(loaded.profile, data.threads)
+    if result["summary"]["unencodable_calls"]:
+        warn(f"{result['summary']['unencodable_calls']:,} calls have numbers beyond the "
+             f"{loaded.profile.arch_} table and count as one 'unknown' syscall.")
     if as_json:
         print(json.dumps(result, indent=1))
         return
@@ -427,11 +461,17 @@ def _score_text(result: dict, top: int) -> list[str]:
     ]
     if s["lost_events"]:
         lines.append(f"losses     {s['lost_events']:,} events missing; windows never span them")
+    for p in result["processes"]:
+        mark = "  ALERT" if p["anomalous"] else ""
+        score = "—" if p["score"] is None else f"{p['score']:.6g}"
+        lines.append(f"process    pid {p['pid']}: {p['threads']} threads, {p['windows']:,} "
+                     f"windows, {p['anomalous_threads']} threads above, score {score}{mark}")
     lines.append("threads    tid      pid      windows  anomalous  score")
     for t in result["threads"]:
         mark = "  ALERT" if t["anomalous"] else ""
+        score = "—" if t["score"] is None else f"{t['score']:.6g}"
         lines.append(f"           {t['tid']:<8} {t['pid']:<8} {t['windows']:>7}  "
-                     f"{t['anomalous_windows']:>9}  {t['score']:.6g}{mark}")
+                     f"{t['anomalous_windows']:>9}  {score}{mark}")
     worst = sorted(result["windows"], key=lambda w: -w["score"])[:top]
     if worst:
         lines.append("worst windows")

@@ -182,7 +182,11 @@ def watch(
     ),
     duration: str = typer.Option(None, "--duration", help="Stop after this long (e.g. 10m)."),
 ) -> None:
-    """Watch live processes of a binary and alert when a window of syscalls is anomalous."""
+    """Watch live processes of a binary and alert when a window of syscalls is anomalous.
+
+    Exit codes: 0 stopped by Ctrl-C, SIGTERM or --duration; 1 stopped by --exit-on-alert
+    or --max-alerts; 2 a user error. JSON schema: docs/alerts.md.
+    """
     from sysgram.syscalls import table
     from sysgram.watch import ThresholdScorer, WatchConfig, WatchEngine
     from sysgram.watch.learning import WindowLearner

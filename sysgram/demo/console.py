@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 from sysgram.demo.scenario import DemoResult
+from sysgram.watch.sanitize import for_terminal as safe
 
 LATENCY_GOAL_S = 1.0
 
@@ -72,9 +73,10 @@ def render_alert(record: dict) -> list[str]:
     calls = list(window.get("syscalls") or [])
     unseen = set(window.get("unseen") or [])
     marked = " ".join(_runs([f"*{c}*" if i in unseen else c for i, c in enumerate(calls)]))
-    who = f"{record.get('binary')} pid {record.get('pid')} tid {record.get('tid')}"
+    # Names come from the watched processes: escaped before they reach the terminal.
+    who = f"{safe(record.get('binary'))} pid {record.get('pid')} tid {record.get('tid')}"
     if record.get("comm") and record.get("comm") != record.get("binary"):
-        who += f" (now running '{record.get('comm')}')"
+        who += f" (now running '{safe(record.get('comm'))}')"
     if record.get("ppid"):
         who += f", parent {record.get('ppid')}"
     lines = [
@@ -115,7 +117,7 @@ def render_attack_alerts(records: list[dict]) -> list[str]:
         if r.get("kind") != "alert":
             continue
         new = ", ".join(r.get("new_syscalls") or []) or "unseen sequences"
-        lines.append(f"{r.get('time', '')[11:23]}  pid {r.get('pid')} ({r.get('comm')}), "
+        lines.append(f"{r.get('time', '')[11:23]}  pid {r.get('pid')} ({safe(r.get('comm'))}), "
                      f"score {r.get('score', 0):.3f}: {new}")
     return lines
 

@@ -65,7 +65,14 @@ class NgramVocabulary:
             return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
         seen = np.zeros(self.base**n, dtype=bool)
         for chunk in seqs.chunks(_CHUNK_VALUES):
-            seen[compact_ngram_codes(self.compact(chunk.values), chunk, n, self.base)[0]] = True
+            lengths = chunk.lengths
+            if len(chunk) and bool(np.all(lengths == lengths[0])) and lengths[0] >= n:
+                # Equal-length windows: a 2-D array of codes, no row bookkeeping.
+                grid = self.compact(chunk.values).reshape(len(chunk), -1)
+                seen[compact_grid_codes(grid, n, self.base)] = True
+            else:
+                codes = compact_ngram_codes(self.compact(chunk.values), chunk, n, self.base)[0]
+                seen[codes] = True
         # Compact codes sort like packed ones: the alphabet keeps the numbers' order.
         digits = _digits(np.flatnonzero(seen), n, self.base)
         symbols = np.concatenate([[0], self.symbols_])[digits]
@@ -173,13 +180,7 @@ class NgramFeaturizer:
 
     def _order_columns(self, compact: np.ndarray, n: int) -> np.ndarray:
         """(rows, width) feature columns of every order-n n-gram of equal-length rows."""
-        width = compact.shape[1] - n + 1
-        # A dense table exists only below _DENSE_LUT_LIMIT slots, so int32 codes suffice.
-        code = compact[:, :width].astype(np.int32)
-        for k in range(1, n):
-            code *= self.vocabulary_.base
-            code += compact[:, k : k + width]
-        cols = self.luts_[n][code]
+        cols = self.luts_[n][compact_grid_codes(compact, n, self.vocabulary_.base)]
         cols[cols < 0] = self._unseen_column(n)
         return cols
 
@@ -322,6 +323,19 @@ def _decode_all(codes: np.ndarray, n: int) -> np.ndarray:
     """(len(codes), n) syscall numbers of packed n-gram codes."""
     shifts = SYMBOL_BITS * (n - 1 - np.arange(n))
     return (codes[:, None] >> shifts[None, :]) & (SYMBOL_LIMIT - 1)
+
+
+def compact_grid_codes(grid: np.ndarray, n: int, base: int) -> np.ndarray:
+    """(rows, width - n + 1) codes of the n-grams of each row of a 2-D compact array.
+
+    Only used where base**n is below _DENSE_LUT_LIMIT, so int32 codes suffice.
+    """
+    width = grid.shape[1] - n + 1
+    code = grid[:, :width].astype(np.int32)
+    for k in range(1, n):  # loop over the order
+        code *= base
+        code += grid[:, k : k + width]
+    return code
 
 
 def compact_ngram_codes(

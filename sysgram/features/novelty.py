@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from sysgram.features.sequences import Sequences, ngram_codes
+from sysgram.features.sequences import SYMBOL_LIMIT, Sequences, ngram_codes
 
 # The curve's unit: new n-grams per this many windows.
 WINDOWS_PER_POINT = 1000
+_DENSE_LIMIT = 1 << 24  # n-gram tables up to this many slots are counted, not sorted
 
 
 def first_seen_window(seqs: Sequences, orders: tuple[int, ...]) -> np.ndarray:
@@ -49,8 +50,8 @@ def novelty_curve_of_streams(
     first_window = np.concatenate([[0], np.cumsum(counts)])[:-1]
     firsts = []
     for n in orders:
-        codes, rows = ngram_codes(streams, n)
-        _, first = np.unique(codes, return_index=True)
+        codes, rows = _dense_codes(streams, n)
+        first = _first_index(codes)
         row = rows[first]
         pos = first - np.searchsorted(rows, row)  # kept n-grams of a row are consecutive
         k = np.clip(-(-(pos + n - length) // stride), 0, counts[row] - 1)
@@ -59,6 +60,31 @@ def novelty_curve_of_streams(
     n_points = max(1, -(-total // per))
     found = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
     return np.bincount(found // per, minlength=n_points)[:n_points]
+
+
+def _dense_codes(streams: Sequences, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """N-gram codes over the streams' own compact alphabet (small, dense), and rows."""
+    from sysgram.features.ngrams import compact_ngram_codes
+
+    present = np.zeros(SYMBOL_LIMIT + 1, dtype=bool)
+    present[np.minimum(streams.values, SYMBOL_LIMIT)] = True
+    alphabet = np.cumsum(present) - 1  # symbol -> 0..A-1, in order
+    base = int(present.sum())
+    if base**n > _DENSE_LIMIT:
+        return ngram_codes(streams, n)
+    compact = alphabet[np.minimum(streams.values, SYMBOL_LIMIT)]
+    return compact_ngram_codes(compact, streams, n, base)
+
+
+def _first_index(codes: np.ndarray) -> np.ndarray:
+    """Index of the first occurrence of each distinct code (in no particular order)."""
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if int(codes.max()) < _DENSE_LIMIT:  # linear: a table of first positions
+        table = np.full(int(codes.max()) + 1, len(codes), dtype=np.int64)
+        np.minimum.at(table, codes, np.arange(len(codes)))
+        return table[table < len(codes)]
+    return np.unique(codes, return_index=True)[1]
 
 
 class NoveltyTracker:

@@ -52,12 +52,33 @@ class NgramDetector(BaseEstimator):
         raise NotImplementedError
 
     def score_samples(self, seqs: Sequences) -> np.ndarray:
-        """Anomaly score per sequence (higher = more anomalous), in chunks."""
+        """Anomaly score per sequence (higher = more anomalous), in chunks.
+
+        Identical sequences are scored once (a server repeats its windows all day): each
+        chunk is deduplicated by a 64-bit content hash first. A collision (odds about
+        n^2 / 2^65 for n distinct windows) would give one window another's score.
+        """
         out = np.empty(len(seqs), dtype=np.float64)
         for lo in range(0, len(seqs), SCORE_CHUNK):
-            hi = min(lo + SCORE_CHUNK, len(seqs))
-            out[lo:hi] = self._scores(self.featurizer_.transform(seqs.slice(lo, hi)))
+            chunk = seqs.slice(lo, min(lo + SCORE_CHUNK, len(seqs)))
+            keys = _sequence_hashes(chunk, np.arange(len(chunk)))
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            distinct = chunk.take(first) if len(first) < len(chunk) else chunk
+            scores = self._scores(self.featurizer_.transform(distinct))
+            out[lo : lo + len(chunk)] = scores[inverse] if len(first) < len(chunk) else scores
         return out
+
+
+def _restrict_columns(x: sp.csr_matrix, col_map: np.ndarray) -> sp.csr_matrix:
+    """`x` keeping only columns with col_map >= 0, renumbered by col_map."""
+    mapped = col_map[x.indices]
+    keep = mapped >= 0
+    per_row = np.add.reduceat(keep, x.indptr[:-1]) if x.nnz else np.zeros(x.shape[0], int)
+    per_row = np.where(np.diff(x.indptr) > 0, per_row, 0)
+    indptr = np.zeros(x.shape[0] + 1, dtype=np.int64)
+    np.cumsum(per_row, out=indptr[1:])
+    return sp.csr_matrix((x.data[keep], mapped[keep], indptr),
+                         shape=(x.shape[0], int(col_map.max(initial=-1)) + 1))
 
 
 def _row_square_norms(x) -> np.ndarray:
@@ -81,10 +102,19 @@ def _distinct_sample(
 
 def _sequence_hashes(seqs: Sequences, index: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each chosen sequence's content and length (vectorised)."""
-    sub = seqs.take(index)
+    sub = seqs if len(index) == len(seqs) else seqs.take(index)
     lengths = sub.lengths
-    pos = np.arange(len(sub.values)) - np.repeat(sub.offsets[:-1], lengths)
-    mult = (np.uint64(0x9E3779B97F4A7C15) * (pos.astype(np.uint64) * np.uint64(2) + np.uint64(1)))
+    equal = len(sub) and len(sub.values) == len(sub) * int(lengths[0])
+    width = int(lengths[0]) if equal else 0
+    pos = np.arange(width) if equal else (
+        np.arange(len(sub.values)) - np.repeat(sub.offsets[:-1], lengths))
+    # An odd multiplier per position, then an xor-shift: order and content both count.
+    mult = np.uint64(0x9E3779B97F4A7C15) * (pos.astype(np.uint64) * np.uint64(2) + np.uint64(1))
+    if equal:
+        mixed = (sub.values.reshape(len(sub), width).astype(np.uint64) + np.uint64(1)) * mult
+        mixed ^= mixed >> np.uint64(29)
+        lengths = np.full(len(sub), width, dtype=np.uint64)
+        return mixed.sum(axis=1, dtype=np.uint64) ^ (lengths * np.uint64(0xBF58476D1CE4E5B9))
     mixed = (sub.values.astype(np.uint64) + np.uint64(1)) * mult
     mixed ^= mixed >> np.uint64(29)
     out = np.zeros(len(sub), dtype=np.uint64)
@@ -201,9 +231,9 @@ class OCSVMDetector(NgramDetector):
 
     def _rbf(self, x) -> np.ndarray:
         """RBF kernel between rows of `x` and the landmarks, float32, (rows, components)."""
-        lt, lsq = self._landmarks()
+        lt, lsq, col_map = self._landmarks()
         x32 = x.astype(np.float32)
-        k = np.asarray(x32 @ lt)  # in place from here: -gamma * squared distance, then exp
+        k = np.asarray(_restrict_columns(x32, col_map) @ lt)  # in place from here
         k *= -2.0
         k += _row_square_norms(x32)[:, None]
         k += lsq[None, :]
@@ -212,17 +242,22 @@ class OCSVMDetector(NgramDetector):
         np.exp(k, out=k)
         return k
 
-    def _landmarks(self) -> tuple[np.ndarray, np.ndarray]:
-        """Dense float32 landmarks (features x components) and their squared norms.
+    def _landmarks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Dense float32 landmarks, their squared norms, and feature -> landmark row.
 
-        Cached on first use and never pickled: it is derived state, and dense.
+        Only features some landmark has count in a dot product, so the dense table keeps
+        just those rows (small enough to stay in cache); `col_map` sends every other
+        feature to -1. Cached on first use and never pickled: derived, and dense.
         """
         cached = self.__dict__.get("_landmark_cache")
         if cached is None:
             landmarks = self.kernel_map_.components_
             dense = landmarks.toarray() if hasattr(landmarks, "toarray") else landmarks
             lsq = (dense.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
-            cached = (np.ascontiguousarray(dense.T, dtype=np.float32), lsq)
+            used = np.flatnonzero(np.any(dense != 0, axis=0))
+            col_map = np.full(dense.shape[1], -1, dtype=np.int32)
+            col_map[used] = np.arange(len(used), dtype=np.int32)
+            cached = (np.ascontiguousarray(dense[:, used].T, dtype=np.float32), lsq, col_map)
             self.__dict__["_landmark_cache"] = cached
         return cached
 

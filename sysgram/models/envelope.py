@@ -145,14 +145,16 @@ def _open_checked(path: Path, check_trust: bool):
             ) from None
         raise ProfileFileError(f"cannot read {path} ({exc.strerror}); check its permissions.") \
             from None
-    f = os.fdopen(fd, "rb")
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a directory, FIFO or device is no profile
+            raise ProfileFileError(f"{path} is not a regular file; profiles are regular files.")
         if check_trust:
-            _check_trust(path, os.fstat(fd))
+            _check_trust(path, st)
     except BaseException:
-        f.close()
+        os.close(fd)
         raise
-    return f
+    return os.fdopen(fd, "rb")
 
 
 def _trusted_owner(uid: int) -> bool:
@@ -160,8 +162,6 @@ def _trusted_owner(uid: int) -> bool:
 
 
 def _check_trust(path: Path, st: os.stat_result) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        raise ProfileFileError(f"{path} is not a regular file; profiles are regular files.")
     if not _trusted_owner(st.st_uid) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ProfileFileError(
             f"refusing to load {path}: users other than root or its owner can write it, and "

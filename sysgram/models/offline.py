@@ -61,13 +61,32 @@ def score_threads(profile, threads: list) -> dict:
         "thread_threshold": None if cut is None else float(cut),
         "summary": {
             "threads": n, "windows": len(windows), "lost_events": streams.lost_events,
+            "unencodable_calls": streams.unencodable,
             "anomalous_windows": int(alarms.sum()),
             "anomalous_threads": int(sum(t["anomalous"] for t in out_threads)),
+            "processes": len({t["pid"] for t in out_threads}),
             "explained_windows": len(explained),
         },
+        "processes": _processes(out_threads),
         "threads": out_threads,
         "windows": out_windows,
     }
+
+
+def _processes(threads: list[dict]) -> list[dict]:
+    """Process roll-up: its worst thread; anomalous when any of its threads is."""
+    by_pid: dict[int, dict] = {}
+    for t in threads:
+        p = by_pid.setdefault(t["pid"], {"pid": t["pid"], "threads": 0, "windows": 0,
+                                         "anomalous_threads": 0, "score": None})
+        p["threads"] += 1
+        p["windows"] += t["windows"]
+        p["anomalous_threads"] += int(t["anomalous"])
+        if t["score"] is not None and (p["score"] is None or t["score"] > p["score"]):
+            p["score"] = t["score"]
+    for p in by_pid.values():
+        p["anomalous"] = p["anomalous_threads"] > 0
+    return list(by_pid.values())
 
 
 def _thread_first_offset(streams) -> np.ndarray:

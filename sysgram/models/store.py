@@ -141,8 +141,11 @@ def file_sha256(path: str | Path) -> str:
 
 def binary_changed(binary: dict) -> str | None:
     """A warning when the trained binary's file is gone or its sha256 changed, else None."""
+    if not isinstance(binary, dict):
+        return None
     path, trained = binary.get("path"), binary.get("sha256")
-    if not path or not trained:
+    # The header is data from disk: anything but two strings is no identity to check.
+    if not (isinstance(path, str) and path and isinstance(trained, str) and trained):
         return None
     try:
         now = file_sha256(path)
@@ -151,7 +154,7 @@ def binary_changed(binary: dict) -> str | None:
     if now != trained:
         return (
             f"the binary {path} changed since this profile was trained (sha256 {trained[:12]}… "
-            f"is now {now[:12]}…); retrain with `sysgram train --proc {binary.get('name', '')}`."
+            f"is now {now[:12]}…); retrain with `sysgram train --proc {binary.get('name') or ''}`."
         )
     return None
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sysgram.features import Sequences, split_at_gaps
+from sysgram.features.sequences import SYMBOL_LIMIT
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Streams:
     thread_of_piece: np.ndarray  # int64 index into `threads`
     threads: list  # the ThreadTrace-like objects the pieces came from
     lost_events: int  # events known missing (the pieces are cut there)
+    unencodable: int = 0  # calls numbered beyond the n-gram alphabet, folded into one symbol
 
     @property
     def n_threads(self) -> int:
@@ -34,11 +36,17 @@ def to_streams(threads: list, arch: str) -> Streams:
 
     ids = [translate(np.asarray(t.ids), getattr(t, "arch", arch), arch) for t in threads]
     whole = Sequences.from_list(ids)
+    # Calls with no counterpart on `arch` (or unknown numbers) can land beyond what an
+    # n-gram code holds: fold them into the last symbol, and count them.
+    beyond = whole.values >= SYMBOL_LIMIT
+    unencodable = int(np.count_nonzero(beyond))
+    if unencodable:
+        whole.values[beyond] = SYMBOL_LIMIT - 1
     gaps = [np.asarray(getattr(t, "gaps", np.zeros((0, 2))), dtype=np.int64).reshape(-1, 2)
             for t in threads]
     pieces, source = split_at_gaps(whole, gaps)
     lost = int(sum(g[:, 1].sum() for g in gaps if len(g)))
-    return Streams(pieces, source, list(threads), lost)
+    return Streams(pieces, source, list(threads), lost, unencodable)
 
 
 def binary_identity(threads: list, comm: str) -> dict:
@@ -117,3 +125,59 @@ class LiveRecording:
 
     def traces(self) -> list[RecordedThread]:
         return [t for t in self.threads.values() if t.length]
+
+
+class LiveLearning:
+    """A live recording plus its novelty rate and the --until-stable decision (no terminal).
+
+    Novelty is measured on the windows the profile will learn from: new n-grams per 1,000
+    windows over the last `span` seconds. Stable = that rate stayed below `stable_rate`
+    for `stable_for` seconds, after at least `min_windows` windows. Memory is bounded:
+    past `max_calls` recorded calls, `full` turns true and the caller stops recording.
+    """
+
+    def __init__(self, arch: str, window: int, stride: int, orders: tuple[int, ...], *,
+                 stable_rate: float = 1.0, stable_for: float = 60.0, min_windows: int = 1000,
+                 span: float = 10.0, max_calls: int = 50_000_000) -> None:
+        from sysgram.features import NoveltyTracker
+
+        self.recording = LiveRecording(arch)
+        self.novelty = NoveltyTracker(tuple(orders))
+        self.window, self.stride = window, stride
+        self.stable_rate, self.stable_for = stable_rate, stable_for
+        self.min_windows, self.span, self.max_calls = min_windows, span, max_calls
+        self._windowers: dict = {}
+        self._points: list[tuple[float, int, int]] = []  # (time, windows, new n-grams)
+        self._low_since: float | None = None
+
+    def add(self, items: list, now: float) -> None:
+        """Take a drain's items at time `now` (seconds, monotonic)."""
+        from sysgram.models.streaming import ThreadWindower
+
+        batches = []
+        for tid, ids in self.recording.add(items):  # per piece of a thread, not per call
+            windower = self._windowers.setdefault(tid, ThreadWindower(self.window, self.stride))
+            windows, _ = windower.push(ids)
+            if len(windows):
+                batches.append(windows)
+        if batches:
+            batch = Sequences.from_windows(np.concatenate(batches))
+            self._points.append((now, len(batch), self.novelty.update(batch)))
+        self._points = [p for p in self._points if now - p[0] <= self.span]
+
+    def rate(self) -> float | None:
+        """New n-grams per 1,000 windows over the last `span` seconds (None: no windows)."""
+        windows = sum(p[1] for p in self._points)
+        return 1000.0 * sum(p[2] for p in self._points) / windows if windows else None
+
+    def stable(self, now: float) -> bool:
+        rate = self.rate()
+        if self.novelty.windows < self.min_windows or rate is None or rate >= self.stable_rate:
+            self._low_since = None
+            return False
+        self._low_since = self._low_since if self._low_since is not None else now
+        return now - self._low_since >= self.stable_for
+
+    @property
+    def full(self) -> bool:
+        return self.recording.events >= self.max_calls

@@ -127,9 +127,10 @@ class WatchEngine:
         return sum(t.stream.buffered for t in self._threads.values())
 
     def _new_process(self, pid: int, ppid: int | None, comm, exe, sha, ts_ns: int) -> _Process:
-        # A fork of a watched process continues its parent's program: no start-up burst.
+        # A fork of a watched process continues its parent's program: no start-up burst of
+        # its own, only what is left of its parent's warm-up.
         parent = self._procs.get(ppid) if ppid is not None else None
-        warm_until = ts_ns if parent is not None else ts_ns + self.warmup_ns
+        warm_until = parent.warm_until_ns if parent is not None else ts_ns + self.warmup_ns
         root = parent.ctx.group if parent is not None else pid
         proc = _Process(ProcessContext(pid, ppid, comm, exe, sha, root), warm_until)
         self._procs[pid] = proc

@@ -46,24 +46,21 @@ static void normal_round(const char *path, int sv[2], int round) {
     }
     fd = open(path, O_RDONLY);
     if (fd >= 0) {
-        /* Rounds differ a little (periods 3 and 7), so the stream has no short period a
-         * window stride could lock onto: training sees every phase of the loop. */
-        if (round % 3 == 0) lseek(fd, 0, SEEK_SET);
         while (read(fd, buf, sizeof buf) > 0) {}
         close(fd);
     }
-    int pings = round % 7 == 0 ? 2 : 1;
-    for (int k = 0; k < pings; k++) {
-        write(sv[0], "ping", 4);
-        read(sv[1], buf, sizeof buf);
-        write(sv[1], "pong", 4);
-        read(sv[0], buf, sizeof buf);
-    }
+    write(sv[0], "ping", 4);
+    read(sv[1], buf, sizeof buf);
+    write(sv[1], "pong", 4);
+    read(sv[0], buf, sizeof buf);
     struct timespec nap = {0, 10 * 1000 * 1000};
     nanosleep(&nap, NULL);
     /* Normal mode handles a signal too (its own SIGUSR2), so signal delivery itself
      * (rt_sigreturn) is not what makes the attack stand out. */
     kill(getpid(), SIGUSR2);
+    /* A round is 15 calls (openat write close openat read read close, 2 x write read,
+     * clock_nanosleep getpid kill rt_sigreturn): prime to the default window stride of
+     * 16, so a short training run sees windows starting at every phase of the loop. */
 }
 
 static void attack(int port, const char *cmd) {

@@ -1,0 +1,322 @@
+"""Faults against the real kernel: each one ends cleanly and loses nothing acknowledged.
+
+- the BPF program fails to compile or attach: one sentence, exit 2, no probe left;
+- the ring buffer overflows: every lost event is counted, exactly, where it fell;
+- the target is killed mid-window: its thread ends, its state is freed;
+- the recorder is killed with SIGKILL: the dataset opens and says it was cut;
+- the disk fills up while recording: exit 2, the dataset stays readable;
+- SIGTERM during training: never a half-written profile in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sysgram.collector import Collector, Gap, TargetSpec, ThreadEvents, ThreadExit, abi
+from sysgram.datasets import Dataset
+from sysgram.syscalls import table
+
+pytestmark = pytest.mark.kernel
+
+SYSGRAM = [sys.executable, "-m", "sysgram"]
+GETPPID = table().number("getppid")
+
+
+# -- the program fails to compile, attach or start ---------------------------------------
+_BROKEN_RUN = textwrap.dedent("""
+    import json, os, sys
+    from pathlib import Path
+    from sysgram.collector import program, collector
+    mode, source, out = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    if mode in ("compile", "attach"):
+        program.PROGRAM = source
+    else:  # loads and attaches, then the first flush round fails (start says so)
+        def fail(*a, **k):
+            raise OSError(12, "Cannot allocate memory")
+        collector.Collector._round = fail
+    from sysgram.cli import main
+    from sysgram.errors import UserError
+    if mode == "start-with":  # the library's way, as `sysgram watch` uses it
+        try:
+            with collector.Collector(collector.TargetSpec("sgfault")):
+                pass
+            code = 0
+        except UserError as err:
+            print("sysgram: " + err.message, file=sys.stderr)
+            code = 2
+    else:
+        code = main(["record", "--proc", "sgfault", "--duration", "1s", "--out", out])
+    kinds = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if "bpf" in target:
+            kind = target.removeprefix("anon_inode:")
+            kinds[kind] = kinds.get(kind, 0) + 1
+    print(json.dumps({"code": code, "fds": kinds}))
+""")
+
+
+def run_broken(tmp_path: Path, mode: str) -> tuple[dict, str]:
+    """`sysgram record` in a child whose kernel program is broken as `mode` says."""
+    from sysgram.bpf import PROGRAM
+
+    source = tmp_path / "broken.bpf.c"
+    if mode == "compile":
+        source.write_text(PROGRAM.read_text() + "\nthis is not C {\n")
+    elif mode == "attach":  # compiles and loads; attaching the last probe fails
+        source.write_text(PROGRAM.read_text()
+                          + "\nTRACEPOINT_PROBE(sched, no_such_event) { return 0; }\n")
+    script = _BROKEN_RUN
+    result = subprocess.run([sys.executable, "-c", script, mode, str(source),
+                             str(tmp_path / "rec")], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip(), result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+@pytest.mark.parametrize("mode", [
+    "compile",
+    pytest.param("attach", marks=pytest.mark.xfail(strict=True, reason=(
+        "sysgram/collector/program.py compile_program: bcc attaches probes while BPF() loads "
+        "them; when a later attach fails, the half-built BPF object (kept alive by bcc's "
+        "atexit) keeps the earlier probes attached (the sys_enter hook runs on every syscall "
+        "of the host) until the process exits. Fix: on failure, cleanup() the object (e.g. "
+        "from the traceback frame) or name functions without bcc's auto-attach prefixes and "
+        "attach them in a try/finally"))),
+    "start",
+    pytest.param("start-with", marks=pytest.mark.xfail(strict=True, reason=(
+        "sysgram/collector/collector.py Collector.start: when a step after Program() fails "
+        "(ring buffers, seeding, first round), the program is never closed, and "
+        "`with Collector()` (as `sysgram watch` uses it) never calls __exit__: the probes "
+        "stay attached while the process lives (record closes it itself); wrap start's body "
+        "in try/except that calls self.close() and re-raises"))),
+])
+def test_a_broken_program_is_one_error_and_leaves_no_probe(tmp_path, mode):
+    report, stderr = run_broken(tmp_path, mode)
+    assert report["code"] == 2, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("sysgram: "), stderr
+    assert report["fds"].get("bpf_link", 0) == 0, f"probes still attached: {report['fds']}"
+    assert report["fds"].get("bpf-prog", 0) == 0, f"programs still loaded: {report['fds']}"
+    if mode in ("compile", "attach"):
+        assert "could not be compiled or loaded" in last
+
+
+# -- ring buffer overflow: losses counted exactly ---------------------------------------------
+def _collect(comm: str, run, settle: float = 0.5) -> tuple[list, object]:
+    items: list = []
+    with Collector(TargetSpec(comm)) as collector:
+        run()
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            items += collector.poll(0.05).items
+        collector.stop()
+        items += collector.poll(0).items
+        stats = collector.stats()
+    return items, stats
+
+
+def _per_thread(items: list) -> tuple[dict[int, int], dict[int, int], dict[int, list]]:
+    delivered: dict[int, int] = defaultdict(int)
+    lost: dict[int, int] = defaultdict(int)
+    order: dict[int, list] = defaultdict(list)
+    for item in items:
+        if isinstance(item, ThreadEvents):
+            delivered[item.tid] += len(item.ids)
+            order[item.tid].append(("ids", len(item.ids)))
+        elif isinstance(item, Gap):
+            lost[item.tid] += item.lost
+            order[item.tid].append(("gap", item.lost))
+    return dict(delivered), dict(lost), dict(order)
+
+
+def test_ring_buffer_overflow_counts_every_lost_event_exactly(build_workload, monkeypatch):
+    """A 4-page ring buffer (2 batches) against ~3 M syscalls/s: generated = delivered + lost."""
+    exe = build_workload("spin")
+    calls = 2_000_000
+
+    def run() -> None:
+        subprocess.run([exe, str(calls)], check=True, capture_output=True)
+
+    items, stats = _collect(exe.name, run)  # a normal buffer: the baseline total
+    delivered, lost, _ = _per_thread(items)
+    assert stats.lost_events == 0 and sum(lost.values()) == 0
+    (generated,) = delivered.values()
+    assert generated >= calls
+
+    monkeypatch.setattr(abi, "EVENTS_PAGES", 4)
+    items, stats = _collect(exe.name, run)
+    delivered, lost, order = _per_thread(items)
+    (tid,) = delivered
+    assert lost.get(tid, 0) > 0, "the tiny buffer never overflowed: the test proves nothing"
+    assert delivered[tid] + lost[tid] == generated
+    assert stats.lost_events == lost[tid] + stats.lost_unattributed
+    assert stats.events == delivered[tid]
+    # The gaps sit where the events went missing: between pieces of the stream, in order.
+    assert order[tid][0][0] == "ids"
+    assert any(kind == "gap" for kind, _ in order[tid])
+
+
+# -- the target killed mid-window --------------------------------------------------------------
+def test_a_target_killed_mid_window_ends_its_thread(build_workload):
+    exe = build_workload("spin")
+    box: dict = {}
+
+    def run() -> None:
+        proc = subprocess.Popen([exe, "100000000"], stdout=subprocess.DEVNULL)
+        time.sleep(0.4)
+        proc.kill()
+        proc.wait()
+        box["pid"] = proc.pid
+
+    items, stats = _collect(exe.name, run)
+    delivered, lost, _ = _per_thread(items)
+    exits = [i for i in items if isinstance(i, ThreadExit) and i.pid == box["pid"]]
+    assert len(exits) == 1 and exits[0].group_dead
+    assert delivered[box["pid"]] > 10_000 and not lost
+    assert items.index(exits[0]) > max(k for k, i in enumerate(items)
+                                       if isinstance(i, ThreadEvents))
+    assert stats.threads == 0 and stats.processes == 0  # per-thread state freed
+
+
+def test_a_target_killed_mid_window_is_recorded_whole(build_workload, tmp_path):
+    exe = build_workload("spin")
+    out = tmp_path / "rec"
+    recorder = start_recorder("--proc", exe.name, "--out", str(out))
+    target = subprocess.Popen([exe, "100000000"], stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    target.kill()
+    target.wait()
+    time.sleep(0.5)
+    recorder.send_signal(signal.SIGTERM)
+    _, err = recorder.communicate(timeout=30)
+    assert recorder.returncode == 0, err
+    dataset = Dataset.open(out)
+    assert not dataset.warnings
+    (trace,) = [t for t in dataset.threads if t.pid == target.pid]
+    assert trace.end_ns is not None and trace.lost == 0
+    assert int((trace.ids == GETPPID).sum()) > 10_000
+
+
+# -- the recorder killed with SIGKILL ----------------------------------------------------------
+def start_recorder(*args: str) -> subprocess.Popen:
+    proc = subprocess.Popen([*SYSGRAM, "record", *args], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("attached"):
+            return proc
+    proc.kill()
+    pytest.fail(f"recorder never attached: {''.join(lines)}")
+
+
+def test_sigkill_of_the_recorder_at_full_rate_leaves_a_readable_dataset(build_workload,
+                                                                        tmp_path):
+    exe = build_workload("spin")
+    out = tmp_path / "rec"
+    recorder = start_recorder("--proc", exe.name, "--out", str(out))
+    target = subprocess.Popen([exe, "100000000"], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(2.0)  # writing continuously when the kill lands
+        os.kill(recorder.pid, signal.SIGKILL)
+        recorder.wait(timeout=10)
+    finally:
+        target.kill()
+        target.wait()
+    dataset = Dataset.open(out)
+    assert dataset.warnings, "a killed recording must say it was not closed"
+    assert any("recording" in w or "torn" in w or "cut" in w for w in dataset.warnings)
+    (trace,) = [t for t in dataset.threads if t.pid == target.pid]
+    # Everything older than ~1 s reached the disk: over a million calls, all of them getppid
+    # after start-up (a torn tail is dropped, never decoded into wrong ids).
+    assert len(trace.ids) > 1_000_000
+    assert (trace.ids[-1000:] == GETPPID).all()
+
+
+# -- disk full while recording ------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_recording_cleanly_and_keeps_what_was_written(build_workload,
+                                                                        small_disk):
+    exe = build_workload("spin")
+    out = small_disk / "rec"
+    recorder = start_recorder("--proc", exe.name, "--out", str(out))
+    target = subprocess.Popen([exe, "100000000"], stdout=subprocess.DEVNULL)
+    try:
+        _, err = recorder.communicate(timeout=60)
+    finally:
+        target.kill()
+        target.wait()
+    assert recorder.returncode == 2, err
+    assert "full" in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("sysgram: ")
+    dataset = Dataset.open(out)
+    assert dataset.meta.get("status") == "failed"
+    (trace,) = [t for t in dataset.threads if t.pid == target.pid]
+    # The disk held about 1 MiB at 2 bytes per call: what was written is there, intact.
+    assert len(trace.ids) > 100_000
+    assert (trace.ids[-1000:] == GETPPID).all()
+
+
+# -- SIGTERM during training ----------------------------------------------------------------------
+def _training_dataset(path: Path) -> Path:
+    from sysgram.datasets import DatasetWriter
+    from sysgram.features.synthetic import random_chain, sample_chain
+
+    rng = np.random.default_rng(3)
+    chain = random_chain(np.arange(40), np.random.default_rng(4))
+    with DatasetWriter(path, arch="x86_64", source="synthetic", target={"comm": "victim"}) as w:
+        for tid in range(100, 140):
+            w.start_thread(tid, pid=100, comm="victim")
+            w.append(tid, sample_chain(chain, 4000, rng))
+            w.end_thread(tid)
+    return path
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_never_leaves_a_half_written_profile(tmp_path):
+    from sysgram.models.store import ProfileStore
+
+    dataset = _training_dataset(tmp_path / "ds")
+    store = ProfileStore(tmp_path / "store")
+    outcomes = []
+    for delay in (0.5, 1.5, 3.0, 5.0):
+        proc = subprocess.Popen([*SYSGRAM, "train", "--proc", "victim", "--from", str(dataset),
+                                 "--store", str(store.root)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert "Traceback" not in err
+        names = store.names()
+        assert names in ([], ["victim"])
+        if names:
+            assert store.load("victim").profile is not None  # whole, or not there at all
+            store.remove("victim")
+        outcomes.append((delay, proc.returncode, bool(names)))
+    assert not [p for p in store.root.glob("*.profile")] if store.root.exists() else True

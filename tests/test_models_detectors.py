@@ -36,7 +36,7 @@ def test_registry_lists_builtins_and_refuses_unknown_names():
         get_detector("nope")
     with pytest.raises(UserError, match="no parameter"):
         get_detector("ocsvm", bogus=1)
-    assert {"max", "whole"} <= set(rollup_names())
+    assert {"max", "mean", "whole"} <= set(rollup_names())
     with pytest.raises(UserError, match="unknown roll-up"):
         get_rollup("nope")
 

@@ -111,3 +111,13 @@ def test_learning_refuses_anomalous_windows(fitted):
     normal = fitted.windows(_streams(1, 1, 64, seed=11)).seqs[0]
     assert scorer.learn_one(normal) is True
     assert scorer.stats.learning_refused == 1 and scorer.stats.windows_learned == 1
+
+
+def test_mean_rollup(fitted):
+    p = clone(fitted).set_params(rollup="mean").fit(_streams(1, 40, 4000, seed=0))
+    normal = p.score_threads(_streams(1, 5, 4000, seed=7))
+    other = p.score_threads(_streams(2, 5, 4000, seed=8))
+    assert other.min() > normal.max()
+    # 8 held-out threads are too few to calibrate a thread threshold for this roll-up:
+    # the profile says so with None rather than reuse the window threshold.
+    assert p.thread_threshold_ is None

@@ -70,7 +70,13 @@ class ThreadBook:
         if refresh or tgid not in self._procs:
             if tgid not in self._procs:
                 self.processes_seen += 1
-            info = procinfo.process_info(tgid, self._hashes) or self._process_from_life(tgid)
+            info = procinfo.process_info(tgid, self._hashes)
+            if info is None or info.exe is None:
+                # Gone, or exiting (its exe link goes before its comm): fork/exec records.
+                fallback = self._process_from_life(tgid)
+                info = fallback if info is None else procinfo.ProcessInfo(
+                    pid=tgid, ppid=info.ppid if info.ppid is not None else fallback.ppid,
+                    comm=info.comm, exe=fallback.exe, exe_sha256=fallback.exe_sha256)
             self._procs[tgid] = info
         return self._procs[tgid]
 

@@ -174,6 +174,8 @@ class OCSVMDetector(NgramDetector):
     A Nystroem map (`n_components` landmarks) turns the RBF kernel into a dense linear
     feature space; SGDOneClassSVM then solves the one-class problem in linear time. The
     score is the negated decision function, so higher means further outside the support.
+    128 landmarks: on ADFA-LD dev (64/16 windows) 128, 256 and 512 give trace AUCs of
+    0.764 / 0.762 / 0.777 (mean roll-up), and the kernel cost grows linearly with them.
     """
 
     def __init__(
@@ -184,7 +186,7 @@ class OCSVMDetector(NgramDetector):
         unseen_weight: float = 1.0,
         nu: float = 0.05,
         gamma: float = 1.0,
-        n_components: int = 256,
+        n_components: int = 128,
         max_iter: int = 20,
         max_windows: int = 100_000,
         random_state: int | None = 0,

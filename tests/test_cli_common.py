@@ -8,7 +8,10 @@ from sysgram.errors import UserError
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30.0), ("10m", 600.0), ("1.5h", 5400.0), ("250ms", 0.25), ("7", 7.0), ("2d", 172800.0)],
+    [
+        ("30s", 30.0), ("10m", 600.0), ("1.5h", 5400.0),
+        ("250ms", 0.25), ("7", 7.0), ("2d", 172800.0),
+    ],
 )
 def test_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)

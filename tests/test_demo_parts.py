@@ -11,6 +11,8 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -211,3 +213,24 @@ def test_process_names_in_alerts_cannot_drive_the_terminal():
     text = "\n".join(render_alert(record))
     assert "\x1b" not in text and "\x07" not in text
     assert "evil" in text
+
+
+@needs_tools
+def test_the_server_dies_with_a_demo_killed_by_sigkill(server_binary, tmp_path):
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from sysgram.demo.target import DemoServer, write_docroot\n"
+        f"d = Path({str(tmp_path)!r})\n"
+        f"s = DemoServer(Path({str(server_binary)!r}), write_docroot(d / 'www'), d / 'log')\n"
+        "s.start(); print(s.pid, flush=True); time.sleep(60)\n"
+    )
+    demo = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    server_pid = int(demo.stdout.readline())
+    assert _comm(server_pid) == DEMO_COMM
+    demo.kill()  # no cleanup code runs
+    demo.wait()
+    deadline = time.monotonic() + 5
+    while server_pid in live_pids_named(DEMO_COMM) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server_pid not in live_pids_named(DEMO_COMM)

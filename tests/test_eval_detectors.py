@@ -70,12 +70,22 @@ def test_presence_svm_learns_a_bounded_sample_of_distinct_rows(data):
     assert capped.n_distinct_rows_ == 100
 
 
-def test_tail_surprise_is_monotone_and_bounded():
+def test_tail_surprise_is_monotone_and_grows_past_the_reference():
     ref = np.arange(100.0)
-    s = tail_surprise(ref, np.array([-5.0, 0.5, 50.0, 99.0, 1e9]))
+    s = tail_surprise(ref, np.array([-5.0, 0.5, 50.0, 99.0, 200.0, 1e3]))
     assert np.all(np.diff(s) > 0)
-    assert s[0] == pytest.approx(-np.log(100.5 / 101))
-    assert s[-1] == pytest.approx(-np.log(0.5 / 101))
+    assert s[0] == pytest.approx(-np.log(100.5 / 101))  # bulk: empirical share
+    assert s[2] == pytest.approx(-np.log(50.5 / 101))
+    # Past the highest normal score the surprise keeps growing (exponential tail).
+    assert s[4] > -np.log(0.5 / 101) and s[5] > s[4] + 5
+
+
+def test_thread_threshold_is_reachable(data):
+    """A rare-FAR threshold must not sit above every score the ensemble can give."""
+    profile = Profile(**defaults.thread_profile_params()).fit(data[0])
+    other = profile.score_threads(data[2])
+    assert np.mean(other > profile.thread_threshold_) > 0.9
+    assert np.mean(profile.score_threads(data[1]) > profile.thread_threshold_) < 0.05
 
 
 def test_ensemble_needs_enough_sequences():

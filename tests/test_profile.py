@@ -121,3 +121,22 @@ def test_mean_rollup(fitted):
     # 8 held-out threads are too few to calibrate a thread threshold for this roll-up:
     # the profile says so with None rather than reuse the window threshold.
     assert p.thread_threshold_ is None
+
+
+def test_streaming_many_threads_in_one_batch(fitted):
+    streams = _streams(1, 3, 700, seed=12)
+    scorer = StreamScorer(fitted)
+    for pos in range(0, 700, 50):  # interleaved pieces of three threads
+        for tid in (30, 10, 20):
+            scorer.push(tid, streams[tid // 10 - 1][pos : pos + 50])
+    scorer.end(20)
+    out = {s.tid: s for s in scorer.score_pending()}
+    assert sorted(out) == [10, 20, 30]
+    for tid, s in out.items():
+        offline = fitted.score_windows(
+            fitted.windows(Sequences.from_list([streams[tid // 10 - 1]])).seqs)
+        n = len(s.scores)  # threads 10 and 30 are still running: no closing window yet
+        assert np.allclose(s.scores, offline[:n])
+        assert np.all(np.diff(s.end) > 0)
+    assert len(out[20].scores) == len(fitted.windows(
+        Sequences.from_list([streams[1]])).seqs)

@@ -184,12 +184,7 @@ def _within(seconds: float, fn) -> object:
     return value
 
 
-@pytest.mark.parametrize("kind", [
-    "fifo", "empty", "symlink to a fifo",
-    pytest.param("directory", marks=pytest.mark.xfail(
-        strict=True, reason="envelope._open_checked: os.fdopen of a directory raises "
-        "IsADirectoryError (not ProfileFileError); check S_ISREG before fdopen")),
-])
+@pytest.mark.parametrize("kind", ["fifo", "empty", "symlink to a fifo", "directory"])
 def test_non_regular_files_are_refused_without_hanging(tmp_path, kind):
     store = _store(tmp_path)
     path = store.path("odd")
@@ -264,8 +259,7 @@ JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
     max_leaves=8)
-# "binary" is left to the deterministic xfail test below (a known bug, see its reason).
-HEADER_KEYS = ["versions", "name", "payload_bytes", "payload_sha256", "features",
+HEADER_KEYS = ["versions", "name", "binary", "payload_bytes", "payload_sha256", "features",
                "training", "threshold", "calibration", "novelty_curve", "syscall_table"]
 
 
@@ -286,9 +280,6 @@ def test_a_hostile_header_with_a_valid_payload_never_crashes_load(tmp_path_facto
 
 @pytest.mark.parametrize("changes", [{"features": None}, {"threshold": None},
                                      {"versions": []}, {"training": 3}])
-@pytest.mark.xfail(strict=True, reason="profiles list/show index header fields without "
-                   "checking them (sysgram/commands/train.py profiles_list/profiles_show): a "
-                   "damaged header is a KeyError/TypeError traceback, not one sentence")
 def test_a_hostile_header_never_crashes_profiles_list_or_show(tmp_path, changes):
     store = _store(tmp_path)
     header, body = _split(_profile_bytes())
@@ -301,9 +292,6 @@ def test_a_hostile_header_never_crashes_profiles_list_or_show(tmp_path, changes)
 
 @pytest.mark.parametrize("binary", [1, "x", {"path": 1.5, "sha256": "ab"},
                                     {"path": ["a"], "sha256": "ab"}])
-@pytest.mark.xfail(strict=True, reason="store.load -> binary_changed(header['binary']) trusts "
-                   "the header's types: a non-dict is AttributeError, a non-str path reaches "
-                   "open() (path 1 opens and then closes stdout)")
 def test_a_hostile_binary_identity_in_the_header_is_refused_or_ignored(tmp_path, binary):
     store = _store(tmp_path)
     header, body = _split(_profile_bytes())

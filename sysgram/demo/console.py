@@ -62,6 +62,11 @@ class Console:
 
     def summary(self, result: DemoResult) -> None:
         self.attack_alerts(result.attack_alerts)
+        if result.watch_summary:
+            self._print()
+            self._print("    sysgram watch's own summary:")
+            for line in result.watch_summary:
+                self._print(f"      {line}")
         self.step("Summary")
         for line in render_summary(result):
             self._print(f"    {line}")
@@ -146,7 +151,8 @@ def render_summary(result: DemoResult) -> list[str]:
         lines.append(f"time from attack to alert: {result.detection_latency_s:.2f} s "
                      f"(goal ≤ {LATENCY_GOAL_S:g} s, {verdict})")
     else:
-        lines.append("time from attack to alert: no alert")
+        lines.append("time from attack to alert: no alert (no window of the attack scored "
+                     "above the profile's threshold; see 'Limits' in docs/demo.md)")
     alerts = [r for r in result.attack_alerts if r.get("kind") == "alert"]
     repeats = [r for r in result.attack_alerts if r.get("kind") == "repeat"]
     folded = sum(int(r.get("windows", 0)) for r in repeats)

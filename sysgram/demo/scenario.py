@@ -59,6 +59,7 @@ class DemoResult:
     attack_alerts: list[dict] = field(default_factory=list)  # records after the attack
     detection_latency_s: float | None = None  # attack request sent -> alert in the file
     watch_counts: dict[str, int] = field(default_factory=dict)
+    watch_summary: list[str] = field(default_factory=list)  # as `sysgram watch` printed it
     watch_exit: int | None = None
 
     @property
@@ -123,6 +124,7 @@ def _run_steps(config: DemoConfig, ui: DemoUI, result: DemoResult, cleanup: Exit
     result.attack_alerts += watch.new_records()
     result.watch_exit = watch.stop()
     result.watch_counts = watch.summary_counts()
+    result.watch_summary = watch.summary_lines()
 
 
 def _explain_name(config: DemoConfig, ui: DemoUI, comm: str) -> None:

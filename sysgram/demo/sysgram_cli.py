@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from sysgram.demo.target import stop_session
+from sysgram.demo.target import dies_with_us, stop_session
 from sysgram.errors import UserError
 
 
@@ -42,7 +42,7 @@ def train(comm: str, store: Path, duration: float, extra: list[str] | None = Non
     (its progress bar and novelty rate are part of the show). Returns its exit code."""
     cmd = sysgram_command("train", "--proc", comm, "--duration", f"{duration:g}s",
                           "--store", str(store), *(extra or []))
-    process = subprocess.Popen(cmd, start_new_session=True)
+    process = subprocess.Popen(dies_with_us(cmd), start_new_session=True)
     try:
         return process.wait()
     finally:
@@ -70,7 +70,7 @@ class Watch:
         self.alerts_path.touch()
         with open(self.log_path, "w") as stdout:
             self.process = subprocess.Popen(
-                self.cmd, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                dies_with_us(self.cmd), stdout=stdout, stderr=subprocess.PIPE, text=True,
                 start_new_session=True,
             )
         self._reader = threading.Thread(target=self._read_stderr, daemon=True,
@@ -117,6 +117,12 @@ class Watch:
         if self._reader is not None:
             self._reader.join(2)
         return process.returncode
+
+    def summary_lines(self) -> list[str]:
+        """watch's closing summary as it printed it (from its 'sysgram watch' line on)."""
+        starts = [i for i, line in enumerate(self.stderr_lines)
+                  if line.startswith("sysgram watch")]
+        return self.stderr_lines[starts[-1]:] if starts else []
 
     def summary_counts(self) -> dict[str, int]:
         """Numbers from watch's closing summary, e.g. {'windows scored': 1234, 'alerts': 1}."""

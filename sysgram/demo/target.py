@@ -107,8 +107,8 @@ class DemoServer:
 
     def start(self, timeout: float = 5.0) -> int:
         """Start the server; returns its port once it accepts connections."""
-        cmd = [str(self.binary), "--root", str(self.docroot), "--log", str(self.log),
-               "--workers", str(self.workers)]
+        cmd = dies_with_us([str(self.binary), "--root", str(self.docroot), "--log",
+                            str(self.log), "--workers", str(self.workers)])
         # stderr goes next to the access log: nobody reads a pipe once the server runs.
         with open(self.log.with_suffix(".stderr"), "ab") as errors:
             self.process = subprocess.Popen(
@@ -138,6 +138,14 @@ class DemoServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def dies_with_us(cmd: list[str]) -> list[str]:
+    """cmd, made to receive SIGTERM if the demo itself dies (even by SIGKILL, when no
+    cleanup code can run): util-linux's setpriv sets the parent-death signal, which
+    survives the exec. Without setpriv, cmd unchanged."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", *cmd] if setpriv else cmd
 
 
 def stop_session(process: subprocess.Popen, grace: float = 3.0) -> None:

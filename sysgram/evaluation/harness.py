@@ -65,7 +65,7 @@ def run_sysgram(corpus: EvalCorpus, model: str | None = None, windows: bool = Fa
     By default the thread profile (`defaults.thread_profile_params`: whole streams);
     `windows=True` evaluates the live window profile (`Profile()` defaults) instead.
     """
-    from sysgram.models.defaults import thread_profile_params
+    from sysgram.models.defaults import STREAM_WINDOW, thread_profile_params
     from sysgram.models.profile import NotEnoughData, Profile
 
     params = {} if windows else thread_profile_params()
@@ -91,8 +91,6 @@ def run_sysgram(corpus: EvalCorpus, model: str | None = None, windows: bool = Fa
     config = {"detector": profile.detector_name_, "window": profile.window_,
               "stride": profile.stride_, "rollup": profile.rollup_name_,
               "profile": "windows" if windows else "threads"}
-    from sysgram.models.defaults import STREAM_WINDOW
-
     unit = ("whole thread streams" if profile.window_ >= STREAM_WINDOW else
             f"windows of {profile.window_} every {profile.stride_}")
     label = f"{profile.detector_name_} ({unit}, roll-up {profile.rollup_name_})"

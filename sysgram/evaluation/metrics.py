@@ -21,6 +21,7 @@ from scipy.stats import rankdata
 FARS = (0.01, 0.05, 0.10)
 N_BOOTSTRAP = 1000
 CONFIDENCE = 0.95
+BOOTSTRAP_CELLS = 4_000_000  # resampled scores held at once (~32 MB)
 
 
 def far_key(far: float) -> str:
@@ -99,17 +100,28 @@ def compute_metrics(
     normal, attack = _split(scores, labels)
     if len(normal) == 0 or len(attack) == 0:
         raise ValueError("metrics need at least one normal and one attack score")
-    rng = np.random.default_rng(seed)
-    boot_normal = normal[rng.integers(0, len(normal), (n_bootstrap, len(normal)))]
-    boot_attack = attack[rng.integers(0, len(attack), (n_bootstrap, len(attack)))]
-    auc = _interval(float(auc_of(normal, attack)[0]), auc_of(boot_normal, boot_attack))
+    boot_auc, boot_dr = _bootstrap(normal, attack, fars, n_bootstrap, seed)
+    auc = _interval(float(auc_of(normal, attack)[0]), boot_auc)
     drs = {
-        far_key(f): _interval(
-            float(detection_at(normal, attack, f)[0]), detection_at(boot_normal, boot_attack, f)
-        )
-        for f in fars
+        far_key(f): _interval(float(detection_at(normal, attack, f)[0]), boot_dr[:, j])
+        for j, f in enumerate(fars)
     }
     return Metrics(len(normal), len(attack), auc, drs)
+
+
+def _bootstrap(normal: np.ndarray, attack: np.ndarray, fars: tuple[float, ...],
+               n_bootstrap: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """AUC and DR of each stratified replicate, in batches that bound memory."""
+    rng = np.random.default_rng(seed)
+    batch = max(1, BOOTSTRAP_CELLS // (len(normal) + len(attack)))
+    aucs, drs = [], []
+    for lo in range(0, n_bootstrap, batch):  # loop over batches of replicates
+        k = min(batch, n_bootstrap - lo)
+        boot_normal = normal[rng.integers(0, len(normal), (k, len(normal)))]
+        boot_attack = attack[rng.integers(0, len(attack), (k, len(attack)))]
+        aucs.append(auc_of(boot_normal, boot_attack))
+        drs.append(np.column_stack([detection_at(boot_normal, boot_attack, f) for f in fars]))
+    return np.concatenate(aucs), np.concatenate(drs)
 
 
 def roc_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -69,22 +69,12 @@ class NgramDetector(BaseEstimator):
         return out
 
 
-def _restrict_columns(x: sp.csr_matrix, col_map: np.ndarray) -> sp.csr_matrix:
-    """`x` keeping only columns with col_map >= 0, renumbered by col_map."""
-    mapped = col_map[x.indices]
-    keep = mapped >= 0
-    per_row = np.add.reduceat(keep, x.indptr[:-1]) if x.nnz else np.zeros(x.shape[0], int)
-    per_row = np.where(np.diff(x.indptr) > 0, per_row, 0)
-    indptr = np.zeros(x.shape[0] + 1, dtype=np.int64)
-    np.cumsum(per_row, out=indptr[1:])
-    return sp.csr_matrix((x.data[keep], mapped[keep], indptr),
-                         shape=(x.shape[0], int(col_map.max(initial=-1)) + 1))
-
-
 def _row_square_norms(x) -> np.ndarray:
+    squares = x.data * x.data
+    if x.shape[0] and bool(np.all(np.diff(x.indptr) > 0)):  # no empty row: reduceat is exact
+        return np.add.reduceat(squares, x.indptr[:-1]).astype(np.float32)
     rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
-    return np.bincount(rows, weights=x.data.astype(np.float64) ** 2,
-                       minlength=x.shape[0]).astype(np.float32)
+    return np.bincount(rows, weights=squares, minlength=x.shape[0]).astype(np.float32)
 
 
 def _distinct_sample(
@@ -102,6 +92,11 @@ def _distinct_sample(
 
 def _sequence_hashes(seqs: Sequences, index: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each chosen sequence's content and length (vectorised)."""
+    with np.errstate(over="ignore"):  # uint64 products wrap around, as a hash wants
+        return _wrapping_hashes(seqs, index)
+
+
+def _wrapping_hashes(seqs: Sequences, index: np.ndarray) -> np.ndarray:
     sub = seqs if len(index) == len(seqs) else seqs.take(index)
     lengths = sub.lengths
     equal = len(sub) and len(sub.values) == len(sub) * int(lengths[0])
@@ -228,14 +223,17 @@ class OCSVMDetector(NgramDetector):
         v = self.__dict__.get("_folded_cache")
         if v is None:
             v = self.kernel_map_.normalization_.T @ np.ravel(self.svm_.coef_)
-            v = self.__dict__["_folded_cache"] = v.astype(np.float32)
-        return float(self.svm_.offset_[0]) - (self._rbf(x) @ v).astype(np.float64)
+            v = self.__dict__["_folded_cache"] = v.astype(np.float64)
+        # The kernel row is float32 (fast, per-element), but the weighted sum over
+        # landmarks is done in float64: its terms cancel, and a float32 sum would let a
+        # window's score depend on the batch it is scored in (BLAS picks kernels by shape).
+        return float(self.svm_.offset_[0]) - self._rbf(x).astype(np.float64) @ v
 
     def _rbf(self, x) -> np.ndarray:
         """RBF kernel between rows of `x` and the landmarks, float32, (rows, components)."""
-        lt, lsq, col_map = self._landmarks()
+        lt, lsq = self._landmarks()
         x32 = x.astype(np.float32)
-        k = np.asarray(_restrict_columns(x32, col_map) @ lt)  # in place from here
+        k = np.asarray(x32 @ lt)  # in place from here: -gamma * squared distance, then exp
         k *= -2.0
         k += _row_square_norms(x32)[:, None]
         k += lsq[None, :]
@@ -244,22 +242,19 @@ class OCSVMDetector(NgramDetector):
         np.exp(k, out=k)
         return k
 
-    def _landmarks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Dense float32 landmarks, their squared norms, and feature -> landmark row.
+    def _landmarks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Dense float32 landmarks (features x components) and their squared norms.
 
-        Only features some landmark has count in a dot product, so the dense table keeps
-        just those rows (small enough to stay in cache); `col_map` sends every other
-        feature to -1. Cached on first use and never pickled: derived, and dense.
+        Cached on first use and never pickled: it is derived state, and dense.
+        (Keeping only the features the landmarks use was measured slower: the
+        filtering costs more than the smaller table saves.)
         """
         cached = self.__dict__.get("_landmark_cache")
         if cached is None:
             landmarks = self.kernel_map_.components_
             dense = landmarks.toarray() if hasattr(landmarks, "toarray") else landmarks
             lsq = (dense.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
-            used = np.flatnonzero(np.any(dense != 0, axis=0))
-            col_map = np.full(dense.shape[1], -1, dtype=np.int32)
-            col_map[used] = np.arange(len(used), dtype=np.int32)
-            cached = (np.ascontiguousarray(dense[:, used].T, dtype=np.float32), lsq, col_map)
+            cached = (np.ascontiguousarray(dense.T, dtype=np.float32), lsq)
             self.__dict__["_landmark_cache"] = cached
         return cached
 

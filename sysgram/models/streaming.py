@@ -105,6 +105,14 @@ class StreamStats:
     threads: int = 0
 
 
+def _batch(pieces: list, window: int) -> Sequences:
+    """Queued windows as one batch: full ones are 2-D arrays, closing ones may be short."""
+    if all(isinstance(p, np.ndarray) and p.ndim == 2 for p in pieces):
+        return Sequences.from_windows(np.concatenate(pieces))
+    rows = [row for p in pieces for row in p]  # rare: a thread ended with a short window
+    return Sequences.from_list(rows)
+
+
 @dataclass
 class _Pending:
     windows: list[np.ndarray] = field(default_factory=list)
@@ -164,23 +172,25 @@ class StreamScorer:
         if not self._pending:
             return []
         tids, pieces, ends = [], [], []
-        for tid, pending in self._pending.items():  # loop over threads, not calls
+        for tid, pending in self._pending.items():  # loop over threads' queued batches
             for windows, end in zip(pending.windows, pending.ends, strict=True):
-                rows = [np.asarray(w) for w in windows]
-                pieces.extend(rows)
-                tids.extend([tid] * len(rows))
+                pieces.append(windows)
+                tids.append(np.full(len(windows), tid, dtype=np.int64))
                 ends.append(end)
         self._pending.clear()
-        batch = Sequences.from_list(pieces)
+        batch = _batch(pieces, self.window)
         scores = self.profile.score_windows(batch)
         alarms = self.policy.is_anomalous(scores)
         self.stats.windows_scored += len(scores)
         self.stats.windows_anomalous += int(alarms.sum())
-        tid_arr, end_arr = np.asarray(tids), np.concatenate(ends)
+        tid_arr, end_arr = np.concatenate(tids), np.concatenate(ends)
+        # Stable sort by thread keeps each thread's windows in time order.
+        order = np.argsort(tid_arr, kind="stable")
+        bounds = np.flatnonzero(np.diff(tid_arr[order])) + 1
         out = []
-        for tid in dict.fromkeys(tids):
-            idx = np.flatnonzero(tid_arr == tid)
-            out.append(ScoredWindows(tid, batch.take(idx), end_arr[idx], scores[idx], alarms[idx]))
+        for idx in np.split(order, bounds):  # one entry per thread
+            out.append(ScoredWindows(int(tid_arr[idx[0]]), batch.take(idx), end_arr[idx],
+                                     scores[idx], alarms[idx]))
         return out
 
     def score_one(self, window_ids: np.ndarray) -> float:

@@ -28,6 +28,7 @@ TAIL_FRACTION = 0.1
 MIN_TAIL = 20
 MIN_CALIBRATION = 50  # held-out windows below which no calibration is attempted
 MARGIN_FRACTION = 0.1
+NUMERIC_TOLERANCE = 1e-5  # relative; well above float32 noise in a score
 _SHAPE_LIMIT = 0.5  # keep the fitted tail shape in a range where extrapolation is sane
 
 
@@ -64,7 +65,7 @@ def calibrate(scores: np.ndarray, target_far: float) -> Calibration:
             method, threshold = "max+margin", _max_plus_margin(scores)
         else:
             method, (threshold, shape) = "gpd", fitted
-            threshold = max(threshold, float(scores.max()))
+            threshold = max(threshold, float(scores.max()) + _numeric_margin(scores))
     exceed = int(np.count_nonzero(scores > threshold))
     verifiable = 3 / n if exceed == 0 else _upper_rate(exceed, n)
     return Calibration(
@@ -109,7 +110,15 @@ def _pot_threshold(scores: np.ndarray, target_far: float) -> tuple[float, float]
 def _max_plus_margin(scores: np.ndarray) -> float:
     top, mid = float(scores.max()), float(np.median(scores))
     margin = MARGIN_FRACTION * (top - mid)
-    return top + max(margin, 1e-9 * abs(top), 1e-12)
+    return top + max(margin, _numeric_margin(scores))
+
+
+def _numeric_margin(scores: np.ndarray) -> float:
+    # Detectors score in float32 for speed, and a window's score can move in the last
+    # bits with the batch it is scored in (BLAS picks kernels by shape). A threshold
+    # sitting exactly on the highest held-out score would turn that noise into alarms on
+    # windows identical to training ones.
+    return NUMERIC_TOLERANCE * (abs(float(scores.max())) + 1.0)
 
 
 def _upper_rate(k: int, n: int) -> float:

@@ -27,7 +27,7 @@ from sysgram.errors import UserError
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow,
                                        HealthCheck.function_scoped_fixture])
-CLI_FUZZ = settings(FUZZ, max_examples=40)  # each example runs several commands
+CLI_FUZZ = settings(FUZZ, max_examples=25)  # each example runs several commands
 SYSGRAM = [sys.executable, "-m", "sysgram"]
 
 # What argv can hold: any text, plus the lone surrogates Python uses for non-UTF-8 bytes.

@@ -171,8 +171,8 @@ def test_ring_buffer_overflow_counts_every_lost_event_exactly(build_workload):
     _watch_never_scores_across_a_gap(items, order[tid], lost[tid])
 
 
-def _watch_never_scores_across_a_gap(items: list, order: list, lost: int) -> None:
-    """Feed the overflowed drain to the watch engine: losses counted, no window spans one."""
+def _watch_engine():
+    """A watch engine with a small synthetic profile (scores do not matter here)."""
     from sysgram.features import Sequences
     from sysgram.features.synthetic import random_chain, sample_chain
     from sysgram.models.profile import Profile
@@ -184,6 +184,12 @@ def _watch_never_scores_across_a_gap(items: list, order: list, lost: int) -> Non
         Sequences.from_list([sample_chain(chain, 600, rng) for _ in range(8)]))
     engine = WatchEngine(ThresholdScorer(profile), WatchConfig(binary="spin", warmup_s=0.0),
                          table("x86_64"))
+    return engine, profile
+
+
+def _watch_never_scores_across_a_gap(items: list, order: list, lost: int) -> None:
+    """Feed the overflowed drain to the watch engine: losses counted, no window spans one."""
+    engine, profile = _watch_engine()
     engine.ingest(items)
     engine.finish()
     stats = engine.stats
@@ -224,6 +230,10 @@ def test_a_target_killed_mid_window_ends_its_thread(build_workload):
     assert items.index(exits[0]) > max(k for k, i in enumerate(items)
                                        if isinstance(i, ThreadEvents))
     assert stats.threads == 0 and stats.processes == 0  # per-thread state freed
+    engine, _ = _watch_engine()  # and watch frees its per-thread state too
+    engine.ingest(items)
+    assert engine.threads == 0 and engine.processes == 0
+    assert engine.stats.windows_scored > 0 and engine.stats.threads_seen == 1
 
 
 def test_a_target_killed_mid_window_is_recorded_whole(build_workload, tmp_path):

@@ -61,6 +61,7 @@ class DemoResult:
     watch_counts: dict[str, int] = field(default_factory=dict)
     watch_summary: list[str] = field(default_factory=list)  # as `sysgram watch` printed it
     watch_exit: int | None = None
+    attack_begins_ns: int = 0  # CLOCK_MONOTONIC, just before the attack's request
 
     @property
     def first_alert(self) -> dict | None:
@@ -120,9 +121,10 @@ def _run_steps(config: DemoConfig, ui: DemoUI, result: DemoResult, cleanup: Exit
     _attack_and_wait(config, ui, result, watch, server.port, secret_path, secret)
     load.stop()
     result.load_errors = load.stats.errors
-    time.sleep(0.5)  # let watch write the repeats of the attack's period
-    result.attack_alerts += watch.new_records()
+    time.sleep(0.5)
     result.watch_exit = watch.stop()
+    for record in watch.new_records():  # repeats of periods still open come at exit
+        _sort_record(record, result, result.attack_begins_ns)
     result.watch_counts = watch.summary_counts()
     result.watch_summary = watch.summary_lines()
 
@@ -197,7 +199,7 @@ def _attack_and_wait(config: DemoConfig, ui: DemoUI, result: DemoResult,
     attacker = threading.Thread(
         target=lambda: outcome.append(run_attack(port, secret_path, secret)),
         daemon=True, name="sg-demo-attack")
-    attack_begins_ns = time.monotonic_ns()
+    attack_begins_ns = result.attack_begins_ns = time.monotonic_ns()
     attacker.start()
     seen_at: int | None = None
     deadline = time.monotonic() + config.alert_timeout

@@ -13,6 +13,7 @@ import typer
 from sysgram import __version__
 from sysgram.commands import register_all
 from sysgram.errors import UserError
+from sysgram.sanitize import printable
 
 app = typer.Typer(
     name="sysgram",
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         # `typer.Exit(code)` raised inside a command comes back as that int.
         result = app(args=argv, standalone_mode=False)
     except UserError as err:
-        print(f"sysgram: {err.message}", file=sys.stderr)
+        # Messages can carry names from disk or from processes: never raw to the terminal.
+        print(f"sysgram: {printable(err.message)}", file=sys.stderr)
         return err.exit_code
     except typer.Exit as ex:
         return ex.exit_code

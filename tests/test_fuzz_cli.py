@@ -219,10 +219,6 @@ def test_non_utf8_argv_bytes_are_one_sentence(tmp_path, name):
 
 
 # -- what reaches the terminal ---------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="sysgram/cli.py main() prints UserError messages raw: a "
-                   "file name from a hostile corpus (or a profile name) reaches the terminal "
-                   "with its escape sequences; escape the message (sysgram.watch.sanitize."
-                   "for_terminal or train.printable) before printing")
 def test_error_messages_never_carry_escape_sequences_from_disk(tmp_path, capsys):
     corpus = tmp_path / "corpus" / "Training_Data_Master"
     corpus.mkdir(parents=True)

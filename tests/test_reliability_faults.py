@@ -89,20 +89,9 @@ def run_broken(tmp_path: Path, mode: str) -> tuple[dict, str]:
 
 @pytest.mark.parametrize("mode", [
     "compile",
-    pytest.param("attach", marks=pytest.mark.xfail(strict=True, reason=(
-        "sysgram/collector/program.py compile_program: bcc attaches probes while BPF() loads "
-        "them; when a later attach fails, the half-built BPF object (kept alive by bcc's "
-        "atexit) keeps the earlier probes attached (the sys_enter hook runs on every syscall "
-        "of the host) until the process exits. Fix: on failure, cleanup() the object (e.g. "
-        "from the traceback frame) or name functions without bcc's auto-attach prefixes and "
-        "attach them in a try/finally"))),
+    "attach",
     "start",
-    pytest.param("start-with", marks=pytest.mark.xfail(strict=True, reason=(
-        "sysgram/collector/collector.py Collector.start: when a step after Program() fails "
-        "(ring buffers, seeding, first round), the program is never closed, and "
-        "`with Collector()` (as `sysgram watch` uses it) never calls __exit__: the probes "
-        "stay attached while the process lives (record closes it itself); wrap start's body "
-        "in try/except that calls self.close() and re-raises"))),
+    "start-with",
 ])
 def test_a_broken_program_is_one_error_and_leaves_no_probe(tmp_path, mode):
     report, stderr = run_broken(tmp_path, mode)

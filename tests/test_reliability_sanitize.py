@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from sysgram.cli import main
 from sysgram.datasets import DatasetWriter
+from sysgram.sanitize import for_terminal
 from sysgram.watch.alerts import Alert, ProcessContext, Repeat, to_json_line
 from sysgram.watch.engine import WatchStats
 from sysgram.watch.explain import Explanation
 from sysgram.watch.render import alert_text, repeat_text, status_text, summary_text
-from sysgram.watch.sanitize import for_terminal
 from sysgram.watch.session import Status
 
 HOSTILE = [

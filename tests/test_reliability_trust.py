@@ -72,10 +72,6 @@ def test_an_empty_out_directory_is_tightened(tmp_path):
     assert not _writable_by_others(out)
 
 
-@pytest.mark.xfail(strict=True, reason="sysgram/datasets/files.py make_private_dir: "
-                   "mkdir(parents=True) creates missing parents with the umask's mode "
-                   "(0777 under umask 0), so others can swap the dataset directory; create "
-                   "parents 0755 (or refuse a group/other-writable parent)")
 def test_missing_parents_of_a_recording_are_not_world_writable(tmp_path):
     with umask(0):
         _dataset(tmp_path / "new" / "deeper" / "rec")
@@ -106,10 +102,6 @@ def test_a_saved_profile_is_private_and_loads(tmp_path, fitted):
     assert store.load("demo").profile is not None
 
 
-@pytest.mark.xfail(strict=True, reason="sysgram/models/store.py ProfileStore.save writes into "
-                   "an existing group/other-writable store without a word; the profile it "
-                   "saves can then never be loaded (load refuses the directory). Refuse (or "
-                   "tighten) the directory at save time")
 def test_saving_into_a_world_writable_store_refuses_or_tightens(tmp_path, fitted):
     profile, traces = fitted
     store = ProfileStore(tmp_path / "store")
@@ -139,9 +131,6 @@ def test_a_profile_write_leaves_no_temporary_file_on_failure(tmp_path, fitted, m
     assert store.path("demo").read_bytes() == before  # the old profile is intact
 
 
-@pytest.mark.xfail(strict=True, reason="sysgram/commands/watch.py _open_alerts_file opens "
-                   "--alerts with open(path, 'a'): mode from the umask (0666 under umask 0), "
-                   "so others could forge alerts a SIEM ingests; os.open(..., 0o600)")
 def test_the_alerts_file_is_not_writable_by_others(tmp_path):
     from sysgram.commands.watch import _open_alerts_file
 

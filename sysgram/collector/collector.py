@@ -128,8 +128,20 @@ class Collector:
         self.close()
 
     def start(self) -> None:
-        """Compile, load and attach the program, then seed it with the running targets."""
+        """Compile, load and attach the program, then seed it with the running targets.
+
+        On any failure the probes are detached before the error propagates: a caller's
+        `with Collector(...)` never reaches `__exit__` when `start` raises, and a
+        half-started collector must not leave a hook on every syscall of the host.
+        """
         self._program = Program(self.target.comm, pid_limit=self._pid_limit, rings=self._rings)
+        try:
+            self._start_tracing()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_tracing(self) -> None:
         flusher_tid = self._start_flusher()
         self._program.configure(flusher_tid=flusher_tid, self_tgid=os.getpid())
         self._program.open_ring_buffers(self._batch_blobs.append, self._loss_blobs.append,
@@ -181,6 +193,7 @@ class Collector:
             self._detached = True
 
     def close(self) -> None:
+        """Stop tracing (stop() detaches every probe); safe to call more than once."""
         self.stop()
         self._program = None
 

@@ -43,8 +43,18 @@ def compile_program(pid_limit: int | None = None, rings: abi.RingPages | None = 
             "after 'make install' (it installs python3-bpfcc)."
         ) from exc
     flags = [f"-I{SOURCE_DIR}", "-w", *abi.cflags(pid_limit or pid_max(), rings)]
+    class _DetachOnFailureBPF(BPF):
+        # bcc attaches probes one by one while it loads them; if a later one fails, the
+        # half-built object would keep the earlier ones attached until the process exits.
+        def _trace_autoload(self) -> None:
+            try:
+                super()._trace_autoload()
+            except BaseException:
+                self.cleanup()
+                raise
+
     try:
-        return BPF(src_file=str(PROGRAM).encode(), cflags=flags)
+        return _DetachOnFailureBPF(src_file=str(PROGRAM).encode(), cflags=flags)
     except Exception as exc:  # bcc raises bare Exceptions for compile/load/attach failures
         raise UserError(
             f"the kernel program could not be compiled or loaded ({str(exc).strip()[:200]}); "

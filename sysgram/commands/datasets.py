@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ import typer
 from sysgram.datasets import Dataset, export_adfa, import_adfa
 from sysgram.datasets.adfa import ADFA_ARCH
 from sysgram.errors import UserError
+from sysgram.sanitize import printable
 from sysgram.syscalls import table
 
 FORMATS = ("adfa-ld",)
@@ -27,15 +27,6 @@ def register(app: typer.Typer) -> None:
 
 
 # -- terminal helpers --------------------------------------------------------------------
-def printable(text: object) -> str:
-    """`text` with control characters escaped, so names from disk cannot drive the terminal."""
-    return "".join(
-        ch if unicodedata.category(ch)[0] != "C" or ch == " " else ch.encode(
-            "unicode_escape", "backslashreplace").decode("ascii")
-        for ch in str(text)
-    )
-
-
 def warn(message: str) -> None:
     print(f"sysgram: warning: {printable(message)}", file=sys.stderr)
 

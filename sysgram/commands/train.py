@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import unicodedata
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +17,7 @@ import typer
 
 from sysgram.commands.common import kernel_comm, parse_duration, stderr_is_tty
 from sysgram.errors import UserError
+from sysgram.sanitize import printable
 
 StoreOption = Annotated[
     str | None,
@@ -37,15 +37,6 @@ def register(app: typer.Typer) -> None:
 
 
 # -- terminal helpers --------------------------------------------------------------------
-def printable(text: object) -> str:
-    """`text` with control characters escaped, so names from disk cannot drive the terminal."""
-    return "".join(
-        ch if unicodedata.category(ch)[0] != "C" or ch == " "
-        else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
-        for ch in str(text)
-    )
-
-
 def say(message: str) -> None:
     print(f"sysgram: {printable(message)}", file=sys.stderr, flush=True)
 

@@ -9,6 +9,7 @@ JSON lines; the status line, `attached` and the summary go to stderr.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -107,7 +108,10 @@ def _load_profile(store: str | None, name: str):
 
 def _open_alerts_file(path: Path) -> TextIO:
     try:
-        return open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the caller
+        # Owner-only whatever the umask: a SIEM trusts this file, so others must not
+        # be able to forge alerts in it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        return os.fdopen(fd, "a", encoding="utf-8")
     except OSError as exc:
         raise UserError(
             f"cannot write alerts to {path} ({exc.strerror}); choose a writable file for --alerts."

@@ -43,11 +43,29 @@ def as_write_error(exc: OSError, path: Path, what: str) -> UserError:
 
 
 def make_private_dir(path: Path) -> None:
-    """Create `path` (and parents) owner-only; tighten an existing one to no group/other write."""
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    """Create `path` owner-only (missing parents 0755, whatever the umask); tighten an
+    existing one to no group/other write."""
+    make_parent_dirs(path)
+    path.mkdir(mode=DIR_MODE, exist_ok=True)
     mode = path.stat().st_mode & 0o7777
     if mode & 0o022:
         os.chmod(path, mode & ~0o022)
+
+
+def make_parent_dirs(path: Path) -> None:
+    """Create the missing parents of `path` as 0755 whatever the umask: a parent others
+    can write would let them swap the directory below it."""
+    missing = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o755)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o755)
 
 
 def open_private_append(path: Path) -> int:

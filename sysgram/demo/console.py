@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 from sysgram.demo.scenario import DemoResult
-from sysgram.watch.sanitize import for_terminal as safe
+from sysgram.sanitize import for_terminal as safe
 
 LATENCY_GOAL_S = 1.0
 

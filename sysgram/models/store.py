@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sysgram.datasets.files import make_parent_dirs
 from sysgram.errors import UserError
 from sysgram.features import Sequences
 from sysgram.models.envelope import ProfileFileError, read_envelope, read_header, write_envelope
@@ -68,12 +69,20 @@ class ProfileStore:
 
     def _ensure_root(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_parent_dirs(self.root)
+            self.root.mkdir(exist_ok=True, mode=0o700)
         except OSError as exc:
             raise UserError(
                 f"cannot create the profile store {self.root} ({exc.strerror}); run as root "
                 "or choose another directory with --store."
             ) from None
+        # Refuse now rather than save a profile that `load` will refuse: a store others
+        # can write lets them plant a pickle that root would then run.
+        if self.root.stat().st_mode & 0o022:
+            raise UserError(
+                f"the profile store {self.root} is writable by other users; run "
+                f"'chmod go-w {self.root}' or choose another directory with --store."
+            )
 
     def load(self, name: str) -> LoadedProfile:
         envelope = read_envelope(self._inside(self._must_exist(name)))

@@ -5,10 +5,10 @@ profile and engine; `alerts` holds the JSON schema (docs/alerts.md); `sanitize` 
 untrusted names safe for a terminal.
 """
 
+from sysgram.sanitize import for_terminal
 from sysgram.watch.aggregate import Aggregator
 from sysgram.watch.alerts import SCHEMA, Alert, ProcessContext, Repeat, to_json_line
 from sysgram.watch.engine import WatchConfig, WatchEngine, WatchStats
-from sysgram.watch.sanitize import for_terminal
 from sysgram.watch.scoring import ThresholdScorer
 from sysgram.watch.streams import ThreadStream
 

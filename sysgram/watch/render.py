@@ -7,9 +7,9 @@ emphasis when the caller asks for colour.
 
 from __future__ import annotations
 
+from sysgram.sanitize import for_terminal as safe
 from sysgram.watch.alerts import Alert, Repeat, wall_time
 from sysgram.watch.engine import WatchStats
-from sysgram.watch.sanitize import for_terminal as safe
 from sysgram.watch.session import Status
 
 _BOLD_RED, _RESET = "\x1b[1;31m", "\x1b[0m"

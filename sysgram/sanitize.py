@@ -2,8 +2,8 @@
 
 A process can name itself anything, including escape sequences that move the cursor,
 rewrite earlier lines or change the window title. Everything the terminal shows that
-came from a watched process goes through `for_terminal`; JSON output is already safe
-because `json.dumps` escapes control characters.
+came from a watched process, a file or a profile goes through `for_terminal`; JSON
+output is already safe because `json.dumps` escapes control characters.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _escape(char: str) -> str:
     return f"\\U{code:08x}"
 
 
-def for_terminal(text: object, limit: int = 200) -> str:
+def for_terminal(text: object, limit: int | None = 200) -> str:
     """`text` with every unsafe character written as a visible escape, cut at `limit`."""
     if text is None:
         return "?"
@@ -40,4 +40,9 @@ def for_terminal(text: object, limit: int = 200) -> str:
         else:
             out.append(char)
     safe = "".join(out)
-    return safe if len(safe) <= limit else safe[: limit - 1] + "…"
+    return safe if limit is None or len(safe) <= limit else safe[: limit - 1] + "…"
+
+
+def printable(text: object) -> str:
+    """`for_terminal` without a length limit: for whole messages (errors, warnings)."""
+    return for_terminal(text, limit=None)

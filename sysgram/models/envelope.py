@@ -26,6 +26,7 @@ from pathlib import Path
 
 import joblib
 
+from sysgram.datasets.files import fsync_dir
 from sysgram.errors import UserError
 
 MAGIC = b"SYSGRAM-PROFILE\n"
@@ -87,16 +88,8 @@ def write_envelope(path: Path, meta: dict, payload: object) -> dict:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return header
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_header(path: Path) -> dict:

@@ -140,3 +140,35 @@ def test_streaming_many_threads_in_one_batch(fitted):
         assert np.all(np.diff(s.end) > 0)
     assert len(out[20].scores) == len(fitted.windows(
         Sequences.from_list([streams[1]])).seqs)
+
+
+def test_the_threshold_stays_below_the_score_of_a_wholly_foreign_window(fitted):
+    # A saturating detector gives every far-away window one score; a threshold above it
+    # could never alarm, whatever the attack.
+    assert fitted.threshold_ < fitted.score_ceiling_
+    foreign = np.resize(np.array([100, 101, 102, 103], dtype=np.uint16), fitted.window_)
+    seqs = Sequences.from_list([foreign])
+    assert fitted.is_anomalous(fitted.score_windows(seqs), seqs).all()
+
+
+def test_a_high_score_made_only_of_known_ngrams_is_not_an_alert(fitted):
+    normal = fitted.windows(_streams(1, 2, 2000, seed=5)).seqs
+    scores = fitted.score_windows(normal)
+    # Force every window over the threshold: only those holding something new alert.
+    forced = np.full(len(normal), fitted.threshold_ + 1.0)
+    alerts = fitted.is_anomalous(forced, normal)
+    assert np.array_equal(alerts, fitted.novel_windows(normal))
+    assert alerts.sum() < len(normal)  # normal windows are mostly made of known n-grams
+    # Without the novelty rule the score alone decides.
+    plain = clone(fitted).set_params(require_novelty=False)
+    plain.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+    assert plain.is_anomalous(forced, normal).all()
+    assert (scores <= fitted.threshold_).mean() > 0.9
+
+
+def test_learning_refuses_windows_above_the_threshold_even_when_not_novel(fitted):
+    policy = ThresholdPolicy.from_profile(fitted)
+    window = fitted.windows(_streams(1, 1, 500, seed=6)).seqs[0]
+    scorer = StreamScorer(fitted, policy)
+    assert not scorer.learn_one(window, score=fitted.threshold_ + 1.0)
+    assert scorer.learn_one(window, score=fitted.threshold_ - 1.0)

@@ -201,7 +201,7 @@ def test_windows_spanning_a_loss_are_counted_not_scored():
     assert eng.stats.windows_unscored_loss == 1 + 27  # the stub before, the spans across
 
 
-def test_warmup_after_process_start_and_exec_but_not_after_fork():
+def test_warmup_after_process_start_and_restart_but_not_after_fork_or_foreign_exec():
     eng = engine(warmup_s=2.0)
     burst = ids(CLONE, EXECVE, CONNECT, CLONE)
     # A new process: its start-up burst stays quiet.
@@ -217,9 +217,14 @@ def test_warmup_after_process_start_and_exec_but_not_after_fork():
     assert eng.stats.anomalous_windows == flagged + 1
     (repeat,) = eng.expire(9 * S)
     assert repeat.record()["root_pid"] == 10 and 11 in repeat.pids
-    # An exec starts a new program: warm-up again.
-    before = eng.stats.windows_warmup
+    # A descendant exec'ing another program (the shell of an exploit) is scored at once.
+    before, scored = eng.stats.windows_warmup, eng.stats.windows_scored
     eng.ingest([Exec(11, 11, "/bin/sh", "sh", 5 * S), ThreadEvents(11, 11, burst, 5 * S + 1)])
+    assert eng.stats.windows_warmup == before
+    assert eng.stats.windows_scored == scored + 1
+    # An exec into the watched binary itself is a restart: warm-up again.
+    eng.ingest([Exec(11, 11, "/usr/bin/victim", "victim", 6 * S),
+                ThreadEvents(11, 11, burst, 6 * S + 1)])
     assert eng.stats.windows_warmup == before + 1
 
 

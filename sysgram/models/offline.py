@@ -19,7 +19,7 @@ def score_threads(profile, threads: list) -> dict:
     streams = to_streams(threads, profile.arch_)
     windows = profile.windows(streams.pieces)
     scores = profile.score_windows(windows.seqs)
-    alarms = profile.is_anomalous(scores)
+    alarms = profile.is_anomalous(scores, windows.seqs)
     piece_scores = profile.score_threads(streams.pieces)
     thread_of_window = streams.thread_of_piece[windows.source]
     # Position of each piece's first call inside its thread, for window positions.

@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator
 from sysgram.errors import UserError
 from sysgram.features import NgramVocabulary, Sequences, Windows, window_streams
 from sysgram.features.novelty import novelty_curve_of_streams
-from sysgram.features.sequences import decode_ngram
+from sysgram.features.sequences import SYMBOL_LIMIT, decode_ngram
 from sysgram.models import defaults
 from sysgram.models.registry import detector_class, get_detector, get_rollup
 from sysgram.models.threshold import MIN_CALIBRATION, calibrate
@@ -54,6 +54,7 @@ class Profile(BaseEstimator):
         calibration_fraction: float = 0.2,
         rollup: str | None = None,
         arch: str | None = None,
+        require_novelty: bool = True,
         random_state: int | None = 0,
     ) -> None:
         self.detector = detector
@@ -65,6 +66,7 @@ class Profile(BaseEstimator):
         self.calibration_fraction = calibration_fraction
         self.rollup = rollup
         self.arch = arch
+        self.require_novelty = require_novelty
         self.random_state = random_state
 
     # --- fitting --------------------------------------------------------------------------
@@ -88,8 +90,9 @@ class Profile(BaseEstimator):
         cal_scores = self.detector_.score_samples(windows.seqs.take(np.flatnonzero(held)))
         self.calibration_ = calibrate(cal_scores, self.target_far).as_dict()
         self.threshold_ = float(self.calibration_["threshold"])
-        self.thread_threshold_ = self._thread_threshold(traces, windows, held, split, cal_scores)
         self.vocabulary_ = NgramVocabulary(self.orders_).fit(traces)
+        self._keep_threshold_reachable(cal_scores)
+        self.thread_threshold_ = self._thread_threshold(traces, windows, held, split, cal_scores)
         self.novelty_curve_ = novelty_curve_of_streams(
             traces, self.window_, self.stride_, self.orders_
         )
@@ -104,6 +107,23 @@ class Profile(BaseEstimator):
             "distinct_ngrams": {str(n): len(c) for n, c in self.vocabulary_.codes_.items()},
         }
         return self
+
+    def _keep_threshold_reachable(self, cal_scores: np.ndarray) -> None:
+        """Cap the threshold below the score of a window made only of unseen calls.
+
+        Kernel detectors saturate: every window far from training scores the same
+        (`score_ceiling_`). A tail extrapolated from few held-out windows can land above
+        that ceiling, and then no window, however foreign, could ever alarm. Capped, the
+        threshold sits halfway between the highest held-out score and the ceiling.
+        """
+        unseen = np.setdiff1d(np.arange(SYMBOL_LIMIT), self.vocabulary_.symbols_)
+        foreign = np.resize(unseen, self.window_).astype(np.uint16)
+        self.score_ceiling_ = float(self.detector_.score_samples(Sequences.from_list([foreign]))[0])
+        top = float(np.max(cal_scores))
+        if self.threshold_ >= self.score_ceiling_ and top < self.score_ceiling_:
+            self.threshold_ = (top + self.score_ceiling_) / 2
+            self.calibration_ = {**self.calibration_, "threshold": self.threshold_,
+                                 "capped_below_ceiling": self.score_ceiling_}
 
     def _resolve_config(self) -> None:
         from sysgram.syscalls import host_arch
@@ -199,8 +219,33 @@ class Profile(BaseEstimator):
             return np.zeros(0, dtype=np.float64)
         return np.asarray(get_rollup(self.rollup_name_)(self, traces), dtype=np.float64)
 
-    def is_anomalous(self, window_scores: np.ndarray) -> np.ndarray:
-        return np.asarray(window_scores) > self.threshold_
+    def novel_windows(self, seqs: Sequences) -> np.ndarray:
+        """Whether each window holds a call or an n-gram (of the profile's orders) that
+        training never saw."""
+        novel = np.zeros(len(seqs), dtype=bool)
+        for n in self.orders_:
+            _, rows = self.vocabulary_.unseen(seqs, n)
+            novel[rows] = True
+        return novel
+
+    def is_anomalous(
+        self, window_scores: np.ndarray, seqs: Sequences | None = None,
+        threshold: float | None = None,
+    ) -> np.ndarray:
+        """The alert decision, in one place: score above the threshold and, when
+        `require_novelty` (the default), something in the window training never saw.
+
+        Windows made only of known n-grams that score high are rare mixes of normal
+        behaviour: on live servers they were nearly all the false alarms, and an attack
+        brings calls or sequences of its own. `seqs` (the scored windows) is needed for
+        the novelty test; without it only the score decides.
+        """
+        cut = self.threshold_ if threshold is None else threshold
+        above = np.asarray(window_scores) > cut
+        if getattr(self, "require_novelty", False) and seqs is not None and above.any():
+            rows = np.flatnonzero(above)
+            above[rows] = self.novel_windows(seqs.take(rows))
+        return above
 
     # --- explanations ---------------------------------------------------------------------
 

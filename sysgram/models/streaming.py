@@ -23,17 +23,35 @@ from sysgram.features import NoveltyTracker, Sequences
 
 @dataclass(frozen=True)
 class ThresholdPolicy:
-    """A window alarms when its score is above `threshold + margin`."""
+    """The cut: `threshold + margin`, and the profile's alert decision around it.
+
+    `above` is the score alone (what "scored anomalous" means for learning: such a
+    window is never learned from); `is_anomalous` is the alert decision, which the
+    profile may narrow further (by default: something in the window must be new).
+    """
 
     threshold: float
     margin: float = 0.0
+    profile: object | None = None
 
     @classmethod
-    def from_profile(cls, profile, margin: float = 0.0) -> ThresholdPolicy:
-        return cls(float(profile.threshold_), margin)
+    def from_profile(cls, profile, margin: float = 0.0,
+                     threshold: float | None = None) -> ThresholdPolicy:
+        cut = float(profile.threshold_ if threshold is None else threshold)
+        return cls(cut, margin, profile)
 
-    def is_anomalous(self, scores: np.ndarray | float) -> np.ndarray:
-        return np.asarray(scores) > self.threshold + self.margin
+    @property
+    def cut(self) -> float:
+        return self.threshold + self.margin
+
+    def above(self, scores: np.ndarray | float) -> np.ndarray:
+        return np.asarray(scores) > self.cut
+
+    def is_anomalous(self, scores: np.ndarray | float, seqs: Sequences | None = None) -> np.ndarray:
+        decide = getattr(self.profile, "is_anomalous", None)
+        if decide is None or seqs is None:
+            return self.above(scores)
+        return decide(np.atleast_1d(np.asarray(scores, dtype=np.float64)), seqs, threshold=self.cut)
 
 
 class ThreadWindower:
@@ -180,7 +198,7 @@ class StreamScorer:
         self._pending.clear()
         batch = _batch(pieces, self.window)
         scores = self.profile.score_windows(batch)
-        alarms = self.policy.is_anomalous(scores)
+        alarms = self.policy.is_anomalous(scores, batch)
         self.stats.windows_scored += len(scores)
         self.stats.windows_anomalous += int(alarms.sum())
         tid_arr, end_arr = np.concatenate(tids), np.concatenate(ends)
@@ -201,7 +219,7 @@ class StreamScorer:
         """Add a window's n-grams to the novelty state unless it scores anomalous."""
         if score is None:
             score = self.score_one(window_ids)
-        if bool(self.policy.is_anomalous(score)):
+        if bool(self.policy.above(score)):  # scored anomalous: never learned from
             self.stats.learning_refused += 1
             return False
         self.novelty.update(Sequences.from_list([window_ids]))
@@ -210,7 +228,7 @@ class StreamScorer:
 
     def learn_many(self, scored: ScoredWindows) -> int:
         """Batched learn_one over scored windows; returns how many were learned."""
-        ok = np.flatnonzero(~scored.anomalous)
+        ok = np.flatnonzero(~self.policy.above(scored.scores))
         self.stats.learning_refused += int(len(scored.anomalous) - len(ok))
         if len(ok):
             self.novelty.update(scored.windows.take(ok))

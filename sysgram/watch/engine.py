@@ -204,7 +204,11 @@ class WatchEngine:
         proc = thread.proc
         old = proc.ctx
         proc.ctx = ProcessContext(old.pid, old.ppid, item.comm, item.filename, None, old.root_pid)
-        proc.warm_until_ns = item.ts_ns + self.warmup_ns
+        # A (re)start of the watched binary gets a warm-up; a descendant that execs
+        # another program (the shell an exploited server spawns) is exactly what is
+        # watched for, so it gets none.
+        restart = item.comm == self.config.binary
+        proc.warm_until_ns = item.ts_ns + self.warmup_ns if restart else item.ts_ns
 
     def _end_thread(self, thread: _Thread, ts_ns: int) -> None:
         self._close(thread, ts_ns)
@@ -257,13 +261,13 @@ class WatchEngine:
         values = np.concatenate([c.windows.reshape(-1) for c in cuts])
         batch = Sequences(values, offsets)
         scores = self.scorer.score(batch)
-        anomalous = self.scorer.is_anomalous(scores)
+        anomalous = self.scorer.is_anomalous(scores, batch)
         self.stats.windows_scored += len(batch)
         if len(scores):
             self.stats.max_score = max(self.stats.max_score, float(scores.max()))
         flagged = np.flatnonzero(anomalous)
         if self.scorer.learn_enabled:
-            normal = np.flatnonzero(~anomalous)
+            normal = np.flatnonzero(~self.scorer.above(scores))
             self.scorer.learn(batch.take(normal))
             self.stats.learned_windows = self.scorer.learned_windows
         if len(flagged) == 0:

@@ -30,7 +30,7 @@ class ThresholdScorer:
     ) -> None:
         self.profile = profile
         cut = float(profile.threshold_ if threshold is None else threshold)
-        self.policy = ThresholdPolicy(cut, margin=_tolerance(cut))
+        self.policy = ThresholdPolicy.from_profile(profile, margin=_tolerance(cut), threshold=cut)
         self.learner = learner  # has learn(Sequences); None: no learning
         self.learned_windows = 0
 
@@ -45,8 +45,13 @@ class ThresholdScorer:
     def score(self, windows: Sequences) -> np.ndarray:
         return np.asarray(self.profile.score_windows(windows), dtype=np.float64)
 
-    def is_anomalous(self, scores: np.ndarray) -> np.ndarray:
-        return self.policy.is_anomalous(scores)
+    def is_anomalous(self, scores: np.ndarray, windows: Sequences | None = None) -> np.ndarray:
+        """The alert decision (the profile's: above the threshold and something new)."""
+        return self.policy.is_anomalous(scores, windows)
+
+    def above(self, scores: np.ndarray) -> np.ndarray:
+        """Scored anomalous (whatever the novelty): such windows are never learned from."""
+        return self.policy.above(scores)
 
     def new_syscalls(self, windows: Sequences, rows: np.ndarray) -> list[list[int]] | None:
         """Per window of `rows`: syscall numbers training never saw (None: not known)."""

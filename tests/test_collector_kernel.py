@@ -9,6 +9,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from helpers import collect_items
 
 from sysgram.collector import (
     Collector,
@@ -59,15 +60,7 @@ class Recording:
 def record_while(comm: str, action, *, settle: float = 0.3, exe: str | None = None,
                  rings: RingPages | None = None) -> tuple:
     """Run `action()` while collecting `comm`; returns (Recording, stats)."""
-    items: list = []
-    with Collector(TargetSpec(comm, exe=exe), rings=rings) as collector:
-        action()
-        deadline = time.monotonic() + settle
-        while time.monotonic() < deadline:
-            items += collector.poll(0.05).items
-        collector.stop()
-        items += collector.poll(0).items
-        stats = collector.stats()
+    items, stats = collect_items(TargetSpec(comm, exe=exe), action, settle=settle, rings=rings)
     return Recording(items), stats
 
 
@@ -187,8 +180,9 @@ def test_a_full_ring_buffer_loses_events_loudly_and_exactly(build_workload):
     gaps = [i for i in rec.items if isinstance(i, Gap)]
     assert stats.lost_events > 0 and gaps
     assert sum(g.lost for g in gaps) + stats.lost_unattributed == stats.lost_events
-    (tid,) = rec.streams
-    delivered = int((rec.streams[tid] == GETPPID).sum())
+    # One thread; on a loaded machine every one of its batches may be refused.
+    assert len(rec.streams) <= 1
+    delivered = sum(int((ids == GETPPID).sum()) for ids in rec.streams.values())
     assert delivered < calls
     # All getppid calls are either delivered or inside the counted losses.
     assert delivered + stats.lost_events >= calls

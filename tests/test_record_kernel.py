@@ -12,28 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import start_recorder
 
 from sysgram.datasets import Dataset
 from sysgram.syscalls import table
 
 SYSGRAM = [sys.executable, "-m", "sysgram"]
 GETPPID, BEGIN, END = (table().number(n) for n in ("getppid", "getsid", "getpgid"))
-
-
-def start_recorder(*args: str) -> subprocess.Popen:
-    """`sysgram record ...`, returned once it printed its `attached` line."""
-    proc = subprocess.Popen([*SYSGRAM, "record", *args], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    lines = []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("attached"):
-            return proc
-    proc.kill()
-    pytest.fail(f"recorder never attached: {''.join(lines)}")
 
 
 def pattern_traces(dataset: Dataset) -> list:

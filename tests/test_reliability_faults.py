@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import collect_items, start_recorder
 
-from sysgram.collector import Collector, Gap, TargetSpec, ThreadEvents, ThreadExit, abi
+from sysgram.collector import Gap, TargetSpec, ThreadEvents, ThreadExit, abi
 from sysgram.datasets import Dataset
 from sysgram.syscalls import table
 
@@ -106,19 +107,6 @@ def test_a_broken_program_is_one_error_and_leaves_no_probe(tmp_path, mode):
 
 
 # -- ring buffer overflow: losses counted exactly ---------------------------------------------
-def _collect(comm: str, run, settle: float = 0.5, rings=None) -> tuple[list, object]:
-    items: list = []
-    with Collector(TargetSpec(comm), rings=rings) as collector:
-        run()
-        deadline = time.monotonic() + settle
-        while time.monotonic() < deadline:
-            items += collector.poll(0.05).items
-        collector.stop()
-        items += collector.poll(0).items
-        stats = collector.stats()
-    return items, stats
-
-
 def _per_thread(items: list) -> tuple[dict[int, int], dict[int, int], dict[int, list]]:
     delivered: dict[int, int] = defaultdict(int)
     lost: dict[int, int] = defaultdict(int)
@@ -141,13 +129,13 @@ def test_ring_buffer_overflow_counts_every_lost_event_exactly(build_workload):
     def run() -> None:
         subprocess.run([exe, str(calls)], check=True, capture_output=True)
 
-    items, stats = _collect(exe.name, run)  # a normal buffer: the baseline total
+    items, stats = collect_items(TargetSpec(exe.name), run)  # a normal buffer: the baseline total
     delivered, lost, _ = _per_thread(items)
     assert stats.lost_events == 0 and sum(lost.values()) == 0
     (generated,) = delivered.values()
     assert generated >= calls
 
-    items, stats = _collect(exe.name, run, rings=abi.RingPages(events=4))
+    items, stats = collect_items(TargetSpec(exe.name), run, rings=abi.RingPages(events=4))
     delivered, lost, order = _per_thread(items)
     (tid,) = delivered
     assert lost.get(tid, 0) > 0, "the tiny buffer never overflowed: the test proves nothing"
@@ -211,7 +199,7 @@ def test_a_target_killed_mid_window_ends_its_thread(build_workload):
         proc.wait()
         box["pid"] = proc.pid
 
-    items, stats = _collect(exe.name, run)
+    items, stats = collect_items(TargetSpec(exe.name), run)
     delivered, lost, _ = _per_thread(items)
     exits = [i for i in items if isinstance(i, ThreadExit) and i.pid == box["pid"]]
     assert len(exits) == 1 and exits[0].group_dead
@@ -245,21 +233,6 @@ def test_a_target_killed_mid_window_is_recorded_whole(build_workload, tmp_path):
 
 
 # -- the recorder killed with SIGKILL ----------------------------------------------------------
-def start_recorder(*args: str) -> subprocess.Popen:
-    proc = subprocess.Popen([*SYSGRAM, "record", *args], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    lines = []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("attached"):
-            return proc
-    proc.kill()
-    pytest.fail(f"recorder never attached: {''.join(lines)}")
-
-
 def test_sigkill_of_the_recorder_at_full_rate_leaves_a_readable_dataset(build_workload,
                                                                         tmp_path):
     exe = build_workload("spin")

@@ -87,11 +87,8 @@ def decode_batches(blob: bytes) -> tuple[Runs, np.ndarray]:
     if not blob:
         return Runs.empty(), np.empty(0, np.uint16)
     batches = np.frombuffer(blob, dtype=abi.BATCH)
-    n_ids = np.minimum(batches["hdr"]["n_ids"], abi.BATCH_IDS).astype(np.int64)
-    n_runs = np.minimum(batches["hdr"]["n_runs"], abi.BATCH_RUNS).astype(np.int64)
     runs = batches["runs"]
-    lengths = _run_lengths(n_ids, n_runs, runs["start"])
-    valid = np.arange(abi.BATCH_RUNS)[None, :] < n_runs[:, None]
+    valid, lengths = _used_runs(batches)
     # One contiguous copy of every batch's id slots (a memcpy); runs index into it, and
     # the unused tail of a partial batch is simply never referenced.
     ids = np.ascontiguousarray(batches["ids"]).reshape(-1)
@@ -99,7 +96,7 @@ def decode_batches(blob: bytes) -> tuple[Runs, np.ndarray]:
     offsets = batch_offset[:, None] + runs["start"].astype(np.int64)
     picked = runs[valid]
     table = Runs.build(tid=picked["tid"], tgid=picked["tgid"], ts=picked["ts"],
-                       kind=KIND_EVENTS, offset=offsets[valid], length=lengths[valid])
+                       kind=KIND_EVENTS, offset=offsets[valid], length=lengths)
     return table, ids
 
 
@@ -108,14 +105,23 @@ def decode_losses(blob: bytes) -> Runs:
     if not blob:
         return Runs.empty()
     records = np.frombuffer(blob, dtype=abi.LOSS)
+    valid, lengths = _used_runs(records)
+    picked = records["runs"][valid]
+    return Runs.build(tid=picked["tid"], tgid=picked["tgid"], ts=picked["ts"], kind=KIND_GAP,
+                      length=lengths)
+
+
+def _used_runs(records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mask of the used run slots of each batch (or loss record), and their lengths.
+
+    Batches and loss records share the header and run table; counts are clamped to the
+    table sizes so a corrupt header cannot index past them.
+    """
     n_ids = np.minimum(records["hdr"]["n_ids"], abi.BATCH_IDS).astype(np.int64)
     n_runs = np.minimum(records["hdr"]["n_runs"], abi.BATCH_RUNS).astype(np.int64)
-    runs = records["runs"]
-    lengths = _run_lengths(n_ids, n_runs, runs["start"])
+    lengths = _run_lengths(n_ids, n_runs, records["runs"]["start"])
     valid = np.arange(abi.BATCH_RUNS)[None, :] < n_runs[:, None]
-    picked = runs[valid]
-    return Runs.build(tid=picked["tid"], tgid=picked["tgid"], ts=picked["ts"], kind=KIND_GAP,
-                      length=lengths[valid])
+    return valid, lengths[valid]
 
 
 def decode_life(blob: bytes) -> np.ndarray:

@@ -1,10 +1,9 @@
-"""The watch engine on fake collector items (design §2 names) and a fake profile (§5)."""
+"""The watch engine on the collector's items (design §2) and a fake profile (§5)."""
 
 from __future__ import annotations
 
 import gc
 import json
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sysgram.collector.items import Exec, Gap, ThreadEvents, ThreadExit, ThreadStart
 from sysgram.features import sliding_windows
 from sysgram.models.streaming import ThresholdPolicy
 from sysgram.syscalls import table
@@ -30,51 +30,7 @@ READ, WRITE, OPENAT, CLOSE = 0, 1, 257, 3
 CLONE, EXECVE, CONNECT = 56, 59, 42
 
 
-# -- fakes that follow the contracts ------------------------------------------------------
-@dataclass
-class ThreadStart:
-    tid: int
-    pid: int
-    ppid: int | None
-    comm: str | None
-    exe: str | None
-    exe_sha256: str | None
-    ts_ns: int
-
-
-@dataclass
-class ThreadEvents:
-    tid: int
-    pid: int
-    ids: np.ndarray
-    ts_ns: int
-
-
-@dataclass
-class Gap:
-    tid: int
-    pid: int
-    lost: int
-    ts_ns: int
-
-
-@dataclass
-class Exec:
-    tid: int
-    pid: int
-    filename: str
-    comm: str
-    ts_ns: int
-
-
-@dataclass
-class ThreadExit:
-    tid: int
-    pid: int
-    ts_ns: int
-    group_dead: bool
-
-
+# -- a fake profile (the collector items are the real ones) -------------------------------
 class FakeProfile:
     """Score = fraction of a window's calls outside the trained set {read, write, openat, close}."""
 

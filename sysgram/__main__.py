@@ -1,5 +1,5 @@
 import sys
 
-from sysgram.cli import main
+from sysgram.entry import main
 
 sys.exit(main())

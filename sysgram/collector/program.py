@@ -11,55 +11,18 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-from sysgram.bpf import PROGRAM, SOURCE_DIR
+from sysgram.bpf.loader import compile_program
+from sysgram.bpf.sizes import pid_max
 from sysgram.collector import abi
-from sysgram.errors import UserError
 
 RingCallback = Callable[[bytes], None]
 
 _PROG_INFO_SIZE = 232          # sizeof(struct bpf_prog_info) in the uapi this was written for
 _RECURSION_MISSES_OFFSET = 208
 _BPF_OBJ_GET_INFO_BY_FD = 15
-
-
-def pid_max() -> int:
-    try:
-        return int(Path("/proc/sys/kernel/pid_max").read_text())
-    except (OSError, ValueError):
-        return 4 * 1024 * 1024     # the kernel's upper bound
-
-
-def compile_program(pid_limit: int | None = None, rings: abi.RingPages | None = None):
-    """Compile and load sysgram.bpf.c (its probes attach as bcc loads them)."""
-    try:
-        from bcc import BPF
-    except ImportError as exc:
-        raise UserError(
-            "bcc is not importable from this Python; run sysgram from .venv/bin/sysgram "
-            "after 'make install' (it installs python3-bpfcc)."
-        ) from exc
-    flags = [f"-I{SOURCE_DIR}", "-w", *abi.cflags(pid_limit or pid_max(), rings)]
-    class _DetachOnFailureBPF(BPF):
-        # bcc attaches probes one by one while it loads them; if a later one fails, the
-        # half-built object would keep the earlier ones attached until the process exits.
-        def _trace_autoload(self) -> None:
-            try:
-                super()._trace_autoload()
-            except BaseException:
-                self.cleanup()
-                raise
-
-    try:
-        return _DetachOnFailureBPF(src_file=str(PROGRAM).encode(), cflags=flags)
-    except Exception as exc:  # bcc raises bare Exceptions for compile/load/attach failures
-        raise UserError(
-            f"the kernel program could not be compiled or loaded ({str(exc).strip()[:200]}); "
-            "run 'sysgram doctor' to see what is missing."
-        ) from exc
 
 
 class Program:

@@ -129,7 +129,7 @@ def check_trivial_program() -> Check:
 
 
 def check_sysgram_program() -> Check:
-    from sysgram.collector.program import compile_program
+    from sysgram.bpf.loader import compile_program
     from sysgram.errors import UserError
 
     try:

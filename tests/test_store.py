@@ -196,3 +196,39 @@ def test_cli_refuses_bad_options_with_one_sentence(tmp_path, capsys):
         assert main(["train", "--proc", "demo", "--from", str(tmp_path), *option,
                      "--store", str(tmp_path / "s")]) == 2
         assert "out of range" in capsys.readouterr().err
+
+
+def test_cli_train_fits_the_thread_profile_when_threads_suffice(tmp_path, capsys, monkeypatch):
+    """Enough threads: `train` also fits the whole-thread profile `eval` measures, and
+    `score` gives each thread its whole-stream verdict; too few: it says so."""
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "store"))
+    _record(tmp_path / "many", 1, 300, 200, seed=0)
+    _record(tmp_path / "same", 1, 40, 200, seed=5)
+    _record(tmp_path / "other", 2, 10, 200, seed=2)
+    assert main(["train", "--proc", "demo", "--from", str(tmp_path / "many")]) == 0
+    assert "thread profile: presence-lm on 300 whole thread streams" in capsys.readouterr().err
+    assert main(["profiles", "show", "demo", "--json"]) == 0
+    header = json.loads(capsys.readouterr().out)
+    assert header["thread_profile"]["detector"] == "presence-lm"
+    assert header["thread_profile"]["threads"] == 300
+    assert header["thread_profile"]["threshold"] is not None
+    assert main(["profiles", "show", "demo"]) == 0
+    assert "threads    presence-lm on 300 whole streams" in capsys.readouterr().out
+
+    assert main(["score", "--proc", "demo", str(tmp_path / "other"), "--json"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert other["thread_profile"]["anomalous_threads"] == 10
+    assert all(t["stream_anomalous"] for t in other["threads"])
+    assert main(["score", "--proc", "demo", str(tmp_path / "same"), "--json"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert same["thread_profile"]["anomalous_threads"] <= 2     # ~1e-4 target, 40 threads
+    assert min(t["stream_score"] for t in other["threads"]) > max(
+        t["stream_score"] for t in same["threads"])
+    assert main(["score", "--proc", "demo", str(tmp_path / "other")]) == 0
+    assert "each thread scored whole by presence-lm" in capsys.readouterr().out
+
+    _record(tmp_path / "few", 1, 12, 1500, seed=0)
+    assert main(["train", "--proc", "few", "--from", str(tmp_path / "few")]) == 0
+    assert "thread profile: not fitted, 12 thread streams" in capsys.readouterr().err
+    assert main(["profiles", "show", "few"]) == 0
+    assert "no thread profile" in capsys.readouterr().out

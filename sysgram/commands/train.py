@@ -262,12 +262,37 @@ def _fit_and_save(profile_store, comm: str, profile, threads: list, described: l
     started = time.perf_counter()
     profile.fit(pieces)
     took = time.perf_counter() - started
+    thread_profile = _fit_thread_profile(pieces, profile.arch_)
     binary = binary_identity(threads, comm)
     if previous is not None and not binary.get("sha256"):
         binary = previous.header.get("binary") or binary
-    path = profile_store.save(comm, profile, profile_meta(profile, binary=binary,
-                                                          sources=described), pieces)
+    meta = profile_meta(profile, binary=binary, sources=described, thread_profile=thread_profile)
+    path = profile_store.save(comm, profile, meta, pieces, thread_profile)
     print("\n".join(_fit_summary(profile, took, path)))
+
+
+def _fit_thread_profile(pieces, arch: str):
+    """The whole-thread profile beside the window one, when there are threads enough.
+
+    It is the detector `sysgram eval` measures (defaults.thread_profile_params): each
+    thread stream is scored whole, which the research found far ahead of any roll-up of
+    window scores. It calibrates on held-out threads, so it needs a few hundred of them
+    (short-lived processes and worker threads bring them).
+    """
+    from sysgram.models.defaults import thread_profile_params
+    from sysgram.models.profile import Profile
+
+    thread_profile = Profile(**thread_profile_params(), arch=arch)
+    need = thread_profile.min_windows()
+    if len(pieces) < need:
+        say(f"thread profile: not fitted, {len(pieces):,} thread streams where it needs "
+            f"{need:,}; record longer, or more processes, to get one.")
+        return None
+    started = time.perf_counter()
+    thread_profile.fit(pieces)
+    say(f"thread profile: {thread_profile.detector_name_} on {len(pieces):,} whole thread "
+        f"streams in {time.perf_counter() - started:.1f}s")
+    return thread_profile
 
 
 def _concat(a, b):
@@ -394,10 +419,19 @@ def _show_lines(header: dict) -> list[str]:
         f"held-out windows above, verifiable down to {cal.get('verifiable_far', 0):.2g})",
         f"novelty    {_curve_text(header.get('novelty_curve') or [], 20)} new n-grams per "
         "1,000 windows",
+        _thread_profile_line(header.get("thread_profile")),
     ]
     for src in t.get("sources") or []:
         lines.append(f"source     {printable(json.dumps(src))}")
     return lines
+
+
+def _thread_profile_line(tp: dict | None) -> str:
+    if not tp:
+        return "threads    no thread profile (training had too few thread streams)"
+    threshold = "none" if tp.get("threshold") is None else f"{tp['threshold']:.6g}"
+    return (f"threads    {printable(tp.get('detector'))} on {tp.get('threads', 0):,} whole "
+            f"streams ({tp.get('calibration_threads', 0):,} held out), threshold {threshold}")
 
 
 def profiles_rm(
@@ -433,7 +467,7 @@ def score(
     data = Dataset.open(dataset)
     for message in data.warnings:
         warn(f"{dataset}: {message}")
-    result = score_threads(loaded.profile, data.threads)
+    result = score_threads(loaded.profile, data.threads, loaded.thread_profile)
     if result["summary"]["unencodable_calls"]:
         warn(f"{result['summary']['unencodable_calls']:,} calls have numbers beyond the "
              f"{loaded.profile.arch_} table and count as one 'unknown' syscall.")
@@ -457,12 +491,22 @@ def _score_text(result: dict, top: int) -> list[str]:
         score = "—" if p["score"] is None else f"{p['score']:.6g}"
         lines.append(f"process    pid {p['pid']}: {p['threads']} threads, {p['windows']:,} "
                      f"windows, {p['anomalous_threads']} threads above, score {score}{mark}")
-    lines.append("threads    tid      pid      windows  anomalous  score")
+    tp = result.get("thread_profile")
+    if tp:
+        cut = "none" if tp["threshold"] is None else f"{tp['threshold']:.6g}"
+        lines.append(f"streams    each thread scored whole by {tp['detector']} (threshold {cut}): "
+                     f"{tp['anomalous_threads']:,} threads above")
+    lines.append("threads    tid      pid      windows  anomalous  score" +
+                 ("        whole-stream score" if tp else ""))
     for t in result["threads"]:
         mark = "  ALERT" if t["anomalous"] else ""
         score = "—" if t["score"] is None else f"{t['score']:.6g}"
-        lines.append(f"           {t['tid']:<8} {t['pid']:<8} {t['windows']:>7}  "
-                     f"{t['anomalous_windows']:>9}  {score}{mark}")
+        line = (f"           {t['tid']:<8} {t['pid']:<8} {t['windows']:>7}  "
+                f"{t['anomalous_windows']:>9}  {score}{mark}")
+        if tp:
+            whole = "—" if t["stream_score"] is None else f"{t['stream_score']:.6g}"
+            line += f"  {whole}" + ("  ALERT" if t["stream_anomalous"] else "")
+        lines.append(line)
     worst = sorted(result["windows"], key=lambda w: -w["score"])[:top]
     if worst:
         lines.append("worst windows")

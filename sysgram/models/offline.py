@@ -14,8 +14,12 @@ from sysgram.models.training_data import to_streams
 MAX_EXPLAINED = 200  # anomalous windows explained in one result (the worst first)
 
 
-def score_threads(profile, threads: list) -> dict:
-    """{"threshold", "summary", "threads": [...], "windows": [...]} for a list of traces."""
+def score_threads(profile, threads: list, thread_profile=None) -> dict:
+    """{"threshold", "summary", "threads": [...], "windows": [...]} for a list of traces.
+
+    With a `thread_profile` (whole streams), each thread also gets its `stream_score` and
+    `stream_anomalous` verdict against that profile's thread threshold.
+    """
     streams = to_streams(threads, profile.arch_)
     windows = profile.windows(streams.pieces)
     scores = profile.score_windows(windows.seqs)
@@ -54,7 +58,9 @@ def score_threads(profile, threads: list) -> dict:
             "anomalous": bool(s is not None and cut is not None and s > cut)
             or bool(n_alarms[i] and cut is None),
         })
+    streams_summary = _stream_verdicts(thread_profile, streams, out_threads)
     return {
+        "thread_profile": streams_summary,
         "profile": {"detector": profile.detector_name_, "window": profile.window_,
                     "stride": profile.stride_, "rollup": profile.rollup_name_},
         "threshold": float(profile.threshold_),
@@ -71,6 +77,22 @@ def score_threads(profile, threads: list) -> dict:
         "threads": out_threads,
         "windows": out_windows,
     }
+
+
+def _stream_verdicts(thread_profile, streams, out_threads: list[dict]) -> dict | None:
+    """Score each thread whole with the thread profile (the max over its loss-free pieces)."""
+    if thread_profile is None:
+        return None
+    cut = thread_profile.thread_threshold_
+    piece_scores = thread_profile.score_threads(streams.pieces)
+    best = np.full(streams.n_threads, -np.inf)
+    np.maximum.at(best, streams.thread_of_piece, piece_scores)
+    for entry, value in zip(out_threads, best.tolist(), strict=True):
+        entry["stream_score"] = value if np.isfinite(value) else None
+        entry["stream_anomalous"] = bool(np.isfinite(value) and cut is not None and value > cut)
+    return {"detector": thread_profile.detector_name_,
+            "threshold": None if cut is None else float(cut),
+            "anomalous_threads": int(sum(t["stream_anomalous"] for t in out_threads))}
 
 
 def _processes(threads: list[dict]) -> list[dict]:

@@ -32,6 +32,9 @@ class LoadedProfile:
     header: dict
     traces: Sequences | None  # the training streams, kept for `train --append`
     warnings: list[str] = field(default_factory=list)
+    # The whole-thread profile (the detector `eval` measures), when training had enough
+    # threads for one; None otherwise.
+    thread_profile: object | None = None
 
 
 def store_path(option: str | Path | None = None) -> Path:
@@ -59,11 +62,12 @@ class ProfileStore:
             return []
         return sorted(p.name[: -len(SUFFIX)] for p in self.root.glob(f"*{SUFFIX}"))
 
-    def save(self, name: str, profile, meta: dict, traces: Sequences | None = None) -> Path:
-        """Write the profile (and its training streams, for --append) atomically."""
+    def save(self, name: str, profile, meta: dict, traces: Sequences | None = None,
+             thread_profile=None) -> Path:
+        """Write the profile (its thread profile, its training streams) atomically."""
         path = self.path(name)
         self._ensure_root()
-        payload = {"profile": profile, "traces": _pack(traces)}
+        payload = {"profile": profile, "traces": _pack(traces), "thread_profile": thread_profile}
         write_envelope(path, {"name": name, **meta}, payload)
         return path
 
@@ -95,7 +99,7 @@ class ProfileStore:
         if changed:
             warnings.append(changed)
         return LoadedProfile(payload["profile"], envelope.header, _unpack(payload.get("traces")),
-                             warnings)
+                             warnings, payload.get("thread_profile"))
 
     def header(self, name: str) -> dict:
         return read_header(self._inside(self._must_exist(name)))
@@ -176,9 +180,11 @@ def syscall_table_digest(arch: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def profile_meta(profile, *, binary: dict | None = None, sources: list | None = None) -> dict:
+def profile_meta(profile, *, binary: dict | None = None, sources: list | None = None,
+                 thread_profile=None) -> dict:
     """The header fields describing a fitted profile (readable without unpickling)."""
     return {
+        "thread_profile": None if thread_profile is None else thread_profile_meta(thread_profile),
         "binary": binary or {},
         "features": {
             "window": profile.window_,
@@ -194,4 +200,17 @@ def profile_meta(profile, *, binary: dict | None = None, sources: list | None = 
         "thread_threshold": profile.thread_threshold_,
         "calibration": profile.calibration_,
         "novelty_curve": [int(v) for v in profile.novelty_curve_],
+    }
+
+
+def thread_profile_meta(profile) -> dict:
+    """Header fields of a whole-thread profile: its detector, threshold and training."""
+    s = profile.training_summary_
+    return {
+        "detector": profile.detector_name_,
+        "threads": s["threads"],
+        "fit_threads": s["fit_windows"],
+        "calibration_threads": s["calibration_windows"],
+        "threshold": profile.thread_threshold_,
+        "calibration": profile.thread_calibration_,
     }

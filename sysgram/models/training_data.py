@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sysgram.features import Sequences, split_at_gaps
+from sysgram.features import Sequences, ThreadStream, split_at_gaps
 from sysgram.features.sequences import SYMBOL_LIMIT
 
 
@@ -146,18 +146,16 @@ class LiveLearning:
         self.window, self.stride = window, stride
         self.stable_rate, self.stable_for = stable_rate, stable_for
         self.min_windows, self.span, self.max_calls = min_windows, span, max_calls
-        self._windowers: dict = {}
+        self._streams: dict[int, ThreadStream] = {}
         self._points: list[tuple[float, int, int]] = []  # (time, windows, new n-grams)
         self._low_since: float | None = None
 
     def add(self, items: list, now: float) -> None:
         """Take a drain's items at time `now` (seconds, monotonic)."""
-        from sysgram.models.streaming import ThreadWindower
-
         batches = []
         for tid, ids in self.recording.add(items):  # per piece of a thread, not per call
-            windower = self._windowers.setdefault(tid, ThreadWindower(self.window, self.stride))
-            windows, _ = windower.push(ids)
+            stream = self._streams.setdefault(tid, ThreadStream(self.window, self.stride))
+            windows = stream.feed(ids).windows
             if len(windows):
                 batches.append(windows)
         if batches:

@@ -5,12 +5,12 @@ profile and engine; `alerts` holds the JSON schema (docs/alerts.md); `sanitize` 
 untrusted names safe for a terminal.
 """
 
+from sysgram.features.stream import ThreadStream
 from sysgram.sanitize import for_terminal
 from sysgram.watch.aggregate import Aggregator
 from sysgram.watch.alerts import SCHEMA, Alert, ProcessContext, Repeat, to_json_line
 from sysgram.watch.engine import WatchConfig, WatchEngine, WatchStats
 from sysgram.watch.scoring import ThresholdScorer
-from sysgram.watch.streams import ThreadStream
 
 __all__ = [
     "SCHEMA",

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sysgram.features.sequences import Sequences
+from sysgram.features.stream import ThreadStream
 from sysgram.syscalls import SyscallTable
 from sysgram.watch.aggregate import Aggregator
 from sysgram.watch.alerts import Alert, ProcessContext, Repeat
 from sysgram.watch.explain import Explanation, explain_window
 from sysgram.watch.scoring import ThresholdScorer
-from sysgram.watch.streams import ThreadStream
 
 
 @dataclass

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sysgram.collector.items import Exec, Gap, ThreadEvents, ThreadExit, ThreadStart
-from sysgram.features import sliding_windows
+from sysgram.features import Sequences, sliding_windows
 from sysgram.models.streaming import ThresholdPolicy
 from sysgram.syscalls import table
 from sysgram.watch import (
@@ -23,6 +23,7 @@ from sysgram.watch import (
     for_terminal,
     to_json_line,
 )
+from sysgram.watch.verdicts import ThreadVerdicts
 
 S = 1_000_000_000  # one second in ns
 NAMES = table("x86_64")
@@ -314,3 +315,101 @@ def test_json_lines_escape_hostile_names():
     line = to_json_line(alerts[0].record())
     assert line.isprintable() and "\n" not in line
     assert json.loads(line)["comm"] == EVIL
+
+
+# -- whole-thread verdicts (a thread profile beside the window profile) ---------------------
+class FakeThreadProfile(FakeProfile):
+    """Whole-stream score: the share of calls outside the trained set; threshold 0.2."""
+
+    thread_threshold_ = 0.2
+
+    def score_threads(self, seqs):
+        return self.score_windows(seqs)
+
+    def is_anomalous(self, scores, seqs=None, threshold=None):
+        return np.asarray(scores) > threshold
+
+
+def verdict_engine(max_calls: int = 1 << 15, warmup_s: float = 2.0) -> WatchEngine:
+    verdicts = ThreadVerdicts(FakeThreadProfile(), max_calls=max_calls)
+    config = WatchConfig(binary="victim", warmup_s=warmup_s)
+    return WatchEngine(ThresholdScorer(FakeProfile()), config, NAMES, verdicts=verdicts)
+
+
+# One unknown call in four: every window scores 0.25 (under 0.4), the whole stream too
+# (over the thread threshold 0.2).
+QUIETLY_ODD = np.tile(ids(READ, WRITE, OPENAT, CONNECT), 25)
+
+
+def test_a_thread_whose_windows_all_pass_is_judged_whole_at_its_exit():
+    eng = verdict_engine()    # inside the 2 s warm-up: whole streams include start-up
+    assert eng.ingest([start(10), ThreadEvents(10, 10, QUIETLY_ODD, 1)]) == []
+    alerts = eng.ingest([ThreadExit(10, 10, 2 * S, True)])
+    assert eng.stats.anomalous_windows == 0
+    assert [a.scope for a in alerts] == ["thread"]
+    record = json.loads(to_json_line(alerts[0].record()))
+    assert record["scope"] == "thread" and record["stream_calls"] == 100
+    assert record["score"] == pytest.approx(0.25) and record["threshold"] == 0.2
+    assert record["window"]["syscalls"] == ["read", "write", "openat", "connect"]
+    assert record["new_syscalls"] == ["connect"] and record["window"]["unseen"] == []
+    assert (eng.stats.streams_judged, eng.stats.streams_anomalous) == (1, 1)
+    assert eng.buffered_calls() == 0
+
+
+def test_a_normal_thread_is_judged_and_passes_and_window_alerts_keep_their_scope():
+    eng = verdict_engine(warmup_s=0.0)
+    alerts = eng.ingest([start(10), ThreadEvents(10, 10, NORMAL, 1), ThreadExit(10, 10, 2, True)])
+    assert alerts == [] and eng.stats.streams_judged == 1
+    alerts = eng.ingest([start(11), ThreadEvents(11, 11, ids(CLONE, EXECVE, CLONE, EXECVE), 3)])
+    assert [a.record()["scope"] for a in alerts] == ["window"]
+
+
+def test_a_loss_and_an_exec_each_end_a_stream():
+    eng = verdict_engine()
+    eng.ingest([start(10), ThreadEvents(10, 10, QUIETLY_ODD, 1), Gap(10, 10, 5, 2),
+                ThreadEvents(10, 10, NORMAL, 3)])
+    assert eng.stats.streams_judged == 1                 # the part before the loss
+    alerts = eng.ingest([Exec(10, 10, "/bin/sh", "sh", 4), ThreadEvents(10, 10, NORMAL, 5)])
+    assert eng.stats.streams_judged == 2 and alerts == []  # the normal part, as `victim`
+    alerts = eng.ingest([ThreadExit(10, 10, 6, True)])
+    assert eng.stats.streams_judged == 3 and alerts == []
+
+
+def test_a_stream_too_long_to_keep_gets_no_verdict_and_holds_no_memory():
+    eng = verdict_engine(max_calls=150)
+    eng.ingest([start(10), ThreadEvents(10, 10, QUIETLY_ODD, 1),
+                ThreadEvents(10, 10, QUIETLY_ODD, 2)])
+    assert eng.verdicts.buffered == 0
+    assert eng.ingest([ThreadExit(10, 10, 3, True)]) == []
+    assert (eng.stats.streams_judged, eng.stats.streams_too_long) == (0, 1)
+
+
+def test_the_thread_profile_train_fits_judges_whole_threads_in_the_engine():
+    """A real thread profile (presence-lm on whole streams, as `train` fits it): threads
+    of the trained program pass at exit, threads of another program alert whole."""
+    from sysgram.features.synthetic import random_chain, sample_chain
+    from sysgram.models.defaults import thread_profile_params
+    from sysgram.models.profile import Profile
+    from sysgram.watch.render import alert_text
+
+    rng = np.random.default_rng(0)
+    trained = random_chain(np.arange(30), np.random.default_rng(1))
+    other = random_chain(np.arange(30), np.random.default_rng(2))
+    thread_profile = Profile(**thread_profile_params(), arch="x86_64").fit(
+        Sequences.from_list([sample_chain(trained, 200, rng) for _ in range(300)]))
+    window_profile = FakeProfile()
+    window_profile.threshold_ = 2.0                  # no window alerts: verdicts only
+    eng = WatchEngine(ThresholdScorer(window_profile), WatchConfig("victim", warmup_s=0), NAMES,
+                      verdicts=ThreadVerdicts(thread_profile))
+    items = []
+    for k in range(10):
+        tid = 100 + k
+        items += [start(tid), ThreadEvents(tid, tid, sample_chain(trained, 200, rng), k),
+                  ThreadExit(tid, tid, k + 1, True)]
+    assert eng.ingest(items) == [] and eng.stats.streams_judged == 10
+    alerts = eng.ingest([start(200), ThreadEvents(200, 200, sample_chain(other, 200, rng), 20),
+                         ThreadExit(200, 200, 21, True)])
+    assert [(a.scope, a.tid, a.stream_calls) for a in alerts] == [("thread", 200, 200)]
+    assert alerts[0].score > alerts[0].threshold == thread_profile.thread_threshold_
+    assert alerts[0].explanation.unseen_ngrams     # what the other program does differently
+    assert "whole thread (200 calls) scored" in alert_text(alerts[0])

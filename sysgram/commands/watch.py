@@ -134,9 +134,23 @@ def _save_learned(store: str | None, name: str, loaded, learner) -> None:
     profile, traces = learner.refit(loaded.traces)
     sources = list((loaded.header.get("training") or {}).get("sources") or [])
     sources.append({"kind": "watch --learn", "windows": learner.kept})
-    meta = profile_meta(profile, binary=loaded.header.get("binary") or {}, sources=sources)
-    path = ProfileStore(store).save(name, profile, meta, traces)
+    # The thread profile is kept as it was: --learn refits the window profile only.
+    meta = profile_meta(profile, binary=loaded.header.get("binary") or {}, sources=sources,
+                        thread_profile=loaded.thread_profile)
+    path = ProfileStore(store).save(name, profile, meta, traces, loaded.thread_profile)
     print(f"sysgram: saved the updated profile to {path}", file=sys.stderr)
+
+
+def _thread_verdicts(thread_profile):
+    """Whole-thread verdicts when the profile has a thread profile with a threshold."""
+    from sysgram.watch.verdicts import ThreadVerdicts
+
+    if thread_profile is None or thread_profile.thread_threshold_ is None:
+        return None
+    print(f"sysgram: judging each thread's whole stream as it ends too "
+          f"({thread_profile.detector_name_}, threshold {thread_profile.thread_threshold_:.4g})",
+          file=sys.stderr)
+    return ThreadVerdicts(thread_profile)
 
 
 @contextlib.contextmanager
@@ -208,10 +222,12 @@ def watch(
     arch = getattr(profile, "arch_", None)
     learner = WindowLearner(profile) if learn else None
     scorer = ThresholdScorer(profile, threshold=threshold, learner=learner)
+    verdicts = _thread_verdicts(loaded.thread_profile)
     engine = WatchEngine(
         scorer,
         WatchConfig(binary=comm, warmup_s=warmup_s, aggregate_s=aggregate_s),
         table(arch),
+        verdicts=verdicts,
     )
     status_line = StatusLine(sys.stderr, comm) if sys.stderr.isatty() else None
     sink_class = JsonSink if json_out else TextSink

@@ -2,7 +2,8 @@
 
 Two kinds share one schema version:
 - `alert`: the first anomalous window of a process in an aggregation period, with its
-  full explanation;
+  full explanation; or (`scope` "thread") a thread whose whole stream the thread
+  profile judged anomalous when it ended;
 - `repeat`: the further anomalous windows of that process folded into the period
   ("+N windows in 5 s"), emitted when the period closes, so nothing is dropped silently.
 """
@@ -55,6 +56,8 @@ class Alert:
     score: float
     threshold: float
     explanation: Explanation
+    scope: str = "window"  # "window": one window; "thread": a thread's whole stream
+    stream_calls: int | None = None  # scope "thread": calls in the stream judged
 
     def record(self) -> dict:
         proc = self.process
@@ -62,6 +65,7 @@ class Alert:
         return {
             "schema": SCHEMA,
             "kind": "alert",
+            "scope": self.scope,
             "id": self.id,
             "time": wall_time(self.ts_ns),
             "ts_ns": self.ts_ns,
@@ -81,6 +85,7 @@ class Alert:
                 "unseen_ngrams": exp.unseen_ngrams,
             },
             "new_syscalls": exp.new_syscalls,
+            **({"stream_calls": self.stream_calls} if self.scope == "thread" else {}),
         }
 
 

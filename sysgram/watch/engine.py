@@ -3,8 +3,10 @@
 Keeps a rolling window per thread (`ThreadStream`), gathers every window a poll
 completes into one batch, scores it once, applies the threshold policy and turns
 anomalous windows into alerts that explain themselves, folded per process by the
-`Aggregator`. It follows processes, forks, threads, execs and exits as the collector
-reports them (design §2) and frees a thread's state at its exit. Nothing here prints.
+`Aggregator`. With a thread profile (`ThreadVerdicts`), each thread's stream is also
+judged whole when it ends (exit, exec, loss). It follows processes, forks, threads,
+execs and exits as the collector reports them (design §2) and frees a thread's state at
+its exit. Nothing here prints.
 
 Items are dispatched by their class name (ThreadStart, ThreadEvents, Gap, Exec,
 ThreadExit), so the engine needs neither bcc nor the collector to be tested.
@@ -22,8 +24,9 @@ from sysgram.features.stream import ThreadStream
 from sysgram.syscalls import SyscallTable
 from sysgram.watch.aggregate import Aggregator
 from sysgram.watch.alerts import Alert, ProcessContext, Repeat
-from sysgram.watch.explain import Explanation, explain_window
+from sysgram.watch.explain import Explanation, explain_stream, explain_window
 from sysgram.watch.scoring import ThresholdScorer
+from sysgram.watch.verdicts import ThreadVerdicts
 
 
 @dataclass
@@ -49,6 +52,9 @@ class WatchStats:
     threads_seen: int = 0
     threads_unannounced: int = 0  # events before any ThreadStart (started lazily)
     threads_reaped: int = 0  # state freed without a ThreadExit (thread gone from /proc)
+    streams_judged: int = 0  # thread streams scored whole by the thread profile
+    streams_anomalous: int = 0
+    streams_too_long: int = 0  # ended without a whole-stream verdict (too long to keep)
     max_score: float = float("-inf")  # highest window score since the last reset
 
     def as_dict(self) -> dict:
@@ -90,8 +96,10 @@ class WatchEngine:
         config: WatchConfig,
         names: SyscallTable,
         explainer: object | None = None,
+        verdicts: ThreadVerdicts | None = None,
     ) -> None:
         self.scorer = scorer
+        self.verdicts = verdicts
         self.config = config
         self.names = names
         self.explainer = explainer if explainer is not None else scorer.profile
@@ -123,8 +131,10 @@ class WatchEngine:
         return len(self._threads)
 
     def buffered_calls(self) -> int:
-        """Syscall ids held in per-thread state (bounded by threads × (length + stride))."""
-        return sum(t.stream.buffered for t in self._threads.values())
+        """Syscall ids held in per-thread state (bounded by threads × (length + stride),
+        plus MAX_STREAM_CALLS per thread with whole-thread verdicts)."""
+        held = sum(t.stream.buffered for t in self._threads.values())
+        return held + (self.verdicts.buffered if self.verdicts is not None else 0)
 
     def _new_process(self, pid: int, ppid: int | None, comm, exe, sha, ts_ns: int) -> _Process:
         # A fork of a watched process continues its parent's program: no start-up burst of
@@ -174,6 +184,8 @@ class WatchEngine:
             return
         ids = thread.pending[0] if len(thread.pending) == 1 else np.concatenate(thread.pending)
         thread.pending = []
+        if self.verdicts is not None:
+            self.verdicts.add(thread.tid, ids)
         cut = thread.stream.feed(ids)
         if len(cut.windows):
             self._keep(cut.windows, thread, thread.last_ns)
@@ -191,6 +203,8 @@ class WatchEngine:
         self.stats.windows_unscored_loss += cut.unscored
         if cut.last is not None and len(cut.last):
             self._keep(cut.last, thread, max(ts_ns, thread.last_ns))
+        if self.verdicts is not None:
+            self.verdicts.end(thread.tid, thread.proc.ctx, max(ts_ns, thread.last_ns))
 
     def _on_gap(self, item) -> None:
         thread = self._threads.get(item.tid) or self._thread(item.tid, item.pid, item.ts_ns)
@@ -246,6 +260,30 @@ class WatchEngine:
         return self._score()
 
     def _score(self) -> list[Alert]:
+        return self._score_windows() + self._judge_streams()
+
+    def _judge_streams(self) -> list[Alert]:
+        """Whole-thread verdicts on the streams that ended; alerts for the anomalous ones."""
+        if self.verdicts is None:
+            return []
+        flagged = self.verdicts.score()
+        vs = self.verdicts.stats
+        self.stats.streams_judged = vs.streams_scored
+        self.stats.streams_anomalous = vs.streams_anomalous
+        self.stats.streams_too_long = vs.streams_too_long
+        out = []
+        for ended, score in flagged:
+            explanation = explain_stream(self.verdicts.profile, ended.ids, self.names)
+            alert = Alert(0, ended.ts_ns, self.config.binary, ended.ctx, ended.tid, score,
+                          self.verdicts.threshold, explanation, scope="thread",
+                          stream_calls=len(ended.ids))
+            emitted = self.aggregator.offer(alert)
+            if emitted is not None:
+                self.stats.alerts += 1
+                out.append(emitted)
+        return out
+
+    def _score_windows(self) -> list[Alert]:
         cuts, self._cuts = self._cuts, []
         if not cuts:
             return []

@@ -51,6 +51,17 @@ def _spans_of(ngrams: list[list[str]], calls: list[str]) -> list[tuple[int, int]
     return sorted(spans)
 
 
+def _unseen_grams(raw: object) -> list:
+    """The unseen n-grams a profile reported; from {order: [n-gram, ...]}, orders >= 2
+    (they say more) unless there are none."""
+    raw_unseen = _get(raw, "unseen_ngrams", None) or []
+    if isinstance(raw_unseen, dict):
+        by_order = {int(n): grams for n, grams in raw_unseen.items()}
+        longer = [g for n, grams in sorted(by_order.items()) if n >= 2 for g in grams]
+        raw_unseen = longer or [g for grams in by_order.values() for g in grams]
+    return list(raw_unseen)
+
+
 def explain_window(profile: object, window: np.ndarray, names: SyscallTable) -> Explanation:
     """The explanation of one window, whatever shape the profile's `explain` returns."""
     calls = names.names(window)
@@ -63,12 +74,7 @@ def explain_window(profile: object, window: np.ndarray, names: SyscallTable) -> 
         calls = _as_names(raw_calls, names)
     unseen = []
     spans: list[tuple[int, int]] = []
-    raw_unseen = _get(raw, "unseen_ngrams", None) or []
-    if isinstance(raw_unseen, dict):  # {order: [n-gram, ...]}: orders >= 2 say more
-        by_order = {int(n): grams for n, grams in raw_unseen.items()}
-        longer = [g for n, grams in sorted(by_order.items()) if n >= 2 for g in grams]
-        raw_unseen = longer or [g for grams in by_order.values() for g in grams]
-    for gram in raw_unseen:
+    for gram in _unseen_grams(raw):
         # An entry may be a list of names/numbers or a dict/obj with `ngram` and `start`.
         seq = _get(gram, "ngram", gram) if not isinstance(gram, list | tuple) else gram
         names_of = _as_names(list(seq) if not isinstance(seq, str) else seq.split(), names)
@@ -81,3 +87,14 @@ def explain_window(profile: object, window: np.ndarray, names: SyscallTable) -> 
     new = _as_names(_get(raw, "new_syscalls", None), names)
     unique_unseen = list(dict.fromkeys(tuple(g) for g in unseen))
     return Explanation(calls, [list(g) for g in unique_unseen], sorted(set(spans)), new)
+
+
+def explain_stream(profile: object, ids: np.ndarray, names: SyscallTable) -> Explanation:
+    """A whole thread stream's explanation: its distinct calls in order of first use,
+    the n-grams (orders >= 2 first) and syscalls training never saw. No per-call marks:
+    a stream can be tens of thousands of calls."""
+    calls = list(dict.fromkeys(names.names(ids)))
+    raw = profile.explain(np.asarray(ids)) if hasattr(profile, "explain") else {}
+    unique = list(dict.fromkeys(tuple(_as_names(list(g), names)) for g in _unseen_grams(raw)))
+    return Explanation(calls, [list(g) for g in unique], [],
+                       _as_names(_get(raw, "new_syscalls", None), names))

@@ -37,16 +37,20 @@ def _window_text(alert: Alert, colour: bool) -> str:
 def alert_text(alert: Alert, colour: bool = False) -> str:
     proc, exp = alert.process, alert.explanation
     ppid = "?" if proc.ppid is None else proc.ppid
+    whole = alert.scope == "thread"
+    what = f"whole thread ({alert.stream_calls:,} calls) scored" if whole else "score"
     lines = [
         f"{wall_time(alert.ts_ns)} ALERT #{alert.id} {safe(alert.binary)}: "
         f"{_who(proc.pid, proc.comm)} tid {alert.tid} ppid {ppid} "
-        f"score {alert.score:.4g} > threshold {alert.threshold:.4g}",
+        f"{what} {alert.score:.4g} > threshold {alert.threshold:.4g}",
     ]
     if proc.exe:
         lines.append(f"  exe: {safe(proc.exe, 300)}")
     if proc.group != proc.pid:
         lines.append(f"  forked from watched process {proc.group}")
-    if exp.syscalls:
+    if exp.syscalls and whole:
+        lines.append("  calls used: " + " ".join(safe(n, 40) for n in exp.syscalls))
+    elif exp.syscalls:
         marked = exp.unseen_spans and not colour
         note = " (in [ ]: n-grams never seen in training)" if marked else ""
         lines.append(f"  window{note}: {_window_text(alert, colour)}")
@@ -98,6 +102,10 @@ def summary_text(binary: str, stats: WatchStats, elapsed_s: float, lost: int, re
         f"  {stats.events:,} syscalls from {stats.processes_seen:,} processes, "
         f"{stats.threads_seen:,} threads",
     ]
+    if stats.streams_judged or stats.streams_too_long:
+        lines.append(f"  {stats.streams_judged:,} ended threads judged whole, "
+                     f"{stats.streams_anomalous:,} anomalous; {stats.streams_too_long:,} too "
+                     "long to judge whole")
     if stats.learned_windows:
         lines.append(f"  learned from {stats.learned_windows:,} normal windows")
     return "\n".join(lines)

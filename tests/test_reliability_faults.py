@@ -38,10 +38,11 @@ GETPPID = table().number("getppid")
 _BROKEN_RUN = textwrap.dedent("""
     import json, os, sys
     from pathlib import Path
-    from sysgram.collector import program, collector
+    from sysgram.bpf import loader
+    from sysgram.collector import collector
     mode, source, out = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     if mode in ("compile", "attach"):
-        program.PROGRAM = source
+        loader.PROGRAM = source
     else:  # loads and attaches, then the first flush round fails (start says so)
         def fail(*a, **k):
             raise OSError(12, "Cannot allocate memory")

@@ -99,6 +99,25 @@ def test_running_process_is_seeded_from_proc(build_workload):
         assert rec.starts[tid].pid == proc.pid
 
 
+def test_threads_running_before_the_collector_started_are_recorded(build_workload):
+    """Threads that existed before attaching are recorded, not only their process's first."""
+    exe = build_workload("pattern")
+    proc = subprocess.Popen([exe, "3", "23", "0", "2"], stdin=subprocess.PIPE)
+    try:
+        time.sleep(0.2)                           # three threads now wait at a barrier
+
+        def release() -> None:
+            proc.communicate(b"go\n", timeout=10)
+
+        rec, _ = record_while(exe.name, release)
+    finally:
+        proc.kill()
+    threads = rec.pattern_threads()
+    assert len(threads) == 3 and proc.pid not in threads
+    for tid in threads:
+        assert rec.bracketed(tid).tolist() == [GETPPID] * 23
+
+
 def test_exec_into_name_and_restart_are_recorded_other_names_are_not(build_workload):
     exe = build_workload("pattern")
     other = build_workload("pattern")             # same program, another name

@@ -1,7 +1,9 @@
 /* Test workload: in each of THREADS threads (and in a forked child if FORK), make exactly
  * CALLS getppid() calls bracketed by markers: getsid(0) before, getpgid(0) after.
  * usage: pattern THREADS CALLS FORK WAIT [PROGRAM ARGS...]
- *   WAIT=1: read one line from stdin first; PROGRAM: exec it (with ARGS) at the end.
+ *   WAIT=1: read one line from stdin first; WAIT=2: start the threads first, and let
+ *   them run their pattern once a line arrives on stdin; PROGRAM: exec it (with ARGS) at
+ *   the end.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -12,6 +14,8 @@
 #include <unistd.h>
 
 static int calls;
+static pthread_barrier_t release;   /* WAIT=2: the threads wait here for stdin's line */
+static int wait_mode;
 
 static void pattern(void)
 {
@@ -24,6 +28,8 @@ static void pattern(void)
 static void *thread_main(void *arg)
 {
     (void)arg;
+    if (wait_mode == 2)
+        pthread_barrier_wait(&release);
     pattern();
     return NULL;
 }
@@ -37,15 +43,23 @@ int main(int argc, char **argv)
     int threads = atoi(argv[1]);
     calls = atoi(argv[2]);
     int do_fork = atoi(argv[3]);
-    if (atoi(argv[4])) {
-        char line[64];
+    wait_mode = atoi(argv[4]);
+    if (threads > 64)
+        threads = 64;
+    char line[64];
+    if (wait_mode == 1 && !fgets(line, sizeof line, stdin))
+        return 3;
+    pthread_t tids[64];
+    if (wait_mode == 2)
+        pthread_barrier_init(&release, NULL, threads + 1);
+    for (int i = 0; i < threads; i++)
+        pthread_create(&tids[i], NULL, thread_main, NULL);
+    if (wait_mode == 2) {
         if (!fgets(line, sizeof line, stdin))
             return 3;
+        pthread_barrier_wait(&release);
     }
-    pthread_t tids[64];
-    for (int i = 0; i < threads && i < 64; i++)
-        pthread_create(&tids[i], NULL, thread_main, NULL);
-    for (int i = 0; i < threads && i < 64; i++)
+    for (int i = 0; i < threads; i++)
         pthread_join(tids[i], NULL);
     if (do_fork) {
         pid_t child = fork();

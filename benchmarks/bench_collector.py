@@ -107,9 +107,25 @@ class CollectorProcess:
         return result
 
 
+def _drained(collector: CollectorProcess) -> dict:
+    """Wait until the collector has delivered everything (two polls with no new events)."""
+    last = collector.ask("mark")
+    while True:
+        time.sleep(0.15)
+        now = collector.ask("mark")
+        if now["events"] == last["events"]:
+            return now
+        last = now
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+# The measured loops run on the last CPU, every one of them: costs of a few tens of ns
+# move with the CPU (and its caches) a loop lands on.
+LOOP_CPU = max(os.sched_getaffinity(0))
 
 
 def spin(binary: Path, calls: int) -> tuple[float, float]:
@@ -118,7 +134,8 @@ def spin(binary: Path, calls: int) -> tuple[float, float]:
     The CPU time is what each call cost the looping thread itself (the BPF program runs
     in its context), so it stays meaningful on a machine other people are loading too.
     """
-    out = subprocess.run([str(binary), str(calls)], check=True, capture_output=True, text=True)
+    out = subprocess.run([str(binary), str(calls)], check=True, capture_output=True, text=True,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {LOOP_CPU}))
     wall, cpu = out.stdout.split()
     return float(wall), float(cpu)
 
@@ -204,8 +221,8 @@ def measure(reps: int, calls: int) -> dict:
             collector.ask("on")
             before = collector.ask("mark")
             traced.append(spin(target, calls))
-            time.sleep(0.1)                   # the last events drain
-            after = collector.ask("mark")
+            after = _drained(collector)       # the collector is idle again: it must not
+            # share the caches with the untargeted loop while it decodes 2 M events
             cpu_s += after["cpu_s"] - before["cpu_s"]
             events += after["events"] - before["events"]
             untargeted.append(spin(other, calls))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from sysgram.bpf.privileges import can_trace
+
 # Commands that load the kernel program, unless given one of the options that make
 # them read files instead (`train --from`) or only print help.
 _TRACING_COMMANDS = frozenset({"record", "watch", "train"})
@@ -24,7 +26,9 @@ def will_trace(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if will_trace(argv):
+    # Without the privileges the command stops with one sentence saying so; a compile
+    # started anyway would only print bcc's errors beside it.
+    if will_trace(argv) and can_trace():
         from sysgram.bpf.loader import start_compiling
         start_compiling()
     from sysgram.cli import main as cli_main

@@ -60,7 +60,7 @@ def test_missing_headers_point_to_make_install(monkeypatch):
 
 
 def test_privileges_without_root_or_capabilities_fail(monkeypatch):
-    from sysgram.collector import privileges
+    from sysgram.bpf import privileges
 
     monkeypatch.setattr(doctor.os, "geteuid", lambda: 1000)
     monkeypatch.setattr(privileges.os, "geteuid", lambda: 1000)

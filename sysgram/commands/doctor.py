@@ -32,7 +32,7 @@ class Check:
 
 
 def check_privileges() -> Check:
-    from sysgram.collector.privileges import PRIVILEGE_FIX, can_trace
+    from sysgram.bpf.privileges import PRIVILEGE_FIX, can_trace
 
     if os.geteuid() == 0:
         return Check(OK, "privileges", "running as root")

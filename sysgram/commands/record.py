@@ -99,7 +99,7 @@ def record(
     comm = kernel_comm(proc)
     seconds = parse_duration(duration)
     exe_path = _checked_exe(exe)
-    from sysgram.collector.privileges import PRIVILEGE_FIX, can_trace
+    from sysgram.bpf.privileges import PRIVILEGE_FIX, can_trace
 
     if not can_trace():
         raise UserError(f"recording needs BPF tracing privileges; {PRIVILEGE_FIX}.")

@@ -30,17 +30,27 @@ def _load(spec: str):
     return getattr(importlib.import_module(module_name), attribute)
 
 
+def _names(builtin: dict, extra_key: str) -> list[str]:
+    return sorted(set(builtin) | set(_extra(extra_key)))
+
+
+def _resolve(name: str, builtin: dict, extra_key: str, what: str):
+    """A built-in by name, else one listed in defaults.`extra_key`, else a user error."""
+    if name in builtin:
+        return builtin[name]
+    extra = _extra(extra_key)
+    if name in extra:
+        return _load(extra[name])
+    choices = ", ".join(_names(builtin, extra_key))
+    raise UserError(f"unknown {what} '{name}'; choose one of: {choices}.")
+
+
 def detector_names() -> list[str]:
-    return sorted(set(BUILTIN_DETECTORS) | set(_extra("EXTRA_DETECTORS")))
+    return _names(BUILTIN_DETECTORS, "EXTRA_DETECTORS")
 
 
 def detector_class(name: str):
-    if name in BUILTIN_DETECTORS:
-        return BUILTIN_DETECTORS[name]
-    extra = _extra("EXTRA_DETECTORS")
-    if name in extra:
-        return _load(extra[name])
-    raise UserError(f"unknown detector '{name}'; choose one of: {', '.join(detector_names())}.")
+    return _resolve(name, BUILTIN_DETECTORS, "EXTRA_DETECTORS", "detector")
 
 
 def get_detector(name: str, **params):
@@ -89,13 +99,8 @@ BUILTIN_ROLLUPS: dict[str, Callable] = {
 
 
 def rollup_names() -> list[str]:
-    return sorted(set(BUILTIN_ROLLUPS) | set(_extra("EXTRA_ROLLUPS")))
+    return _names(BUILTIN_ROLLUPS, "EXTRA_ROLLUPS")
 
 
 def get_rollup(name: str) -> Callable:
-    if name in BUILTIN_ROLLUPS:
-        return BUILTIN_ROLLUPS[name]
-    extra = _extra("EXTRA_ROLLUPS")
-    if name in extra:
-        return _load(extra[name])
-    raise UserError(f"unknown roll-up '{name}'; choose one of: {', '.join(rollup_names())}.")
+    return _resolve(name, BUILTIN_ROLLUPS, "EXTRA_ROLLUPS", "roll-up")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from sysgram.bpf import loader
@@ -49,3 +52,51 @@ def test_an_early_compile_sized_differently_is_detached_not_used():
         assert b"sys_enter" in program.raw_tracepoint_fds
     finally:
         program.cleanup()
+
+
+# A command that stops before taking its early compile (a bad argument, Ctrl-C) exits while
+# clang may still run on the compile thread; the exit must wait for it and detach what it
+# loaded. CI saw the process die with SIGSEGV inside bcc when it did not.
+_EXIT_DURING_COMPILE = """
+import sys, time
+from pathlib import Path
+from sysgram.bpf import loader
+
+log = Path(sys.argv[1])
+
+class Loaded:
+    def cleanup(self):
+        log.write_text(log.read_text() + "cleaned\\n")
+
+def slow_compile(flags):
+    time.sleep(0.5)
+    log.write_text(log.read_text() + "compiled\\n")
+    return Loaded()
+
+log.write_text("")
+loader._compile = slow_compile
+loader.start_compiling(pid_limit=4096)
+sys.exit(3)
+"""
+
+
+def test_exit_waits_for_an_untaken_early_compile_and_detaches_it(tmp_path):
+    log = tmp_path / "log"
+    result = subprocess.run([sys.executable, "-c", _EXIT_DURING_COMPILE, str(log)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 3, result.stderr
+    assert log.read_text().splitlines() == ["compiled", "cleaned"]
+
+
+def test_a_taken_early_compile_is_not_discarded_at_exit(monkeypatch):
+    class Loaded:
+        cleaned = False
+
+        def cleanup(self):
+            self.cleaned = True
+
+    monkeypatch.setattr(loader, "_compile", lambda flags: Loaded())
+    loader.start_compiling(pid_limit=4096)
+    program = loader.compile_program(pid_limit=4096)
+    loader._discard_untaken()
+    assert not program.cleaned

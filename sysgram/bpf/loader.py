@@ -9,6 +9,7 @@ longer of the two instead of their sum. No numpy here, so the compile starts at 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 from concurrent.futures import Future
@@ -43,6 +44,19 @@ def start_compiling(pid_limit: int | None = None, rings: RingPages | None = None
 
     threading.Thread(target=run, name="sysgram-compile", daemon=True).start()
     _early = (flags, future)
+    atexit.register(_discard_untaken)
+
+
+def _discard_untaken() -> None:
+    """At exit, wait for a compile nobody took and detach what it loaded.
+
+    A command that stops early (a bad argument, Ctrl-C) would otherwise exit while clang
+    is still running on the daemon thread, and LLVM's static destructors running under
+    it crash the interpreter (exit status -11 instead of the command's own).
+    """
+    early = _take_early()
+    if early is not None:
+        _discard(early[1])
 
 
 def compile_program(pid_limit: int | None = None, rings: RingPages | None = None):

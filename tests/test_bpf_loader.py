@@ -56,19 +56,25 @@ def test_an_early_compile_sized_differently_is_detached_not_used():
 
 # A command that stops before taking its early compile (a bad argument, Ctrl-C) exits while
 # clang may still run on the compile thread; the exit must wait for it and detach what it
-# loaded. CI saw the process die with SIGSEGV inside bcc when it did not.
+# loaded. CI saw the process die with SIGSEGV inside bcc when it did not. With "interrupt",
+# a Ctrl-C arrives while the exit waits: the wait goes on.
 _EXIT_DURING_COMPILE = """
-import sys, time
+import atexit, os, signal, sys, threading, time
 from pathlib import Path
 from sysgram.bpf import loader
 
-log = Path(sys.argv[1])
+log, interrupt = Path(sys.argv[1]), sys.argv[2] == "interrupt"
+exiting = threading.Event()
 
 class Loaded:
     def cleanup(self):
         log.write_text(log.read_text() + "cleaned\\n")
 
 def slow_compile(flags):
+    if interrupt:
+        exiting.wait(10)
+        time.sleep(0.1)                   # the exit is waiting for this compile now
+        os.kill(os.getpid(), signal.SIGINT)
     time.sleep(0.5)
     log.write_text(log.read_text() + "compiled\\n")
     return Loaded()
@@ -76,16 +82,19 @@ def slow_compile(flags):
 log.write_text("")
 loader._compile = slow_compile
 loader.start_compiling(pid_limit=4096)
+atexit.register(exiting.set)              # runs first: atexit calls are last in, first out
 sys.exit(3)
 """
 
 
-def test_exit_waits_for_an_untaken_early_compile_and_detaches_it(tmp_path):
+@pytest.mark.parametrize("mode", ["plain", "interrupt"])
+def test_exit_waits_for_an_untaken_early_compile_and_detaches_it(tmp_path, mode):
     log = tmp_path / "log"
-    result = subprocess.run([sys.executable, "-c", _EXIT_DURING_COMPILE, str(log)],
+    result = subprocess.run([sys.executable, "-c", _EXIT_DURING_COMPILE, str(log), mode],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 3, result.stderr
     assert log.read_text().splitlines() == ["compiled", "cleaned"]
+    assert result.stderr == ""
 
 
 def test_a_taken_early_compile_is_not_discarded_at_exit(monkeypatch):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import signal
 import threading
 from concurrent.futures import Future
 
@@ -44,6 +45,7 @@ def start_compiling(pid_limit: int | None = None, rings: RingPages | None = None
 
     threading.Thread(target=run, name="sysgram-compile", daemon=True).start()
     _early = (flags, future)
+    atexit.unregister(_discard_untaken)        # once, however many compiles started
     atexit.register(_discard_untaken)
 
 
@@ -55,8 +57,13 @@ def _discard_untaken() -> None:
     it crash the interpreter (exit status -11 instead of the command's own).
     """
     early = _take_early()
-    if early is not None:
-        _discard(early[1])
+    if early is None:
+        return
+    # A Ctrl-C now would cut the wait short and bring the crash back; the wait is at
+    # most one compile (under a second here).
+    with contextlib.suppress(ValueError):      # not the main thread: no handler to set
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _discard(early[1])
 
 
 def compile_program(pid_limit: int | None = None, rings: RingPages | None = None):

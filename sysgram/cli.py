@@ -6,6 +6,8 @@ this module only assembles them and turns `UserError` into one sentence and exit
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 
 import typer
@@ -43,8 +45,36 @@ def _root(
 register_all(app)
 
 
+class _Terminated(BaseException):
+    """SIGTERM in a command that does not handle it itself (record and watch do)."""
+
+
+def _raise_terminated(_signum, _frame) -> None:
+    # Unwinding like Ctrl-C lets half-done work clean up after itself (a profile's tmp
+    # file is removed); the default action would kill the process where it stands.
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:      # not the main thread (an embedding caller): leave it alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, print user errors as one line, never a traceback."""
+    with _sigterm_unwinds():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         # Without standalone mode, click returns what a command returned, and a
         # `typer.Exit(code)` raised inside a command comes back as that int.
@@ -61,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sysgram: interrupted.", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("sysgram: terminated.", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except Exception as exc:
         # Usage errors from click (which typer may bundle privately): print the usage
         # message, no traceback. Recognised by shape so either click works.

@@ -334,3 +334,38 @@ def test_sigterm_during_training_never_leaves_a_half_written_profile(tmp_path):
             store.remove("victim")
         outcomes.append(bool(names))
     assert not all(outcomes), "every run finished before SIGTERM: the test proves nothing"
+
+
+# SIGTERM delivered the moment the profile's tmp file exists (its chmod to 0600 is the hook):
+# the command unwinds, removes the tmp file, keeps no profile and says so in one line.
+_SIGTERM_INSIDE_THE_WRITE = """
+import os, signal, sys
+
+real_fchmod = os.fchmod
+
+def fchmod(fd, mode):
+    path = os.readlink(f"/proc/self/fd/{fd}")
+    if path.endswith(".tmp"):
+        print(path, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+    real_fchmod(fd, mode)
+
+os.fchmod = fchmod
+from sysgram.entry import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_inside_the_profile_write_leaves_no_tmp_file(tmp_path):
+    dataset = _training_dataset(tmp_path / "ds")
+    store = tmp_path / "store"
+    result = subprocess.run(
+        [sys.executable, "-c", _SIGTERM_INSIDE_THE_WRITE, "train", "--proc", "victim",
+         "--from", str(dataset), "--store", str(store)],
+        capture_output=True, text=True, timeout=300)
+    (tmp_file,) = [line for line in result.stdout.splitlines() if line.endswith(".tmp")]
+    assert Path(tmp_file).parent == store       # the write was under way when the signal came
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "sysgram: terminated."
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in store.iterdir()) == []

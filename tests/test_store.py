@@ -232,3 +232,46 @@ def test_cli_train_fits_the_thread_profile_when_threads_suffice(tmp_path, capsys
     assert "thread profile: not fitted, 12 thread streams" in capsys.readouterr().err
     assert main(["profiles", "show", "few"]) == 0
     assert "no thread profile" in capsys.readouterr().out
+
+
+# -- directories above the store: whoever can rename one can swap the whole store ----------
+def _store_below(parent: Path, trained) -> ProfileStore:
+    profile, traces = trained
+    s = ProfileStore(parent / "deeper" / "profiles")
+    s.save("demo", profile, profile_meta(profile, binary={"name": "demo"}), traces)
+    return s
+
+
+def test_a_store_below_a_directory_others_can_write_is_refused(tmp_path, trained):
+    s = _store_below(tmp_path / "shared", trained)
+    os.chmod(tmp_path / "shared", 0o777)
+    with pytest.raises(ProfileFileError, match=f"{tmp_path / 'shared'} above it"):
+        s.load("demo")
+    with pytest.raises(ProfileFileError, match="above it"):       # and nothing new saved there
+        _store_below(tmp_path / "shared", trained)
+    os.chmod(tmp_path / "shared", 0o755)
+    assert s.load("demo").header["name"] == "demo"
+
+
+def test_a_sticky_directory_above_the_store_is_fine(tmp_path, trained):
+    s = _store_below(tmp_path / "tmpish", trained)
+    os.chmod(tmp_path / "tmpish", 0o1777)                         # like /tmp
+    assert s.load("demo").header["name"] == "demo"
+
+
+def test_a_directory_above_the_store_owned_by_another_user_is_refused(tmp_path, trained):
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a directory to another user")
+    s = _store_below(tmp_path / "theirs", trained)
+    os.chown(tmp_path / "theirs", 65534, 65534)                   # nobody
+    with pytest.raises(ProfileFileError, match="above it"):
+        s.load("demo")
+
+
+def test_a_store_reached_through_a_symlink_is_checked_where_it_resolves(tmp_path, trained):
+    real = _store_below(tmp_path / "shared", trained)
+    os.chmod(tmp_path / "shared", 0o777)
+    (tmp_path / "safe").mkdir(mode=0o755)
+    (tmp_path / "safe" / "link").symlink_to(real.root)
+    with pytest.raises(ProfileFileError, match="above it"):
+        ProfileStore(tmp_path / "safe" / "link").load("demo")

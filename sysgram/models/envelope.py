@@ -161,12 +161,38 @@ def _check_trust(path: Path, st: os.stat_result) -> None:
             f"loading it would run their code; fix it with `chmod go-w {path}` and check "
             "who changed it."
         )
-    dst = os.stat(path.parent)
+    check_directory_trust(path.parent)
+
+
+def check_directory_trust(directory: Path) -> None:
+    """Refuse a profile directory that users other than root or its owner could change.
+
+    Nobody else may write the directory itself, nor any directory above it (following
+    the path as given and as it resolves): whoever can rename an ancestor can swap the
+    whole store for one of theirs. A sticky ancestor (/tmp) is fine, as others cannot
+    rename what they do not own there.
+    """
+    dst = os.stat(directory)
     if not _trusted_owner(dst.st_uid) or dst.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ProfileFileError(
-            f"refusing to load profiles from {path.parent}: users other than root or its "
-            f"owner can write that directory; fix it with `chmod go-w {path.parent}`."
+            f"refusing to load profiles from {directory}: users other than root or its "
+            f"owner can write that directory; fix it with `chmod go-w {directory}`."
         )
+    for ancestor in _ancestors(directory):
+        st = os.stat(ancestor)
+        others_write = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX
+        if not _trusted_owner(st.st_uid) or others_write:
+            raise ProfileFileError(
+                f"refusing to use profiles in {directory}: {ancestor} above it can be changed "
+                "by users other than root or its owner, who could swap the store; keep the "
+                "store under directories only root can write (--store)."
+            )
+
+
+def _ancestors(directory: Path) -> list[Path]:
+    given = Path(os.path.abspath(directory)).parents
+    resolved = Path(os.path.realpath(directory)).parents
+    return list(dict.fromkeys([*given, *resolved]))
 
 
 def _read_header(f, path: Path) -> dict:

@@ -18,7 +18,13 @@ import numpy as np
 from sysgram.datasets.files import make_parent_dirs
 from sysgram.errors import UserError
 from sysgram.features import Sequences
-from sysgram.models.envelope import ProfileFileError, read_envelope, read_header, write_envelope
+from sysgram.models.envelope import (
+    ProfileFileError,
+    check_directory_trust,
+    read_envelope,
+    read_header,
+    write_envelope,
+)
 
 DEFAULT_STORE = Path("/var/lib/sysgram/profiles")
 STORE_ENV = "SYSGRAM_STORE"
@@ -87,6 +93,7 @@ class ProfileStore:
                 f"the profile store {self.root} is writable by other users; run "
                 f"'chmod go-w {self.root}' or choose another directory with --store."
             )
+        check_directory_trust(self.root)
 
     def load(self, name: str) -> LoadedProfile:
         envelope = read_envelope(self._inside(self._must_exist(name)))

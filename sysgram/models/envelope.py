@@ -154,8 +154,17 @@ def _trusted_owner(uid: int) -> bool:
     return uid in (0, os.geteuid())
 
 
+def _others_can_change(st: os.stat_result, sticky_ok: bool = False) -> bool:
+    """Owned by someone other than root or us, or writable by group or others (in a
+    sticky directory, with `sticky_ok`, others cannot rename what they do not own)."""
+    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if sticky_ok and st.st_mode & stat.S_ISVTX:
+        writable = 0
+    return not _trusted_owner(st.st_uid) or bool(writable)
+
+
 def _check_trust(path: Path, st: os.stat_result) -> None:
-    if not _trusted_owner(st.st_uid) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if _others_can_change(st):
         raise ProfileFileError(
             f"refusing to load {path}: users other than root or its owner can write it, and "
             f"loading it would run their code; fix it with `chmod go-w {path}` and check "
@@ -170,18 +179,16 @@ def check_directory_trust(directory: Path) -> None:
     Nobody else may write the directory itself, nor any directory above it (following
     the path as given and as it resolves): whoever can rename an ancestor can swap the
     whole store for one of theirs. A sticky ancestor (/tmp) is fine, as others cannot
-    rename what they do not own there.
+    rename what they do not own there. Checked before saving and before loading.
     """
-    dst = os.stat(directory)
-    if not _trusted_owner(dst.st_uid) or dst.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if _others_can_change(os.stat(directory)):
         raise ProfileFileError(
-            f"refusing to load profiles from {directory}: users other than root or its "
-            f"owner can write that directory; fix it with `chmod go-w {directory}`."
+            f"refusing to use profiles in {directory}: users other than root or its owner "
+            f"can write that directory; fix it with `chmod go-w {directory}` or choose "
+            "another directory with --store."
         )
     for ancestor in _ancestors(directory):
-        st = os.stat(ancestor)
-        others_write = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX
-        if not _trusted_owner(st.st_uid) or others_write:
+        if _others_can_change(os.stat(ancestor), sticky_ok=True):
             raise ProfileFileError(
                 f"refusing to use profiles in {directory}: {ancestor} above it can be changed "
                 "by users other than root or its owner, who could swap the store; keep the "

@@ -87,12 +87,7 @@ class ProfileStore:
                 "or choose another directory with --store."
             ) from None
         # Refuse now rather than save a profile that `load` will refuse: a store others
-        # can write lets them plant a pickle that root would then run.
-        if self.root.stat().st_mode & 0o022:
-            raise UserError(
-                f"the profile store {self.root} is writable by other users; run "
-                f"'chmod go-w {self.root}' or choose another directory with --store."
-            )
+        # can change lets them plant a pickle that root would then run.
         check_directory_trust(self.root)
 
     def load(self, name: str) -> LoadedProfile:

@@ -29,6 +29,14 @@ def test_long_names_are_cut_to_the_kernel_form(capsys):
     assert kernel_comm("nginx") == "nginx"
 
 
+def test_the_cut_warning_escapes_the_name(capsys):
+    cut = kernel_comm("\n\x1b[2Jabcdefghijklmnopq")
+    assert cut == "\n\x1b[2Jabcdefghij"           # the kernel's bytes, kept exactly
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err
+    assert err.startswith("sysgram: warning: the kernel keeps only the first 15 bytes")
+
+
 @pytest.mark.parametrize("name", ["", "/usr/sbin/nginx", "a\x00b"])
 def test_bad_names(name):
     with pytest.raises(UserError):

@@ -6,6 +6,7 @@ import re
 import sys
 
 from sysgram.errors import UserError
+from sysgram.sanitize import printable
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -29,7 +30,7 @@ def parse_duration(text: str | None) -> float | None:
     return value
 
 
-def kernel_comm(name: str, warn: bool = True) -> str:
+def kernel_comm(name: str, warn_if_cut: bool = True) -> str:
     """The form of `name` the kernel keeps (first 15 bytes), warning when it is cut."""
     if not name or "/" in name or "\x00" in name:
         raise UserError(
@@ -39,14 +40,17 @@ def kernel_comm(name: str, warn: bool = True) -> str:
     raw = name.encode("utf-8", "surrogateescape")
     if len(raw) > COMM_LEN:
         cut = raw[:COMM_LEN].decode("utf-8", "surrogateescape")
-        if warn:
-            print(
-                f"sysgram: warning: the kernel keeps only the first {COMM_LEN} bytes of a "
-                f"process name; matching '{cut}'.",
-                file=sys.stderr,
-            )
+        if warn_if_cut:
+            warn(f"the kernel keeps only the first {COMM_LEN} bytes of a process name; "
+                 f"matching '{cut}'.")
         return cut
     return name
+
+
+def warn(message: str) -> None:
+    """One `sysgram: warning:` line on stderr; names in it come from processes, files and
+    headers, so it is escaped (no control character reaches the terminal)."""
+    print(f"sysgram: warning: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def stderr_is_tty() -> bool:

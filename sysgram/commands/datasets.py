@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from sysgram.commands.common import warn
 from sysgram.datasets import Dataset, export_adfa, import_adfa
 from sysgram.datasets.adfa import ADFA_ARCH
 from sysgram.errors import UserError
@@ -27,9 +27,6 @@ def register(app: typer.Typer) -> None:
 
 
 # -- terminal helpers --------------------------------------------------------------------
-def warn(message: str) -> None:
-    print(f"sysgram: warning: {printable(message)}", file=sys.stderr)
-
 
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:

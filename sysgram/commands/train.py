@@ -15,7 +15,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from sysgram.commands.common import kernel_comm, parse_duration, stderr_is_tty
+from sysgram.commands.common import kernel_comm, parse_duration, stderr_is_tty, warn
 from sysgram.errors import UserError
 from sysgram.sanitize import printable
 
@@ -40,9 +40,6 @@ def register(app: typer.Typer) -> None:
 def say(message: str) -> None:
     print(f"sysgram: {printable(message)}", file=sys.stderr, flush=True)
 
-
-def warn(message: str) -> None:
-    print(f"sysgram: warning: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def loud(message: str) -> None:

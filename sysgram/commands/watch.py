@@ -19,7 +19,7 @@ from typing import TextIO
 
 import typer
 
-from sysgram.commands.common import kernel_comm, parse_duration
+from sysgram.commands.common import kernel_comm, parse_duration, warn
 from sysgram.errors import UserError
 
 EXIT_STOPPED, EXIT_ALERTED = 0, 1
@@ -216,8 +216,8 @@ def watch(
     aggregate_s = parse_duration(aggregate)
     duration_s = parse_duration(duration)
     loaded = _load_profile(store, comm)
-    for warning in loaded.warnings:
-        print(f"sysgram: warning: {warning}", file=sys.stderr)
+    for message in loaded.warnings:
+        warn(message)
     profile = loaded.profile
     arch = getattr(profile, "arch_", None)
     learner = WindowLearner(profile) if learn else None

@@ -15,6 +15,24 @@ from pathlib import Path
 import pytest
 
 WORKLOADS = Path(__file__).resolve().parent / "workloads"
+ADFA_SPLIT_DIRS = ("Training_Data_Master", "Validation_Data_Master", "Attack_Data_Master")
+
+
+def adfa_unavailable_reason() -> str | None:
+    """Why the ADFA-LD dev split cannot be read here, or None when it can.
+
+    The dataset is never in the repository: `make test` points SYSGRAM_ADFA_DIR at
+    ../shared/datasets/adfa-ld-dev, which exists beside this workspace and in CI, not in
+    a clone made elsewhere.
+    """
+    path = os.environ.get("SYSGRAM_ADFA_DIR")
+    if not path:
+        return "the ADFA-LD dev split is not given (set SYSGRAM_ADFA_DIR to its directory)"
+    missing = [d for d in ADFA_SPLIT_DIRS if not (Path(path) / d).is_dir()]
+    if missing:
+        return (f"the ADFA-LD dev split is not at {path} (no {missing[0]}/); set "
+                "SYSGRAM_ADFA_DIR to its directory")
+    return None
 
 
 def kernel_unavailable_reason() -> str | None:
@@ -31,13 +49,24 @@ def kernel_unavailable_reason() -> str | None:
 
 
 def pytest_collection_modifyitems(config, items):
-    reason = kernel_unavailable_reason()
-    if reason is None:
-        return
-    skip = pytest.mark.skip(reason=reason)
-    for item in items:
-        if "kernel" in item.keywords:
-            item.add_marker(skip)
+    """Skip, with the reason, the tests whose marker names something this machine lacks."""
+    for marker, reason in (("kernel", kernel_unavailable_reason()),
+                           ("adfa", adfa_unavailable_reason())):
+        if reason is None:
+            continue
+        skip = pytest.mark.skip(reason=reason)
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def adfa_dir() -> Path:
+    """The ADFA-LD dev split's directory (tests using it are marked `adfa`)."""
+    reason = adfa_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return Path(os.environ["SYSGRAM_ADFA_DIR"])
 
 
 @pytest.fixture

@@ -149,25 +149,21 @@ def test_an_unreadable_file_is_named(tmp_path):
         read_adfa(src)
 
 
-ADFA_DIR = os.environ.get("SYSGRAM_ADFA_DIR")
-
-
 @pytest.mark.adfa
-@pytest.mark.skipif(not ADFA_DIR, reason="SYSGRAM_ADFA_DIR is not set")
-def test_real_dev_split_counts_and_round_trip(tmp_path):
+def test_real_dev_split_counts_and_round_trip(tmp_path, adfa_dir):
     start = time.perf_counter()
-    traces = read_adfa(Path(ADFA_DIR))
+    traces = read_adfa(adfa_dir)
     parse_s = time.perf_counter() - start
     splits = [t.split for t in traces]
     assert (splits.count("train"), splits.count("validation"), splits.count("attack")) == (
         833, 2186, 377)
     assert {t.family for t in traces if t.split == "attack"} == {
         "Adduser", "Hydra_FTP", "Java_Meterpreter"}
-    first = Path(ADFA_DIR) / traces[0].source
+    first = adfa_dir / traces[0].source
     assert traces[0].ids.tolist() == numbers(first.read_text())
     assert parse_s < 10  # a sanity bound only; the speed goal is checked in benchmarks/
-    ds = import_adfa(Path(ADFA_DIR), tmp_path / "ds")
+    ds = import_adfa(adfa_dir, tmp_path / "ds")
     assert export_adfa(ds, tmp_path / "out") == 3396
     for t in traces[::97]:
-        assert (tmp_path / "out" / t.source).read_bytes() == (Path(ADFA_DIR) /
+        assert (tmp_path / "out" / t.source).read_bytes() == (adfa_dir /
                                                               t.source).read_bytes()

@@ -1,11 +1,10 @@
 """`sysgram eval`: the ADFA-LD importer on a fixture, the harness on synthetic corpora with a
 known answer, the `--json` schema, datasets with labels and losses, the HTML report, and
-(with SYSGRAM_ADFA_DIR) the real dev split's reference numbers."""
+(with the dev split, `adfa` marker) the real dev split's reference numbers."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -209,15 +208,11 @@ def test_missing_attacks_is_a_user_error(tmp_path):
         load_datasets(train=[train], normal=[normal])
 
 
-ADFA = os.environ.get("SYSGRAM_ADFA_DIR")
-
-
 @pytest.mark.adfa
 @pytest.mark.slow
-@pytest.mark.skipif(not ADFA, reason="SYSGRAM_ADFA_DIR is not set")
-def test_adfa_dev_split_reference_numbers(tmp_path):
+def test_adfa_dev_split_reference_numbers(tmp_path, adfa_dir):
     """STIDE n=6 reproduces the reference exactly; sysgram stays far ahead of it."""
-    corpus = load_adfa(Path(ADFA))
+    corpus = load_adfa(adfa_dir)
     assert (corpus.n_train_threads, corpus.n_normal, corpus.n_attack) == (833, 2186, 377)
     results = {r.name: r for r in run_all(corpus, n_bootstrap=200)}
     stide = results["stide"].metrics

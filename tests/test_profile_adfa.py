@@ -1,7 +1,5 @@
 """The live window profile on real data (ADFA-LD dev split): calibrated, and it detects."""
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,14 +10,11 @@ from sysgram.datasets import read_adfa
 from sysgram.models.profile import Profile
 from sysgram.models.training_data import to_streams
 
-ADFA = os.environ.get("SYSGRAM_ADFA_DIR")
-
 
 @pytest.mark.adfa
 @pytest.mark.slow
-@pytest.mark.skipif(not ADFA, reason="SYSGRAM_ADFA_DIR is not set")
-def test_window_profile_on_adfa_dev_split():
-    traces = read_adfa(Path(ADFA))
+def test_window_profile_on_adfa_dev_split(adfa_dir):
+    traces = read_adfa(adfa_dir)
     train = [t for t in traces if t.split == "train"]
     test = [t for t in traces if t.split != "train"]
     profile = Profile(arch="i386", target_far=1e-2).fit(to_streams(train, "i386").pieces)

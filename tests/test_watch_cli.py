@@ -11,7 +11,8 @@ from sysgram.cli import main
 from sysgram.collector import items as ci
 from sysgram.features import Sequences
 from sysgram.models.profile import Profile
-from sysgram.models.store import ProfileStore, profile_meta
+from sysgram.models.store import ProfileStore
+from sysgram.models.training import TrainedProfile
 from sysgram.syscalls import table
 
 T = table("x86_64")
@@ -36,7 +37,7 @@ def store(tmp_path_factory):
     rng = np.random.default_rng(1)
     traces = Sequences.from_list([markov(rng, 2000) for _ in range(8)])
     profile = Profile(window=16, stride=4).fit(traces)
-    ProfileStore(root).save("victim", profile, profile_meta(profile), traces)
+    ProfileStore(root).save(TrainedProfile("victim", profile, None, traces))
     return root
 
 

@@ -18,6 +18,7 @@ from sysgram.errors import UserError
 from sysgram.evaluation.baselines import BASELINES
 from sysgram.evaluation.corpus import EvalCorpus
 from sysgram.evaluation.metrics import Metrics, compute_metrics
+from sysgram.features.sequences import max_by_group
 
 SYSGRAM = "sysgram"
 
@@ -39,9 +40,7 @@ class MethodResult:
 
 def trace_scores(piece_scores: np.ndarray, owner: np.ndarray, n_traces: int) -> np.ndarray:
     """A trace's score is its worst (highest) piece; traces with no piece get -inf."""
-    out = np.full(n_traces, -np.inf)
-    np.maximum.at(out, owner, piece_scores)
-    return out
+    return max_by_group(piece_scores, owner, n_traces)
 
 
 def measure(corpus: EvalCorpus, scores: np.ndarray, n_bootstrap: int, seed: int = 0

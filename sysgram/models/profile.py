@@ -20,15 +20,18 @@ from sklearn.base import BaseEstimator
 from sysgram.errors import UserError
 from sysgram.features import NgramVocabulary, Sequences, Windows, window_streams
 from sysgram.features.novelty import novelty_curve_of_streams
-from sysgram.features.sequences import SYMBOL_LIMIT, decode_ngram
+from sysgram.features.sequences import SYMBOL_LIMIT, decode_ngram, max_by_group
 from sysgram.models import defaults
+from sysgram.models.policy import AlertPolicy
 from sysgram.models.registry import detector_class, get_detector, get_rollup
-from sysgram.models.threshold import MIN_CALIBRATION, calibrate
+from sysgram.models.threshold import MIN_CALIBRATION, calibrate, numeric_margin
 
 MIN_FIT_WINDOWS = 200
 MIN_SPLIT_THREADS = 5  # fewer threads than this: hold out blocks of windows instead
 BLOCK_WINDOWS = 32  # consecutive windows held out together in the block split
 MAX_LISTED = 20  # unseen n-grams listed per order in an explanation
+PROBES = 64  # held-out windows probed with unseen calls spliced in
+SPLICED = 4  # unseen calls spliced into each probe window
 
 
 class NotEnoughData(UserError):
@@ -40,6 +43,17 @@ class NotEnoughData(UserError):
             f"profile needs at least {need}; record for longer or add more recordings."
         )
         self.have, self.need = have, need
+
+
+class DegenerateScores(UserError):
+    """The detector scores attack-like windows like normal ones, within float noise."""
+
+    def __init__(self, detector: str, reach: float, low: float) -> None:
+        super().__init__(
+            f"the {detector} detector scores windows of calls this binary never made "
+            f"({reach:.6g}) no higher than its normal windows ({low:.6g}) beyond float "
+            "noise, so no threshold can tell them apart; train with another --model."
+        )
 
 
 class Profile(BaseEstimator):
@@ -87,11 +101,12 @@ class Profile(BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         held, split = self._holdout(windows, len(traces), rng)
         self.detector_ = self._new_detector().fit(windows.seqs.take(np.flatnonzero(~held)))
-        cal_scores = self.detector_.score_samples(windows.seqs.take(np.flatnonzero(held)))
+        cal_windows = windows.seqs.take(np.flatnonzero(held))
+        cal_scores = np.asarray(self.detector_.score_samples(cal_windows), dtype=np.float64)
         self.calibration_ = calibrate(cal_scores, self.target_far).as_dict()
         self.threshold_ = float(self.calibration_["threshold"])
         self.vocabulary_ = NgramVocabulary(self.orders_).fit(traces)
-        self._keep_threshold_reachable(cal_scores)
+        self._keep_threshold_reachable(cal_windows, cal_scores, rng)
         self.thread_threshold_ = self._thread_threshold(traces, windows, held, split, cal_scores)
         self.novelty_curve_ = novelty_curve_of_streams(
             traces, self.window_, self.stride_, self.orders_
@@ -108,22 +123,64 @@ class Profile(BaseEstimator):
         }
         return self
 
-    def _keep_threshold_reachable(self, cal_scores: np.ndarray) -> None:
-        """Cap the threshold below the score of a window made only of unseen calls.
+    def _keep_threshold_reachable(
+        self, cal_windows: Sequences, cal_scores: np.ndarray, rng: np.random.Generator
+    ) -> None:
+        """Check that what an attack looks like scores above the threshold; fix or refuse.
 
-        Kernel detectors saturate: every window far from training scores the same
-        (`score_ceiling_`). A tail extrapolated from few held-out windows can land above
-        that ceiling, and then no window, however foreign, could ever alarm. Capped, the
-        threshold sits halfway between the highest held-out score and the ceiling.
+        Two probes. A window made only of calls the binary never made (kernel detectors
+        saturate there: `score_ceiling_`): a tail extrapolated from few held-out windows,
+        or a rare normal job held out for calibration that scores at the ceiling, can put
+        the threshold above it, and then no window, however foreign, could alarm. The
+        threshold is then lowered to halfway between the highest held-out score below the
+        ceiling and the ceiling (`lowered_to_reach` in the calibration record); held-out
+        windows left above it are normal and hold no unseen n-gram, so the novelty rule
+        keeps them quiet. Held-out windows with SPLICED unseen calls (`spliced_score_`, the
+        median): the threshold is lowered under them too only when no more held-out
+        windows than the target rate allows end above it; else the record says they do not
+        alert (`spliced_below_threshold`), a limit of the detector the caller must show.
+        A foreign window scoring like normal ones within float noise is refused.
         """
-        unseen = np.setdiff1d(np.arange(SYMBOL_LIMIT), self.vocabulary_.symbols_)
-        foreign = np.resize(unseen, self.window_).astype(np.uint16)
-        self.score_ceiling_ = float(self.detector_.score_samples(Sequences.from_list([foreign]))[0])
-        top = float(np.max(cal_scores))
-        if self.threshold_ >= self.score_ceiling_ and top < self.score_ceiling_:
-            self.threshold_ = (top + self.score_ceiling_) / 2
-            self.calibration_ = {**self.calibration_, "threshold": self.threshold_,
-                                 "capped_below_ceiling": self.score_ceiling_}
+        probe_scores = self.score_windows(self._reachability_probes(cal_windows, rng))
+        self.score_ceiling_ = float(probe_scores[0])
+        self.spliced_score_ = float(np.median(probe_scores[1:] if len(probe_scores) > 1
+                                              else probe_scores))
+        noise = numeric_margin(cal_scores)
+        if self.score_ceiling_ - float(np.min(cal_scores)) <= noise:
+            raise DegenerateScores(self.detector_name_, self.score_ceiling_,
+                                   float(np.min(cal_scores)))
+        allowed = max(1, int(np.ceil(self.target_far * len(cal_scores))))
+        for probe, value in (("foreign", self.score_ceiling_), ("spliced", self.spliced_score_)):
+            if AlertPolicy(self.threshold_).above(value)[0]:
+                continue
+            below = cal_scores[cal_scores < value - noise]
+            floor = float(below.max()) if len(below) else float(np.min(cal_scores))
+            lowered = (floor + value) / 2
+            above = int(np.count_nonzero(cal_scores > lowered))
+            record = {"was": self.threshold_, "probe": probe, "probe_score": value,
+                      "held_out_above": above}
+            if probe == "spliced" and above > allowed:
+                self.calibration_ = {**self.calibration_, "spliced_below_threshold": record}
+                continue
+            self.threshold_ = lowered
+            self.calibration_ = {**self.calibration_, "threshold": lowered,
+                                 "lowered_to_reach": record}
+
+    def _reachability_probes(self, cal_windows: Sequences, rng: np.random.Generator) -> Sequences:
+        """A wholly foreign window, then held-out windows with SPLICED unseen calls each
+        (whole streams, for a thread profile, are as long as the held-out ones)."""
+        unseen = np.setdiff1d(np.arange(SYMBOL_LIMIT - 1), self.vocabulary_.symbols_)
+        lengths = cal_windows.lengths
+        foreign = np.resize(unseen, min(self.window_, int(lengths.max()))).astype(np.uint16)
+        room = np.flatnonzero(lengths >= SPLICED)
+        picked = room[np.linspace(0, len(room) - 1, min(PROBES, len(room))).astype(int)]
+        rows = []
+        for k in picked.tolist():  # a few dozen probes, not per call
+            window = np.array(cal_windows[k], dtype=np.uint16)
+            at = int(rng.integers(0, len(window) - SPLICED + 1))
+            window[at : at + SPLICED] = rng.choice(unseen, SPLICED)
+            rows.append(window)
+        return Sequences.from_list([foreign, *rows])
 
     def _resolve_config(self) -> None:
         from sysgram.syscalls import host_arch
@@ -187,8 +244,7 @@ class Profile(BaseEstimator):
         held_streams = np.unique(windows.source[held])
         if split == "threads" and len(held_streams) >= MIN_CALIBRATION:
             if self.rollup_name_ == "max":  # the held-out windows' scores already say it
-                scores = np.full(len(traces), -np.inf)
-                np.maximum.at(scores, windows.source[held], cal_scores)
+                scores = max_by_group(cal_scores, windows.source[held], len(traces))
                 scores = scores[held_streams]
             else:
                 scores = self.score_threads(traces.take(held_streams))
@@ -228,24 +284,23 @@ class Profile(BaseEstimator):
             novel[rows] = True
         return novel
 
+    def new_syscalls(self, seqs: Sequences) -> list[list[int]]:
+        """Per sequence: the syscall numbers training never saw, in order of appearance."""
+        novel = ~np.isin(seqs.values, self.vocabulary_.symbols_)
+        out: list[list[int]] = [[] for _ in range(len(seqs))]
+        rows = seqs.row_of_position()[novel].tolist()
+        for row, nr in zip(rows, seqs.values[novel].tolist(), strict=True):  # novel calls only
+            if nr not in out[row]:
+                out[row].append(nr)
+        return out
+
     def is_anomalous(
         self, window_scores: np.ndarray, seqs: Sequences | None = None,
         threshold: float | None = None,
     ) -> np.ndarray:
-        """The alert decision, in one place: score above the threshold and, when
-        `require_novelty` (the default), something in the window training never saw.
-
-        Windows made only of known n-grams that score high are rare mixes of normal
-        behaviour: on live servers they were nearly all the false alarms, and an attack
-        brings calls or sequences of its own. `seqs` (the scored windows) is needed for
-        the novelty test; without it only the score decides.
-        """
-        cut = self.threshold_ if threshold is None else threshold
-        above = np.asarray(window_scores) > cut
-        if getattr(self, "require_novelty", False) and seqs is not None and above.any():
-            rows = np.flatnonzero(above)
-            above[rows] = self.novel_windows(seqs.take(rows))
-        return above
+        """The window alert decision of `AlertPolicy` (models/policy.py) for this profile."""
+        policy = AlertPolicy.for_windows(self, threshold)
+        return policy.classify(self, window_scores, seqs).anomalous
 
     # --- explanations ---------------------------------------------------------------------
 

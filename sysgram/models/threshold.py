@@ -65,7 +65,7 @@ def calibrate(scores: np.ndarray, target_far: float) -> Calibration:
             method, threshold = "max+margin", _max_plus_margin(scores)
         else:
             method, (threshold, shape) = "gpd", fitted
-            threshold = max(threshold, float(scores.max()) + _numeric_margin(scores))
+            threshold = max(threshold, float(scores.max()) + numeric_margin(scores))
     exceed = int(np.count_nonzero(scores > threshold))
     verifiable = 3 / n if exceed == 0 else _upper_rate(exceed, n)
     return Calibration(
@@ -110,10 +110,11 @@ def _pot_threshold(scores: np.ndarray, target_far: float) -> tuple[float, float]
 def _max_plus_margin(scores: np.ndarray) -> float:
     top, mid = float(scores.max()), float(np.median(scores))
     margin = MARGIN_FRACTION * (top - mid)
-    return top + max(margin, _numeric_margin(scores))
+    return top + max(margin, numeric_margin(scores))
 
 
-def _numeric_margin(scores: np.ndarray) -> float:
+def numeric_margin(scores: np.ndarray) -> float:
+    """How far apart two scores must be to differ by more than float noise."""
     # Detectors score in float32 for speed, and a window's score can move in the last
     # bits with the batch it is scored in (BLAS picks kernels by shape). A threshold
     # sitting exactly on the highest held-out score would turn that noise into alarms on

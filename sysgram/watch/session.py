@@ -73,6 +73,7 @@ class WatchSession:
         self.poll_timeout_s = poll_timeout_s
         self.stop_reason = ""
         self.started_ns = 0
+        self._unattributed = 0  # unattributed losses + recursion misses handled so far
 
     def _emit(self, alerts: list[Alert], repeats: list[Repeat]) -> None:
         for alert in alerts:
@@ -93,8 +94,17 @@ class WatchSession:
         return ""
 
     def lost_events(self) -> int:
+        return int(self.collector.stats().lost)
+
+    def _cut_at_unattributed_losses(self, now_ns: int) -> None:
+        """Losses no thread can be named for (unattributed, recursion misses) end every
+        open stream's segment. They are placed where they became known: before the drain
+        that follows the counter's rise."""
         stats = self.collector.stats()
-        return int(getattr(stats, "lost", getattr(stats, "lost_events", 0)))
+        seen = int(stats.lost_unattributed) + int(stats.recursion_misses)
+        if seen > self._unattributed:
+            self.engine.lose_everywhere(seen - self._unattributed, now_ns)
+        self._unattributed = seen
 
     def status(self, now_ns: int, windows_per_s: float) -> Status:
         stats = self.engine.stats
@@ -116,6 +126,7 @@ class WatchSession:
         self.started_ns = last_status = last_reap = time.monotonic_ns()
         windows_at_status = 0
         while True:
+            self._cut_at_unattributed_losses(time.monotonic_ns())
             drain = self.collector.poll(self.poll_timeout_s)
             alerts = engine.ingest(drain.items)
             now = time.monotonic_ns()  # the kernel's clock (CLOCK_MONOTONIC)

@@ -179,3 +179,23 @@ def test_a_detector_that_scores_everything_alike_is_refused():
     p._new_detector = lambda: Flat()
     with pytest.raises(DegenerateScores, match="no threshold can tell them apart"):
         p.fit(_streams(1, 40, 1000, seed=0))
+
+
+def test_score_marks_a_thread_only_when_watch_would_alert_on_it(fitted):
+    """`sysgram score` and `watch` make one decision: a thread whose windows score above
+    the threshold but hold nothing training never saw is not an alert in either."""
+    from types import SimpleNamespace
+
+    from sysgram.models.offline import score_threads
+
+    profile = clone(fitted)
+    profile.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+    stream = _streams(1, 1, 2000, seed=13)[0]
+    scores = profile.score_windows(profile.windows(Sequences.from_list([stream])).seqs)
+    profile.threshold_ = profile.thread_threshold_ = float(np.median(scores))  # half above
+    thread = SimpleNamespace(tid=1, pid=1, ids=stream, gaps=np.zeros((0, 2)), arch="x86_64")
+    result = score_threads(profile, [thread])
+    windows = profile.windows(Sequences.from_list([stream])).seqs
+    watch_would = profile.is_anomalous(profile.score_windows(windows), windows)
+    assert result["summary"]["anomalous_windows"] == int(watch_would.sum())
+    assert result["threads"][0]["anomalous"] == bool(watch_would.any())

@@ -297,3 +297,14 @@ def test_cli_train_honours_or_refuses_every_option_it_is_given(tmp_path, capsys,
                  "--target-far", "0.02"]) == 0
     header = ProfileStore(tmp_path / "store").header("demo")
     assert header["calibration"]["target_far"] == 0.02
+
+
+def test_a_profile_trained_with_another_syscall_table_is_refused(tmp_path, trained, monkeypatch):
+    profile, traces = trained
+    s = ProfileStore(tmp_path / "p")
+    s.save(TrainedProfile("demo", profile, None, traces))
+    import sysgram.models.store as store_module
+
+    monkeypatch.setattr(store_module, "syscall_table_digest", lambda arch: "0" * 64)
+    with pytest.raises(UserError, match="another x86_64 syscall table"):
+        s.load("demo")

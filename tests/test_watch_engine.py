@@ -60,8 +60,9 @@ class FakeProfile:
                 for k in range(len(seqs))]
 
     def explain(self, window):
-        names = NAMES.names(window)
-        new = [NAMES.name(x) for x in dict.fromkeys(int(v) for v in window) if x not in self.known]
+        own = table(self.arch_)
+        names = own.names(window)
+        new = [own.name(x) for x in dict.fromkeys(int(v) for v in window) if x not in self.known]
         grams = [names[k : k + 2] for k in range(len(names) - 1)
                  if int(window[k]) not in self.known or int(window[k + 1]) not in self.known]
         return {"syscalls": names, "unseen_ngrams": grams, "new_syscalls": new}
@@ -416,3 +417,111 @@ def test_the_thread_profile_train_fits_judges_whole_threads_in_the_engine():
     assert alerts[0].score > alerts[0].threshold == thread_profile.thread_threshold_
     assert alerts[0].explanation.unseen_ngrams     # what the other program does differently
     assert "whole thread (200 calls) scored" in alert_text(alerts[0])
+
+
+# -- defects of issue #11, each with the engine's real decision ------------------------------
+BAD = ids(CLONE, EXECVE, CONNECT, CLONE)
+
+
+def test_a_window_after_a_period_ended_but_before_expire_loses_nothing():
+    """11 anomalous windows, a second apart, with no expire() between them: each is an
+    alert or counted in a repeat (the 5 s period ends while windows keep coming)."""
+    eng = engine(aggregate_s=5.0)
+    emitted = eng.ingest([start(10)])
+    for k in range(11):
+        emitted += eng.ingest([ThreadEvents(10, 10, BAD, k * S)])
+    repeats = eng.expire(100 * S)
+    assert len(emitted) == 3  # at 0, 5 and 10 s: one period each
+    assert len(emitted) + sum(r.windows for r in repeats) == eng.stats.anomalous_windows
+
+
+def test_an_exec_of_a_file_named_like_the_binary_gets_no_warm_up():
+    """The comm is the exec'd file's name, which anyone chooses: /tmp/x/victim is not a
+    restart of /usr/bin/victim, so its windows are scored at once."""
+    eng = engine(warmup_s=2.0)
+    eng.ingest([start(10, ts=-10 * S), ThreadEvents(10, 10, NORMAL, 1)])
+    alerts = eng.ingest([Exec(10, 10, "/tmp/x/victim", "victim", 2 * S),
+                         ThreadEvents(10, 10, BAD, 2 * S + 1)])
+    assert eng.stats.windows_warmup == 0 and len(alerts) == 1
+    # Forks of it inherit no warm-up either.
+    eng.ingest([start(11, ppid=10, ts=3 * S), ThreadEvents(11, 11, BAD, 3 * S)])
+    assert eng.stats.windows_warmup == 0 and eng.stats.anomalous_windows == 2
+    # The binary's own file is a restart (a relative spelling of it too).
+    eng.ingest([Exec(11, 11, "/usr/bin/../bin/victim", "victim", 4 * S),
+                ThreadEvents(11, 11, BAD, 4 * S + 1)])
+    assert eng.stats.windows_warmup == 1
+
+
+def test_learning_keeps_per_thread_streams_and_never_novel_windows():
+    """--learn gets each thread's learnable windows (in order, per thread), stitched back
+    into that thread's stream; a window below the threshold that holds an unseen pair
+    (read, read) is not learned: it would wear the novelty rule away."""
+    from sysgram.watch.learning import StreamLearner
+
+    learner = StreamLearner(FakeProfile.window_, FakeProfile.stride_)
+    eng = WatchEngine(ThresholdScorer(FakeProfile(), learner=learner),
+                      WatchConfig("victim", warmup_s=0), NAMES)
+    a, b = np.tile(NORMAL, 3), np.roll(np.tile(NORMAL, 3), 1)
+    eng.ingest([start(10), start(11), ThreadEvents(10, 10, a, 1), ThreadEvents(11, 11, b, 1),
+                ThreadEvents(10, 10, ids(READ, READ, READ, READ), 2)])
+    streams = learner.streams()
+    assert sorted(streams[k].tolist() for k in range(len(streams))) == sorted(
+        [a.tolist(), b.tolist()])
+    assert eng.scorer.learning_refused == 2  # the windows holding (read, read)
+
+
+def test_host_numbers_are_translated_to_the_profile_table():
+    """A profile trained on i386 numbers: the host's x86_64 numbers are translated by name
+    before scoring, and alerts name calls with the profile's table."""
+    i386 = table("i386")
+
+    class I386Profile(FakeProfile):
+        arch_ = "i386"
+        known = np.array([i386.number(n) for n in ("read", "write", "openat", "close")])
+        pairs = {(int(x), int(y)) for x, y in zip(known, np.roll(known, -1), strict=True)}
+
+    eng = WatchEngine(ThresholdScorer(I386Profile()),
+                      WatchConfig("victim", warmup_s=0, arch="x86_64"), i386)
+    assert eng.ingest([start(10), ThreadEvents(10, 10, np.tile(NORMAL, 4), 1)]) == []
+    (alert,) = eng.ingest([ThreadEvents(10, 10, ids(CLONE, EXECVE), 2)])
+    assert alert.explanation.new_syscalls == ["clone", "execve"]
+
+
+def test_an_unattributed_loss_ends_every_open_segment():
+    eng = engine()
+    eng.ingest([start(10), start(11), ThreadEvents(10, 10, ids(READ, WRITE, OPENAT), 1),
+                ThreadEvents(11, 11, ids(READ, WRITE), 1)])
+    eng.lose_everywhere(7, 2)
+    eng.ingest([ThreadEvents(10, 10, ids(CLOSE, READ, WRITE), 3),
+                ThreadEvents(11, 11, ids(OPENAT, CLOSE), 3)])
+    assert eng.stats.windows_scored == 0  # no window spans the loss, in either thread
+    assert eng.stats.lost_unattributed == 7 and eng.stats.windows_unscored_loss > 0
+
+
+def test_the_session_cuts_streams_when_the_collector_counts_unattributed_losses():
+    import threading
+
+    from sysgram.collector.items import CollectorStats, Drain
+    from sysgram.watch.session import StopRules, WatchSession
+
+    class Collector:
+        """Two drains of thread 10; between them the kernel lost 5 calls of no known thread."""
+
+        def __init__(self) -> None:
+            self.drains = [[start(10), ThreadEvents(10, 10, ids(READ, WRITE, OPENAT), 1)],
+                           [ThreadEvents(10, 10, ids(CLOSE, READ, WRITE), 2)]]
+            self.polls = 0
+
+        def poll(self, timeout: float) -> Drain:
+            self.polls += 1
+            return Drain(self.drains.pop(0) if self.drains else [])
+
+        def stats(self) -> CollectorStats:
+            lost = 5 if self.polls >= 1 else 0
+            return CollectorStats(0, 0, lost, lost, 0, 0, 0, 0, 0, 0, 0)
+
+    eng = engine()
+    stop = threading.Event()
+    session = WatchSession(Collector(), eng, [], StopRules(duration_s=0.2))
+    session.run(stop)
+    assert eng.stats.lost_unattributed == 5 and eng.stats.windows_scored == 0

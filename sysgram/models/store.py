@@ -107,6 +107,7 @@ class ProfileStore:
         if not isinstance(payload, dict) or "profile" not in payload:
             raise ProfileFileError(f"{self.path(name)} holds no profile; retrain it with "
                                    f"`sysgram train --proc {name}`.")
+        _check_syscall_table(name, envelope.header)
         warnings = list(envelope.warnings)
         changed = binary_changed(envelope.header.get("binary") or {})
         if changed:
@@ -191,6 +192,22 @@ def syscall_table_digest(arch: str) -> str:
 
     text = "\n".join(f"{nr} {name}" for nr, name in table(arch).items())
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_syscall_table(name: str, header: dict) -> None:
+    """Refuse a profile whose syscall numbers would be read with another table than the
+    one it was trained with (the names behind the numbers changed)."""
+    recorded = header.get("syscall_table")
+    arch = recorded.get("arch") if isinstance(recorded, dict) else None
+    digest = recorded.get("sha256") if isinstance(recorded, dict) else None
+    if not isinstance(arch, str) or not isinstance(digest, str):
+        raise ProfileFileError(f"the profile '{name}' does not say which syscall table it was "
+                               f"trained with; retrain it with `sysgram train --proc {name}`.")
+    if digest != syscall_table_digest(arch):
+        raise ProfileFileError(
+            f"the profile '{name}' was trained with another {arch} syscall table than this "
+            f"sysgram has (its numbers would name other calls); retrain it with "
+            f"`sysgram train --proc {name}`.")
 
 
 def profile_meta(profile, *, binary: dict | None = None, sources: list | None = None,

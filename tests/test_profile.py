@@ -37,6 +37,12 @@ def test_held_out_normal_windows_alarm_at_about_the_calibrated_rate(fitted):
     normal = fitted.windows(_streams(1, 60, 4000, seed=1)).seqs  # ~14,000 unseen windows
     rate = float(np.mean(fitted.is_anomalous(fitted.score_windows(normal))))
     assert rate <= 5 * fitted.target_far
+    # Two-sided where the held-out windows can vouch for the rate (1 in 100 of ~2,000
+    # held out): a threshold set too high (say, infinite) alarms far less than asked.
+    loose = Profile(target_far=1e-2).fit(_streams(1, 40, 4000, seed=0))
+    rate = float(np.mean(loose.is_anomalous(loose.score_windows(normal))))
+    assert loose.calibration_["method"] == "empirical"
+    assert loose.target_far / 3 <= rate <= 3 * loose.target_far
 
 
 def test_windows_of_the_other_chain_score_above(fitted):

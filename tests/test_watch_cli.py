@@ -152,3 +152,22 @@ def test_learn_saves_a_refitted_profile_on_exit(store, cut, collector, capsys):
     sources = after["training"]["sources"]
     assert sources[-1]["kind"] == "watch --learn" and sources[-1]["windows"] > 0
     assert after["training"]["windows"] > before["training"]["windows"]
+
+
+def test_the_calibrated_threshold_goes_through_watch(store, collector, capsys):
+    """No --threshold: the profile's own calibrated threshold decides, normal traffic is
+    quiet and the attack alerts against that threshold."""
+    threshold = ProfileStore(store).header("victim")["threshold"]
+    collector.script = stream()
+    code = main(["watch", "--proc", "victim", "--store", str(store), "--warmup", "0",
+                 "--duration", "1s"])
+    assert code == 0 and capsys.readouterr().out == ""
+    collector.script = stream(attack=True)
+    try:
+        code = main(["watch", "--proc", "victim", "--store", str(store), "--warmup", "0",
+                     "--json", "--exit-on-alert", "--duration", "5s"])
+    except SystemExit as done:
+        code = done.code
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    assert json.loads(out.splitlines()[0])["threshold"] == pytest.approx(threshold)

@@ -15,11 +15,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Annotated, TextIO
 
 import typer
 
-from sysgram.commands.common import kernel_comm, parse_duration, say, warn
+from sysgram.commands.common import StoreOption, kernel_comm, parse_duration, say, warn
 from sysgram.errors import UserError
 
 EXIT_STOPPED, EXIT_ALERTED = 0, 1
@@ -170,34 +170,29 @@ def _stop_on_signals(stop: threading.Event):
 
 
 def watch(
-    proc: str = typer.Option(..., "--proc", help="Process name to watch (as `ps -o comm` shows)."),
-    store: str = typer.Option(
-        None, "--store", help="Profile store directory (default $SYSGRAM_STORE or "
-        "/var/lib/sysgram/profiles)."
-    ),
-    json_out: bool = typer.Option(False, "--json", help="Write alerts as JSON lines on stdout."),
-    alerts_file: str = typer.Option(
-        None, "--alerts", help="Also append alerts as JSON lines to this file."
-    ),
-    threshold: float = typer.Option(
-        None, "--threshold", help="Alert above this window score (default: the profile's)."
-    ),
-    warmup: str = typer.Option(
-        "2s", "--warmup", help="Quiet period after each process start or exec (0 to disable)."
-    ),
-    aggregate: str = typer.Option(
-        "5s", "--aggregate", help="Fold further alerts of a process within this period."
-    ),
-    exit_on_alert: bool = typer.Option(
-        False, "--exit-on-alert", help="Stop at the first alert (exit code 1)."
-    ),
-    max_alerts: int = typer.Option(
-        None, "--max-alerts", min=1, help="Stop after N alerts (exit code 1)."
-    ),
-    learn: bool = typer.Option(
-        False, "--learn", help="Keep learning from windows that score normal; save on exit."
-    ),
-    duration: str = typer.Option(None, "--duration", help="Stop after this long (e.g. 10m)."),
+    proc: Annotated[str, typer.Option("--proc", help="Process name to watch (as `ps -o comm` "
+                                      "shows it).")],
+    store: StoreOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Write alerts as JSON lines on "
+                                           "stdout.")] = False,
+    alerts_file: Annotated[str | None, typer.Option(
+        "--alerts", help="Also append alerts as JSON lines to this file.")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", help="Alert above this window score (default: the profile's).")] = None,
+    warmup: Annotated[str, typer.Option(
+        "--warmup", help="Quiet period after each process start or restart (0 to disable).")
+    ] = "2s",
+    aggregate: Annotated[str, typer.Option(
+        "--aggregate", help="Fold further alerts of a process within this period.")] = "5s",
+    exit_on_alert: Annotated[bool, typer.Option(
+        "--exit-on-alert", help="Stop at the first alert (exit code 1).")] = False,
+    max_alerts: Annotated[int | None, typer.Option(
+        "--max-alerts", min=1, help="Stop after N alerts (exit code 1).")] = None,
+    learn: Annotated[bool, typer.Option(
+        "--learn", help="Keep learning from windows the policy lets learn; save on exit.")
+    ] = False,
+    duration: Annotated[str | None, typer.Option(
+        "--duration", help="Stop after this long (e.g. 10m).")] = None,
 ) -> None:
     """Watch live processes of a binary and alert when a window of syscalls is anomalous.
 

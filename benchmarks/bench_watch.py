@@ -258,14 +258,13 @@ def bench_fork_storm(tmp: Path) -> dict:
     from sysgram.features import Sequences
     from sysgram.models.profile import Profile
     from sysgram.models.store import ProfileStore
-    from sysgram.models.training import TrainedProfile
+    from sysgram.models.training import train_on_streams
 
     comm = unique("storm")
     storm = build("victim_forkstorm", comm, tmp)
     rng = np.random.default_rng(0)
     traces = Sequences.from_list([rng.choice([39, 110, 102, 1, 61, 56], 500) for _ in range(10)])
-    profile = Profile().fit(traces)
-    ProfileStore(tmp / "store").save(TrainedProfile(comm, profile, None, traces))
+    ProfileStore(tmp / "store").save(train_on_streams(comm, traces, Profile()))
     watch, out, err = start_watch(comm, tmp / "store", "--warmup", "0")
     rss = {"attached": _rss_mib(watch.pid)}
     peak = rss["attached"]

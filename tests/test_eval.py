@@ -97,6 +97,10 @@ def test_sysgram_separates_two_markov_chains(corpus):
     assert set(result.per_family) == {"Alpha", "Beta"}
     assert result.config["profile"] == "threads"
     assert len(result.scores) == corpus.n_normal + corpus.n_attack
+    # The alert policy at the calibrated threshold, as watch decides: every attack, and
+    # no more false alarms than the target rate allows (1e-4 of 120 traces: none).
+    assert result.extra["alerts"] == {"false_alarms": 0, "normal": 120, "detected": 40,
+                                      "attacks": 40}
 
 
 def test_baselines_run_in_the_same_harness(corpus):

@@ -121,6 +121,7 @@ def _format(corpus, results, seconds: float) -> list[str]:
         f"training threads, {corpus.n_normal:,} normal and {corpus.n_attack:,} attack "
         "test traces",
         f"sysgram    {printable(main.detector)}",
+        *_alert_line(main.extra.get("alerts"), main.extra.get("threshold")),
         "",
         *_columns(rows),
         "",
@@ -131,6 +132,14 @@ def _format(corpus, results, seconds: float) -> list[str]:
     ]
     lines += [f"note: {printable(n)}" for n in corpus.notes]
     return lines
+
+
+def _alert_line(alerts: dict | None, threshold: float | None) -> list[str]:
+    if not alerts:
+        return ["alerts     none: the profile has no calibrated threshold for these traces"]
+    return [f"alerts     at the calibrated threshold {threshold:.6g} (threshold and novelty, "
+            f"as watch decides): {alerts['detected']:,} of {alerts['attacks']:,} attacks, "
+            f"{alerts['false_alarms']:,} of {alerts['normal']:,} normal traces"]
 
 
 def _columns(rows: list[list[str]]) -> list[str]:

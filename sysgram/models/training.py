@@ -64,6 +64,12 @@ def train_profile(
     return _fit(name, profile, pieces, described, binary, notes, warnings)
 
 
+def train_on_streams(name: str, streams: Sequences, profile, *,
+                     sources: list[dict] | None = None) -> TrainedProfile:
+    """Fit on streams already loss-free and in the profile's arch (benchmarks, tests)."""
+    return _fit(name, profile, streams, list(sources or []), {"name": name}, [], [])
+
+
 def retrain_with_streams(name: str, loaded, learned: Sequences, source: dict) -> TrainedProfile:
     """`watch --learn`: the loaded profile refitted (same parameters) on its training
     streams plus the streams learned live. The thread profile is kept as it was: the

@@ -32,6 +32,7 @@ def score(
     from sysgram.datasets import Dataset
     from sysgram.models.offline import score_threads
     from sysgram.models.store import ProfileStore
+    from sysgram.models.training_data import unencodable_warning
 
     comm = kernel_comm(proc)
     loaded = ProfileStore(store).load(comm)
@@ -42,8 +43,7 @@ def score(
         warn(f"{dataset}: {message}")
     result = score_threads(loaded.profile, data.threads, loaded.thread_profile)
     if result["summary"]["unencodable_calls"]:
-        warn(f"{result['summary']['unencodable_calls']:,} calls have numbers beyond the "
-             f"{loaded.profile.arch_} table and count as one 'unknown' syscall.")
+        warn(unencodable_warning(result["summary"]["unencodable_calls"], loaded.profile.arch_))
     if as_json:
         print(json.dumps(result, indent=1))
         return

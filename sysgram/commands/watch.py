@@ -145,11 +145,11 @@ def _thread_verdicts(thread_profile):
     """Whole-thread verdicts when the profile has a thread profile with a threshold."""
     from sysgram.watch.verdicts import ThreadVerdicts
 
-    if thread_profile is None or thread_profile.thread_threshold_ is None:
-        return None
-    say(f"judging each thread's whole stream as it ends too "
-        f"({thread_profile.detector_name_}, threshold {thread_profile.thread_threshold_:.4g})")
-    return ThreadVerdicts(thread_profile)
+    verdicts = ThreadVerdicts.of(thread_profile)
+    if verdicts is not None:
+        say(f"judging each thread's whole stream as it ends too "
+            f"({thread_profile.detector_name_}, threshold {verdicts.threshold:.4g})")
+    return verdicts
 
 
 @contextlib.contextmanager

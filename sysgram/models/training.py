@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from sysgram.features import Sequences
-from sysgram.models.training_data import binary_identity, to_streams
+from sysgram.models.training_data import binary_identity, to_streams, unencodable_warning
 
 
 @dataclass
@@ -52,8 +52,7 @@ def train_profile(
         notes.append(f"{streams.lost_events:,} events were lost in the recordings; threads "
                      "are cut there.")
     if streams.unencodable:
-        warnings.append(f"{streams.unencodable:,} calls have numbers beyond the "
-                        f"{profile.arch} table and count as one 'unknown' syscall.")
+        warnings.append(unencodable_warning(streams.unencodable, profile.arch))
     pieces, described = streams.pieces, list(sources or [])
     if previous is not None:
         pieces = Sequences.concat([previous.traces, pieces])

@@ -50,6 +50,12 @@ def to_profile_ids(ids: np.ndarray, src_arch: str, arch: str) -> tuple[np.ndarra
     return out, unencodable
 
 
+def unencodable_warning(count: int, arch: str) -> str:
+    """What to tell the user about calls `to_profile_ids` folded into one symbol."""
+    return (f"{count:,} calls have numbers beyond the {arch} table and count as one "
+            "'unknown' syscall.")
+
+
 def to_streams(threads: list, arch: str) -> Streams:
     """Map to `arch`, cut at gaps. `threads` have ids, gaps and arch (like ThreadTrace)."""
     whole = Sequences.from_list([np.asarray(t.ids) for t in threads])

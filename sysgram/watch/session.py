@@ -15,8 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from sysgram.collector.items import CollectorStats, Drain
 from sysgram.watch.alerts import Alert, Repeat
 from sysgram.watch.engine import WatchEngine
+
+
+class Source(Protocol):
+    """What the loop needs of a collector (`sysgram.collector.Collector` is one)."""
+
+    def poll(self, timeout: float) -> Drain: ...
+    def stats(self) -> CollectorStats: ...
 
 
 class Sink(Protocol):
@@ -53,7 +61,7 @@ def thread_alive(pid: int, tid: int) -> bool:
 class WatchSession:
     def __init__(
         self,
-        collector,
+        collector: Source,
         engine: WatchEngine,
         sinks: list[Sink],
         rules: StopRules | None = None,

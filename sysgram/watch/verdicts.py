@@ -63,6 +63,13 @@ class ThreadVerdicts:
         self._streams: dict[int, _Stream] = {}
         self._ended: list[EndedStream] = []
 
+    @classmethod
+    def of(cls, thread_profile: object | None) -> ThreadVerdicts | None:
+        """Verdicts by `thread_profile`, when there is one with a thread threshold."""
+        if thread_profile is None or AlertPolicy.for_threads(thread_profile) is None:
+            return None
+        return cls(thread_profile)
+
     @property
     def buffered(self) -> int:
         """Calls held for threads whose stream has not ended yet."""

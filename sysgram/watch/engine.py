@@ -179,11 +179,13 @@ class WatchEngine:
 
     def _on_events(self, item: ThreadEvents) -> None:
         thread = self._threads.get(item.tid) or self._thread(item.tid, item.pid, item.ts_ns)
-        ids, unencodable = to_profile_ids(item.ids, self.host_arch, self.arch)
+        ids = item.ids
+        if self.host_arch != self.arch:  # the usual case needs no lookup per batch
+            ids, unencodable = to_profile_ids(ids, self.host_arch, self.arch)
+            self.stats.unencodable_calls += unencodable
         thread.pending.append(ids)
         thread.last_ns = item.ts_ns
         self.stats.events += len(item.ids)
-        self.stats.unencodable_calls += unencodable
 
     def _feed(self, thread: _Thread) -> None:
         if not thread.pending:

@@ -205,3 +205,17 @@ def test_score_marks_a_thread_only_when_watch_would_alert_on_it(fitted):
     watch_would = profile.is_anomalous(profile.score_windows(windows), windows)
     assert result["summary"]["anomalous_windows"] == int(watch_would.sum())
     assert result["threads"][0]["anomalous"] == bool(watch_would.any())
+
+
+def test_spliced_windows_below_the_threshold_are_recorded_and_said(fitted):
+    """Four unseen calls in a normal window do not lift an ocsvm score over the threshold
+    here, and lowering it under them would alarm on many held-out windows: the
+    calibration record keeps the finding and the training service words it."""
+    from sysgram.models.training import calibration_warnings
+
+    record = fitted.calibration_["spliced_below_threshold"]
+    assert record["probe_score"] == fitted.spliced_score_ < fitted.threshold_
+    assert record["held_out_above"] > max(1, fitted.target_far * fitted.calibration_[
+        "n_calibration"])
+    (message,) = calibration_warnings(fitted.calibration_)
+    assert "a few new calls" in message and f"{fitted.threshold_:.6g}" in message

@@ -137,8 +137,9 @@ def calibration_warnings(calibration: dict) -> list[str]:
         out.append(
             f"{_PROBES['spliced']} score {spliced['probe_score']:.6g}, below the threshold "
             f"{calibration['threshold']:.6g}, and lowering it would put "
-            f"{spliced['held_out_above']} held-out normal windows above it: such windows "
-            "will not alert with this detector; try another --model.")
+            f"{spliced['held_out_above']} held-out normal windows above it: an attack that "
+            "adds only a few new calls to otherwise normal behaviour may not alert with this "
+            "detector (`sysgram eval` compares detectors).")
     return out
 
 

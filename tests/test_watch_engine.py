@@ -468,6 +468,10 @@ def test_learning_keeps_per_thread_streams_and_never_novel_windows():
     assert sorted(streams[k].tolist() for k in range(len(streams))) == sorted(
         [a.tolist(), b.tolist()])
     assert eng.scorer.learning_refused == 2  # the windows holding (read, read)
+    from sysgram.watch.render import summary_text
+
+    summary = summary_text("victim", eng.stats, 1.0, 0, "duration")
+    assert "learned from 10 windows; 2 not learned" in summary
 
 
 def test_host_numbers_are_translated_to_the_profile_table():

@@ -59,6 +59,7 @@ class WatchStats:
     alerts: int = 0
     repeats: int = 0
     learned_windows: int = 0
+    learning_refused: int = 0  # learnable no more: above the threshold or holding unseen
     processes_seen: int = 0
     threads_seen: int = 0
     threads_unannounced: int = 0  # events before any ThreadStart (started lazily)
@@ -327,6 +328,7 @@ class WatchEngine:
             tids = np.array([c.tid for c in cuts], dtype=np.int64)[cut_of]
             self.scorer.learn(batch, verdicts, tids)
             self.stats.learned_windows = self.scorer.learned_windows
+            self.stats.learning_refused = self.scorer.learning_refused
         flagged = verdicts.flagged
         if len(flagged) == 0:
             return []

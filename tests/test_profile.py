@@ -172,7 +172,7 @@ def test_a_rare_job_held_out_for_calibration_cannot_make_the_profile_blind():
 
 
 def test_a_detector_that_scores_everything_alike_is_refused():
-    from sysgram.models.profile import DegenerateScores
+    from sysgram.models.threshold import DegenerateScores
 
     class Flat:
         def fit(self, seqs):

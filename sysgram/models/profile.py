@@ -24,7 +24,7 @@ from sysgram.features.sequences import SYMBOL_LIMIT, decode_ngram, max_by_group
 from sysgram.models import defaults
 from sysgram.models.policy import AlertPolicy
 from sysgram.models.registry import detector_class, get_detector, get_rollup
-from sysgram.models.threshold import MIN_CALIBRATION, calibrate, numeric_margin
+from sysgram.models.threshold import MIN_CALIBRATION, calibrate, keep_reachable
 
 MIN_FIT_WINDOWS = 200
 MIN_SPLIT_THREADS = 5  # fewer threads than this: hold out blocks of windows instead
@@ -43,17 +43,6 @@ class NotEnoughData(UserError):
             f"profile needs at least {need}; record for longer or add more recordings."
         )
         self.have, self.need = have, need
-
-
-class DegenerateScores(UserError):
-    """The detector scores attack-like windows like normal ones, within float noise."""
-
-    def __init__(self, detector: str, reach: float, low: float) -> None:
-        super().__init__(
-            f"the {detector} detector scores windows of calls this binary never made "
-            f"({reach:.6g}) no higher than its normal windows ({low:.6g}) beyond float "
-            "noise, so no threshold can tell them apart; train with another --model."
-        )
 
 
 class Profile(BaseEstimator):
@@ -106,8 +95,10 @@ class Profile(BaseEstimator):
         self.calibration_ = calibrate(cal_scores, self.target_far).as_dict()
         self.threshold_ = float(self.calibration_["threshold"])
         self.vocabulary_ = NgramVocabulary(self.orders_).fit(traces)
-        self._keep_threshold_reachable(cal_windows, cal_scores, rng)
-        self.thread_threshold_ = self._thread_threshold(traces, windows, held, split, cal_scores)
+        probes = self._reachability_probes(cal_windows, rng)
+        self._keep_threshold_reachable(probes, cal_scores)
+        self.thread_threshold_ = self._thread_threshold(
+            traces, windows, held, split, cal_scores, probes)
         self.novelty_curve_ = novelty_curve_of_streams(
             traces, self.window_, self.stride_, self.orders_
         )
@@ -123,48 +114,17 @@ class Profile(BaseEstimator):
         }
         return self
 
-    def _keep_threshold_reachable(
-        self, cal_windows: Sequences, cal_scores: np.ndarray, rng: np.random.Generator
-    ) -> None:
-        """Check that what an attack looks like scores above the threshold; fix or refuse.
-
-        Two probes. A window made only of calls the binary never made (kernel detectors
-        saturate there: `score_ceiling_`): a tail extrapolated from few held-out windows,
-        or a rare normal job held out for calibration that scores at the ceiling, can put
-        the threshold above it, and then no window, however foreign, could alarm. The
-        threshold is then lowered to halfway between the highest held-out score below the
-        ceiling and the ceiling (`lowered_to_reach` in the calibration record); held-out
-        windows left above it are normal and hold no unseen n-gram, so the novelty rule
-        keeps them quiet. Held-out windows with SPLICED unseen calls (`spliced_score_`, the
-        median): the threshold is lowered under them too only when no more held-out
-        windows than the target rate allows end above it; else the record says they do not
-        alert (`spliced_below_threshold`), a limit of the detector the caller must show.
-        A foreign window scoring like normal ones within float noise is refused.
-        """
-        probe_scores = self.score_windows(self._reachability_probes(cal_windows, rng))
+    def _keep_threshold_reachable(self, probes: Sequences, cal_scores: np.ndarray) -> None:
+        """Probe the window threshold with what an attack looks like (`keep_reachable` in
+        threshold.py): a window of calls the binary never made (`score_ceiling_`) and
+        held-out windows with SPLICED such calls (`spliced_score_`, the median)."""
+        probe_scores = self.score_windows(probes)
         self.score_ceiling_ = float(probe_scores[0])
         self.spliced_score_ = float(np.median(probe_scores[1:] if len(probe_scores) > 1
                                               else probe_scores))
-        noise = numeric_margin(cal_scores)
-        if self.score_ceiling_ - float(np.min(cal_scores)) <= noise:
-            raise DegenerateScores(self.detector_name_, self.score_ceiling_,
-                                   float(np.min(cal_scores)))
-        allowed = max(1, int(np.ceil(self.target_far * len(cal_scores))))
-        for probe, value in (("foreign", self.score_ceiling_), ("spliced", self.spliced_score_)):
-            if AlertPolicy(self.threshold_).above(value)[0]:
-                continue
-            below = cal_scores[cal_scores < value - noise]
-            floor = float(below.max()) if len(below) else float(np.min(cal_scores))
-            lowered = (floor + value) / 2
-            above = int(np.count_nonzero(cal_scores > lowered))
-            record = {"was": self.threshold_, "probe": probe, "probe_score": value,
-                      "held_out_above": above}
-            if probe == "spliced" and above > allowed:
-                self.calibration_ = {**self.calibration_, "spliced_below_threshold": record}
-                continue
-            self.threshold_ = lowered
-            self.calibration_ = {**self.calibration_, "threshold": lowered,
-                                 "lowered_to_reach": record}
+        self.threshold_, self.calibration_ = keep_reachable(
+            self.threshold_, self.calibration_, cal_scores, self.score_ceiling_,
+            self.spliced_score_, self.detector_name_)
 
     def _reachability_probes(self, cal_windows: Sequences, rng: np.random.Generator) -> Sequences:
         """A wholly foreign window, then held-out windows with SPLICED unseen calls each
@@ -234,12 +194,13 @@ class Profile(BaseEstimator):
 
     def _thread_threshold(
         self, traces: Sequences, windows: Windows, held: np.ndarray, split: str,
-        cal_scores: np.ndarray,
+        cal_scores: np.ndarray, probes: Sequences,
     ) -> float | None:
         """Threshold for thread scores: calibrated on held-out threads when there are enough.
 
         With the "max" roll-up and too few held-out threads, the window threshold applies
-        (a thread alarms when any of its windows does).
+        (a thread alarms when any of its windows does). A calibrated one is probed like the
+        window threshold (`keep_reachable`), the probes scored as threads.
         """
         held_streams = np.unique(windows.source[held])
         if split == "threads" and len(held_streams) >= MIN_CALIBRATION:
@@ -248,8 +209,13 @@ class Profile(BaseEstimator):
                 scores = scores[held_streams]
             else:
                 scores = self.score_threads(traces.take(held_streams))
-            self.thread_calibration_ = calibrate(scores, self.target_far).as_dict()
-            return float(self.thread_calibration_["threshold"])
+            calibration = calibrate(scores, self.target_far).as_dict()
+            probe_scores = self.score_threads(probes)
+            spliced = probe_scores[1:] if len(probe_scores) > 1 else probe_scores
+            threshold, self.thread_calibration_ = keep_reachable(
+                float(calibration["threshold"]), calibration, scores, float(probe_scores[0]),
+                float(np.median(spliced)), self.detector_name_)
+            return threshold
         self.thread_calibration_ = None
         return self.threshold_ if self.rollup_name_ == "max" else None
 

@@ -91,6 +91,9 @@ def _fit(name: str, profile, pieces: Sequences, sources: list[dict], binary: dic
     took = time.perf_counter() - started
     warnings.extend(calibration_warnings(profile.calibration_))
     tp = _fit_thread_profile(pieces, profile, notes) if thread_profile else None
+    if tp is not None and tp.thread_calibration_ is not None:
+        warnings.extend(f"thread profile: {message}"
+                        for message in calibration_warnings(tp.thread_calibration_))
     return TrainedProfile(name, profile, tp, pieces, sources, binary, notes, warnings, took)
 
 
@@ -102,7 +105,8 @@ def _fit_thread_profile(pieces: Sequences, profile, notes: list[str]):
     calibrates on held-out threads, so it needs a few hundred of them.
     """
     from sysgram.models.defaults import thread_profile_params
-    from sysgram.models.profile import DegenerateScores, Profile
+    from sysgram.models.profile import Profile
+    from sysgram.models.threshold import DegenerateScores
 
     thread_profile = Profile(**thread_profile_params(), arch=profile.arch_,
                              target_far=profile.target_far)

@@ -65,7 +65,7 @@ class FakeProfile:
         new = [own.name(x) for x in dict.fromkeys(int(v) for v in window) if x not in self.known]
         grams = [names[k : k + 2] for k in range(len(names) - 1)
                  if int(window[k]) not in self.known or int(window[k + 1]) not in self.known]
-        return {"syscalls": names, "unseen_ngrams": grams, "new_syscalls": new}
+        return {"syscalls": names, "unseen_ngrams": {"2": grams}, "new_syscalls": new}
 
 
 class ListLearner:

@@ -302,7 +302,7 @@ class WatchEngine:
         self.stats.streams_too_long = vs.streams_too_long
         out = []
         for ended, score in flagged:
-            explanation = explain_stream(self.verdicts.profile, ended.ids, self.names)
+            explanation = explain_stream(self.verdicts.profile, ended.ids)
             alert = Alert(0, ended.ts_ns, self.config.binary, ended.ctx, ended.tid, score,
                           self.verdicts.threshold, explanation, scope="thread",
                           stream_calls=len(ended.ids))
@@ -343,7 +343,7 @@ class WatchEngine:
                           float(scores[index]), self.scorer.threshold, explanation)
             emitted = self.aggregator.offer(alert)
             if emitted is not None:
-                emitted.explanation = explain_window(self.explainer, window, self.names)
+                emitted.explanation = explain_window(self.explainer, window)
                 self.stats.alerts += 1
                 out.append(emitted)
         return out

@@ -185,7 +185,8 @@ def _record(collector, learning, started: float, duration: float, until_stable: 
     last_line = started
     try:
         while (now := time.monotonic()) - started < duration:
-            learning.add(collector.poll(0.2).items, now)
+            unattributed = collector.stats().unattributed  # before the poll: cut first
+            learning.add(collector.poll(0.2).items, now, unattributed)
             if stderr_is_tty():
                 _progress(now - started, duration, learning)
             elif now - last_line >= 30:  # logs get a line every 30 s instead of a bar

@@ -126,6 +126,7 @@ class LiveRecording:
         self.ended: list[RecordedThread] = []  # earlier threads of a tid the kernel reused
         self.events = 0
         self.lost = 0
+        self._unattributed = 0  # the collector's count of unattributed losses, last seen
 
     def add(self, items: list) -> list[tuple[int, np.ndarray]]:
         """Take a drain's items; return the (tid, ids) pieces that arrived, in order."""
@@ -151,6 +152,19 @@ class LiveRecording:
                 thread.gap_rows.append((thread.length, item.lost))
                 self.lost += item.lost
         return arrived
+
+    def lose_everywhere(self, unattributed: int) -> bool:
+        """The collector's count of losses no thread can be named for (`CollectorStats.
+        unattributed`): when it rose, every thread is cut here (a gap of 0 known calls), so
+        no training window spans what it may have lost. Whether it rose."""
+        if unattributed <= self._unattributed:
+            return False
+        self.lost += unattributed - self._unattributed
+        self._unattributed = unattributed
+        for thread in self.threads.values():  # per thread, not per call
+            if thread.length:
+                thread.gap_rows.append((thread.length, 0))
+        return True
 
     def _thread(self, tid: int, pid: int) -> RecordedThread:
         if tid not in self.threads:
@@ -184,8 +198,12 @@ class LiveLearning:
         self._points: list[tuple[float, int, int]] = []  # (time, windows, new n-grams)
         self._low_since: float | None = None
 
-    def add(self, items: list, now: float) -> None:
-        """Take a drain's items at time `now` (seconds, monotonic)."""
+    def add(self, items: list, now: float, unattributed: int = 0) -> None:
+        """Take a drain's items at time `now` (seconds, monotonic); `unattributed` is the
+        collector's count of losses no thread can be named for, read before the poll."""
+        if self.recording.lose_everywhere(unattributed):
+            for stream in self._streams.values():  # novelty windows never span it either
+                stream.gap(0)
         batches = []
         for tid, ids in self.recording.add(items):  # per piece of a thread, not per call
             stream = self._streams.setdefault(tid, ThreadStream(self.window, self.stride))

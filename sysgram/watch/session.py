@@ -108,8 +108,7 @@ class WatchSession:
         """Losses no thread can be named for (unattributed, recursion misses) end every
         open stream's segment. They are placed where they became known: before the drain
         that follows the counter's rise."""
-        stats = self.collector.stats()
-        seen = int(stats.lost_unattributed) + int(stats.recursion_misses)
+        seen = self.collector.stats().unattributed
         if seen > self._unattributed:
             self.engine.lose_everywhere(seen - self._unattributed, now_ns)
         self._unattributed = seen

@@ -292,6 +292,11 @@ def test_cli_train_honours_or_refuses_every_option_it_is_given(tmp_path, capsys,
     capsys.readouterr()
     header = ProfileStore(tmp_path / "store").header("demo")
     assert header["calibration"]["target_far"] == 0.01
+    assert main(["profiles", "show", "demo"]) == 0  # what the probes found, in words
+    shown = capsys.readouterr().out
+    probed = [line for line in shown.splitlines() if line.startswith("probed")]
+    assert len(probed) == ("lowered_to_reach" in header["calibration"]) + (
+        "spliced_below_threshold" in header["calibration"])
     assert header["thread_profile"]["calibration"]["target_far"] == 0.01
     assert main(["train", "--proc", "demo", "--from", str(tmp_path / "more"), "--append",
                  "--target-far", "0.02"]) == 0

@@ -115,6 +115,9 @@ def _show_lines(header: dict) -> list[str]:
         "1,000 windows",
         _thread_profile_line(header.get("thread_profile")),
     ]
+    from sysgram.models.training import calibration_warnings
+
+    lines += [f"probed     {printable(m)}" for m in calibration_warnings(cal)]
     for src in t.get("sources") or []:
         lines.append(f"source     {printable(json.dumps(src))}")
     return lines

@@ -37,7 +37,8 @@ from sysgram.features import NgramFeaturizer, Sequences, window_streams  # noqa:
 from sysgram.features.synthetic import random_chain, random_paths, sample_paths  # noqa: E402
 from sysgram.models import defaults  # noqa: E402
 from sysgram.models.profile import Profile  # noqa: E402
-from sysgram.models.store import ProfileStore, profile_meta  # noqa: E402
+from sysgram.models.store import ProfileStore  # noqa: E402
+from sysgram.models.training import TrainedProfile  # noqa: E402
 
 SYSCALLS = np.array([0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 20, 21, 23, 24,
                      28, 32, 33, 39, 41, 42, 43, 44, 45, 46, 47, 49, 50, 51, 54, 55, 56, 57, 59,
@@ -115,8 +116,8 @@ def bench_score(profile: Profile, repeat: int, n_windows: int, n_paths: int = 30
 def bench_size(profile: Profile, streams: Sequences) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = ProfileStore(Path(tmp) / "p")
-        with_data = store.save("a", profile, profile_meta(profile), streams).stat().st_size
-        model_only = store.save("b", profile, profile_meta(profile)).stat().st_size
+        with_data = store.save(TrainedProfile("a", profile, None, streams)).stat().st_size
+        model_only = store.save(TrainedProfile("b", profile, None, None)).stat().st_size
         load, _, _ = timed(lambda: store.load("a"))
     return {"bytes_model": model_only, "bytes_with_training_data": with_data,
             "load_seconds": round(load, 3)}

@@ -52,10 +52,17 @@ def unique(prefix: str) -> str:
 class _NullProfile:
     """Scores every window 0: isolates the engine's own cost (windowing, batching)."""
 
-    window_, stride_, threshold_ = 64, 16, 1.0
+    window_, stride_, threshold_, arch_ = 64, 16, 1.0, "x86_64"
+    thread_threshold_, require_novelty = None, True
 
     def score_windows(self, seqs) -> np.ndarray:
         return np.zeros(len(seqs))
+
+    def novel_windows(self, seqs) -> np.ndarray:
+        return np.zeros(len(seqs), dtype=bool)
+
+    def new_syscalls(self, seqs) -> list[list[int]]:
+        return [[] for _ in range(len(seqs))]
 
 
 def bench_engine(seconds_of_traffic: float = 4.0, null: bool = False) -> dict:
@@ -250,14 +257,14 @@ def _rss_mib(pid: int) -> float:
 def bench_fork_storm(tmp: Path) -> dict:
     from sysgram.features import Sequences
     from sysgram.models.profile import Profile
-    from sysgram.models.store import ProfileStore, profile_meta
+    from sysgram.models.store import ProfileStore
+    from sysgram.models.training import train_on_streams
 
     comm = unique("storm")
     storm = build("victim_forkstorm", comm, tmp)
     rng = np.random.default_rng(0)
     traces = Sequences.from_list([rng.choice([39, 110, 102, 1, 61, 56], 500) for _ in range(10)])
-    profile = Profile().fit(traces)
-    ProfileStore(tmp / "store").save(comm, profile, profile_meta(profile), traces)
+    ProfileStore(tmp / "store").save(train_on_streams(comm, traces, Profile()))
     watch, out, err = start_watch(comm, tmp / "store", "--warmup", "0")
     rss = {"attached": _rss_mib(watch.pid)}
     peak = rss["attached"]

@@ -53,3 +53,26 @@ def test_identical_held_out_scores_leave_room_for_float32_noise():
     cal = calibrate(scores, 1e-4)
     noisy = -169.0245 + 1e-6 * 169  # float32 round-off, well above float64's
     assert cal.threshold > float(noisy) > scores.max()
+
+
+def test_keep_reachable_decides_from_the_probe_scores():
+    from sysgram.models.threshold import DegenerateScores, keep_reachable
+
+    held = np.concatenate([np.linspace(0.0, 1.0, 998), [5.0, 9.0]])  # two rare high ones
+    record = {"threshold": 10.0, "target_far": 1e-3}
+    # Above both probes: kept.
+    assert keep_reachable(4.0, record, held, 20.0, 6.0, "d") == (4.0, record)
+    # The foreign probe under the threshold: lowered between 5.0 (the highest held-out
+    # score below 8.0) and 8.0, whatever it costs in held-out windows above.
+    cut, out = keep_reachable(10.0, record, held, 8.0, 8.0, "d")
+    assert cut == 6.5 and out["lowered_to_reach"]["probe"] == "foreign"
+    assert out["lowered_to_reach"]["held_out_above"] == 1
+    # The spliced probe under it: lowered when no more held-out windows than the target
+    # rate allows end above (1e-3 of 1,000: one)...
+    cut, out = keep_reachable(10.0, record, held, 20.0, 7.0, "d")
+    assert cut == 6.0 and out["lowered_to_reach"]["probe"] == "spliced"
+    # ... else kept, and the finding recorded.
+    cut, out = keep_reachable(10.0, record, held, 20.0, 0.5, "d")
+    assert cut == 10.0 and out["spliced_below_threshold"]["held_out_above"] > 2
+    with pytest.raises(DegenerateScores):
+        keep_reachable(10.0, record, held, 0.0, 0.0, "d")

@@ -6,8 +6,8 @@ from sklearn.base import clone
 
 from sysgram.features import Sequences
 from sysgram.features.synthetic import random_chain, sample_chain
+from sysgram.models.policy import AlertPolicy
 from sysgram.models.profile import NotEnoughData, Profile
-from sysgram.models.streaming import StreamScorer, ThresholdPolicy
 
 SYMBOLS = np.array([0, 1, 2, 3, 4, 5, 8, 9, 12, 13, 21, 39, 41, 42, 45, 60, 61, 72, 78, 202, 228,
                     230, 231, 232, 257, 262, 270, 281, 288, 293], dtype=np.int64)
@@ -37,6 +37,12 @@ def test_held_out_normal_windows_alarm_at_about_the_calibrated_rate(fitted):
     normal = fitted.windows(_streams(1, 60, 4000, seed=1)).seqs  # ~14,000 unseen windows
     rate = float(np.mean(fitted.is_anomalous(fitted.score_windows(normal))))
     assert rate <= 5 * fitted.target_far
+    # Two-sided where the held-out windows can vouch for the rate (1 in 100 of ~2,000
+    # held out): a threshold set too high (say, infinite) alarms far less than asked.
+    loose = Profile(target_far=1e-2).fit(_streams(1, 40, 4000, seed=0))
+    rate = float(np.mean(loose.is_anomalous(loose.score_windows(normal))))
+    assert loose.calibration_["method"] == "empirical"
+    assert loose.target_far / 3 <= rate <= 3 * loose.target_far
 
 
 def test_windows_of_the_other_chain_score_above(fitted):
@@ -73,49 +79,6 @@ def test_whole_thread_rollup(fitted):
     assert other.min() > normal.max()
 
 
-def test_streaming_scores_equal_offline_scores(fitted):
-    stream = _streams(1, 1, 3000, seed=9)[0]
-    scorer = StreamScorer(fitted)
-    rng = np.random.default_rng(0)
-    pos = 0
-    while pos < len(stream):
-        step = int(rng.integers(1, 200))
-        scorer.push(7, stream[pos : pos + step])
-        pos += step
-    scorer.end(7)
-    live = np.concatenate([s.scores for s in scorer.score_pending()])
-    offline = fitted.score_windows(fitted.windows(Sequences.from_list([stream])).seqs)
-    assert np.allclose(live, offline)
-    assert scorer.stats.windows_scored == len(offline)
-
-
-def test_gap_closes_the_segment():
-    p = Profile(window=8, stride=4, target_far=1e-3).fit(_streams(1, 10, 600, seed=0))
-    scorer = StreamScorer(p)
-    scorer.push(1, np.zeros(10, dtype=np.uint16))
-    scorer.gap(1, lost=5)
-    scorer.push(1, np.ones(3, dtype=np.uint16))
-    scorer.end(1)
-    (scored,) = scorer.score_pending()
-    # Windows: [0:8] then the end-aligned [2:10] before the gap. After it, three calls
-    # are neither a whole stream nor a full window: counted unscored, never scored as one,
-    # like the windows that would have spanned the 5 lost calls ((8 - 1 + 5) / 4 = 3).
-    assert scored.windows.lengths.tolist() == [8, 8]
-    assert scorer.stats.windows_unscored == 3 + 1
-    assert scorer.stats.events_lost == 5
-
-
-def test_learning_refuses_anomalous_windows(fitted):
-    scorer = StreamScorer(fitted, ThresholdPolicy.from_profile(fitted))
-    strange = np.array([59, 59, 59, 62] * 16, dtype=np.uint16)  # execve/kill storm
-    before = scorer.novelty.size()
-    assert scorer.learn_one(strange) is False
-    assert scorer.novelty.size() == before
-    normal = fitted.windows(_streams(1, 1, 64, seed=11)).seqs[0]
-    assert scorer.learn_one(normal) is True
-    assert scorer.stats.learning_refused == 1 and scorer.stats.windows_learned == 1
-
-
 def test_mean_rollup(fitted):
     p = clone(fitted).set_params(rollup="mean").fit(_streams(1, 40, 4000, seed=0))
     normal = p.score_threads(_streams(1, 5, 4000, seed=7))
@@ -124,24 +87,6 @@ def test_mean_rollup(fitted):
     # 8 held-out threads are too few to calibrate a thread threshold for this roll-up:
     # the profile says so with None rather than reuse the window threshold.
     assert p.thread_threshold_ is None
-
-
-def test_streaming_many_threads_in_one_batch(fitted):
-    streams = _streams(1, 3, 700, seed=12)
-    scorer = StreamScorer(fitted)
-    for pos in range(0, 700, 50):  # interleaved pieces of three threads
-        for tid in (30, 10, 20):
-            scorer.push(tid, streams[tid // 10 - 1][pos : pos + 50])
-    scorer.end(20)
-    out = {s.tid: s for s in scorer.score_pending()}
-    assert sorted(out) == [10, 20, 30]
-    for tid, s in out.items():
-        offline = fitted.score_windows(
-            fitted.windows(Sequences.from_list([streams[tid // 10 - 1]])).seqs)
-        n = len(s.scores)  # threads 10 and 30 are still running: no closing window yet
-        assert np.allclose(s.scores, offline[:n])      # in time order, window for window
-    assert len(out[20].scores) == len(fitted.windows(
-        Sequences.from_list([streams[1]])).seqs)
 
 
 def test_the_threshold_stays_below_the_score_of_a_wholly_foreign_window(fitted):
@@ -168,9 +113,109 @@ def test_a_high_score_made_only_of_known_ngrams_is_not_an_alert(fitted):
     assert (scores <= fitted.threshold_).mean() > 0.9
 
 
-def test_learning_refuses_windows_above_the_threshold_even_when_not_novel(fitted):
-    policy = ThresholdPolicy.from_profile(fitted)
-    window = fitted.windows(_streams(1, 1, 500, seed=6)).seqs[0]
-    scorer = StreamScorer(fitted, policy)
-    assert not scorer.learn_one(window, score=fitted.threshold_ + 1.0)
-    assert scorer.learn_one(window, score=fitted.threshold_ - 1.0)
+def test_live_scoring_in_pieces_scores_the_offline_windows(fitted):
+    """The engine (the one live path) scores a stream fed in random pieces exactly as the
+    offline pass does: the same windows, the same highest score."""
+    from sysgram.collector.items import ThreadEvents, ThreadExit, ThreadStart
+    from sysgram.syscalls import table
+    from sysgram.watch import ThresholdScorer, WatchConfig, WatchEngine
+
+    stream = _streams(1, 1, 3000, seed=9)[0]
+    eng = WatchEngine(ThresholdScorer(fitted), WatchConfig("x", warmup_s=0), table())
+    rng = np.random.default_rng(0)
+    items, pos = [ThreadStart(7, 7, 1, "x", None, None, 0)], 0
+    while pos < len(stream):
+        step = int(rng.integers(1, 200))
+        items.append(ThreadEvents(7, 7, stream[pos : pos + step], pos))
+        pos += step
+    eng.ingest(items + [ThreadExit(7, 7, pos, True)])
+    offline = fitted.score_windows(fitted.windows(Sequences.from_list([stream])).seqs)
+    assert eng.stats.windows_scored == len(offline)
+    assert eng.stats.max_score == pytest.approx(offline.max(), rel=1e-5)
+
+
+def test_learning_refuses_windows_above_the_threshold_or_holding_unseen_ngrams(fitted):
+    policy = AlertPolicy.for_windows(fitted)
+    normal = fitted.windows(_streams(1, 1, 500, seed=6)).seqs.take(np.arange(4))
+    strange = Sequences.from_list([np.array([59, 59, 59, 62] * 16, dtype=np.uint16)])
+    batch = Sequences.concat([normal, strange])
+    verdicts = policy.classify(fitted, fitted.score_windows(batch), batch)
+    assert policy.learnable(fitted, verdicts, batch).tolist() == [0, 1, 2, 3]
+    # A window scoring above the threshold is refused even when nothing in it is new.
+    forced = policy.classify(fitted, np.full(5, fitted.threshold_ + 1.0), batch)
+    assert not forced.anomalous[:4].any() and len(policy.learnable(fitted, forced, batch)) == 0
+    # A novel window scoring below the threshold is refused too (it would wear the
+    # novelty rule away).
+    low = policy.classify(fitted, np.full(5, fitted.threshold_ - 1.0), batch)
+    assert policy.learnable(fitted, low, batch).tolist() == [0, 1, 2, 3]
+
+
+def _with_a_rare_job(seed: int) -> Sequences:
+    """20 threads of one program and one thread of a rare normal job (other calls)."""
+    rng = np.random.default_rng(seed)
+    usual = random_chain(SYMBOLS[:20], np.random.default_rng(1), successors=4)
+    rare = random_chain(SYMBOLS[20:], np.random.default_rng(2), successors=4)
+    return Sequences.from_list([sample_chain(usual, 3000, rng) for _ in range(20)]
+                               + [sample_chain(rare, 3000, rng)])
+
+
+def test_a_rare_job_held_out_for_calibration_cannot_make_the_profile_blind():
+    # random_state 1 holds the rare thread out: its windows score at the detector's
+    # ceiling and the tail fit lands above it (seen in 3 of 12 seeds).
+    p = Profile(random_state=1).fit(_with_a_rare_job(0))
+    lowered = p.calibration_["lowered_to_reach"]
+    assert lowered["probe"] == "foreign" and lowered["was"] >= p.score_ceiling_
+    foreign = Sequences.from_list([np.resize(np.array([100, 101, 102, 103], np.uint16),
+                                             p.window_)])
+    assert p.is_anomalous(p.score_windows(foreign), foreign).all()
+    assert p.threshold_ < p.score_ceiling_
+
+
+def test_a_detector_that_scores_everything_alike_is_refused():
+    from sysgram.models.threshold import DegenerateScores
+
+    class Flat:
+        def fit(self, seqs):
+            return self
+
+        def score_samples(self, seqs):
+            return np.full(len(seqs), 0.5)
+
+    p = Profile(target_far=1e-3)
+    p._new_detector = lambda: Flat()
+    with pytest.raises(DegenerateScores, match="no threshold can tell them apart"):
+        p.fit(_streams(1, 40, 1000, seed=0))
+
+
+def test_score_marks_a_thread_only_when_watch_would_alert_on_it(fitted):
+    """`sysgram score` and `watch` make one decision: a thread whose windows score above
+    the threshold but hold nothing training never saw is not an alert in either."""
+    from types import SimpleNamespace
+
+    from sysgram.models.offline import score_threads
+
+    profile = clone(fitted)
+    profile.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+    stream = _streams(1, 1, 2000, seed=13)[0]
+    scores = profile.score_windows(profile.windows(Sequences.from_list([stream])).seqs)
+    profile.threshold_ = profile.thread_threshold_ = float(np.median(scores))  # half above
+    thread = SimpleNamespace(tid=1, pid=1, ids=stream, gaps=np.zeros((0, 2)), arch="x86_64")
+    result = score_threads(profile, [thread])
+    windows = profile.windows(Sequences.from_list([stream])).seqs
+    watch_would = profile.is_anomalous(profile.score_windows(windows), windows)
+    assert result["summary"]["anomalous_windows"] == int(watch_would.sum())
+    assert result["threads"][0]["anomalous"] == bool(watch_would.any())
+
+
+def test_spliced_windows_below_the_threshold_are_recorded_and_said(fitted):
+    """Four unseen calls in a normal window do not lift an ocsvm score over the threshold
+    here, and lowering it under them would alarm on many held-out windows: the
+    calibration record keeps the finding and the training service words it."""
+    from sysgram.models.training import calibration_warnings
+
+    record = fitted.calibration_["spliced_below_threshold"]
+    assert record["probe_score"] == fitted.spliced_score_ < fitted.threshold_
+    assert record["held_out_above"] > max(1, fitted.target_far * fitted.calibration_[
+        "n_calibration"])
+    (message,) = calibration_warnings(fitted.calibration_)
+    assert "a few new calls" in message and f"{fitted.threshold_:.6g}" in message

@@ -53,3 +53,28 @@ def test_memory_bound_stops_recording():
     assert not learning.full
     learning.add(_drain(2, np.zeros(60, dtype=np.uint16)), 0.1)
     assert learning.full
+
+
+def test_a_reused_thread_id_keeps_both_threads_calls():
+    learning = LiveLearning("x86_64", 8, 4, (1, 2), min_windows=1)
+    learning.add([ThreadStart(5, 1, None, "srv", None, None, 0)], 0.0)
+    learning.add(_drain(5, np.arange(10, dtype=np.uint16)), 0.1)
+    learning.add([ThreadStart(5, 5, 1, "srv", None, None, 1)], 0.2)  # the tid comes back
+    learning.add(_drain(5, np.arange(20, 26, dtype=np.uint16)), 0.3)
+    traces = learning.recording.traces()
+    assert [t.ids.tolist() for t in traces] == [list(range(10)), list(range(20, 26))]
+
+
+def test_an_unattributed_loss_cuts_every_recorded_thread():
+    """Losses no thread can be named for may belong to any thread: live training cuts every
+    thread where the collector's count rose, so no training window spans them."""
+    learning = LiveLearning("x86_64", 8, 4, (1, 2), min_windows=1)
+    learning.add([ThreadStart(5, 1, None, "srv", None, None, 0),
+                  ThreadStart(6, 1, None, "srv", None, None, 0)], 0.0)
+    learning.add(_drain(5, np.arange(10, dtype=np.uint16))
+                 + _drain(6, np.arange(7, dtype=np.uint16)), 0.1)
+    learning.add(_drain(5, np.arange(6, dtype=np.uint16)), 0.2, unattributed=4)
+    learning.add(_drain(6, np.arange(3, dtype=np.uint16)), 0.3, unattributed=4)  # no rise
+    streams = to_streams(learning.recording.traces(), "x86_64")
+    assert streams.pieces.lengths.tolist() == [10, 6, 7, 3]
+    assert learning.recording.lost == 4

@@ -32,7 +32,8 @@ from sysgram.features.synthetic import random_chain, sample_chain
 from sysgram.models import envelope
 from sysgram.models.envelope import MAGIC, ProfileFileError, write_envelope
 from sysgram.models.profile import Profile
-from sysgram.models.store import ProfileStore, profile_meta
+from sysgram.models.store import ProfileStore
+from sysgram.models.training import TrainedProfile
 
 NOBODY = 65534
 FUZZ = settings(max_examples=30, deadline=None,
@@ -60,8 +61,7 @@ def _profile_bytes() -> bytes:
     profile = Profile(target_far=1e-2).fit(traces)
     with tempfile.TemporaryDirectory() as tmp:
         store = ProfileStore(Path(tmp) / "store")
-        path = store.save("demo", profile, profile_meta(profile, binary={"name": "demo"}),
-                          traces)
+        path = store.save(TrainedProfile("demo", profile, None, traces, binary={"name": "demo"}))
         return path.read_bytes()
 
 

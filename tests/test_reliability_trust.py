@@ -20,7 +20,8 @@ from sysgram.errors import UserError
 from sysgram.features import Sequences
 from sysgram.features.synthetic import random_chain, sample_chain
 from sysgram.models.profile import Profile
-from sysgram.models.store import ProfileStore, profile_meta
+from sysgram.models.store import ProfileStore
+from sysgram.models.training import TrainedProfile
 
 
 @contextlib.contextmanager
@@ -96,7 +97,7 @@ def test_a_saved_profile_is_private_and_loads(tmp_path, fitted):
     profile, traces = fitted
     store = ProfileStore(tmp_path / "store")
     with umask(0):
-        path = store.save("demo", profile, profile_meta(profile), traces)
+        path = store.save(TrainedProfile("demo", profile, None, traces))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(store.root.stat().st_mode) == 0o700
     assert store.load("demo").profile is not None
@@ -108,7 +109,7 @@ def test_saving_into_a_world_writable_store_refuses_or_tightens(tmp_path, fitted
     store.root.mkdir()
     os.chmod(store.root, 0o777)
     try:
-        store.save("demo", profile, profile_meta(profile), traces)
+        store.save(TrainedProfile("demo", profile, None, traces))
     except UserError:
         return
     store.load("demo")
@@ -117,7 +118,7 @@ def test_saving_into_a_world_writable_store_refuses_or_tightens(tmp_path, fitted
 def test_a_profile_write_leaves_no_temporary_file_on_failure(tmp_path, fitted, monkeypatch):
     profile, traces = fitted
     store = ProfileStore(tmp_path / "store")
-    store.save("demo", profile, profile_meta(profile), traces)
+    store.save(TrainedProfile("demo", profile, None, traces))
     before = store.path("demo").read_bytes()
 
     def disk_full(*_a, **_k):
@@ -125,7 +126,7 @@ def test_a_profile_write_leaves_no_temporary_file_on_failure(tmp_path, fitted, m
 
     monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError):
-        store.save("demo", profile, profile_meta(profile), traces)
+        store.save(TrainedProfile("demo", profile, None, traces))
     monkeypatch.undo()
     assert sorted(p.name for p in store.root.iterdir()) == ["demo.profile"]
     assert store.path("demo").read_bytes() == before  # the old profile is intact

@@ -14,7 +14,8 @@ from sysgram.features.synthetic import random_chain, sample_chain
 from sysgram.models import envelope
 from sysgram.models.envelope import ProfileFileError
 from sysgram.models.profile import Profile
-from sysgram.models.store import STORE_ENV, ProfileStore, profile_meta, store_path
+from sysgram.models.store import STORE_ENV, ProfileStore, store_path
+from sysgram.models.training import TrainedProfile
 
 
 def _streams(chain_seed, n, length, seed):
@@ -33,7 +34,7 @@ def trained():
 def store(tmp_path, trained):
     profile, traces = trained
     s = ProfileStore(tmp_path / "profiles")
-    s.save("demo", profile, profile_meta(profile, binary={"name": "demo"}), traces)
+    s.save(TrainedProfile("demo", profile, None, traces, binary={"name": "demo"}))
     return s
 
 
@@ -110,9 +111,8 @@ def test_changed_binary_warns(tmp_path, trained):
     s = ProfileStore(tmp_path / "p")
     from sysgram.models.store import file_sha256
 
-    meta = profile_meta(profile, binary={"name": "prog", "path": str(binary),
-                                         "sha256": file_sha256(binary)})
-    s.save("prog", profile, meta)
+    s.save(TrainedProfile("prog", profile, None, None, binary={
+        "name": "prog", "path": str(binary), "sha256": file_sha256(binary)}))
     assert s.load("prog").warnings == []
     binary.write_bytes(b"v2")
     (warning,) = s.load("prog").warnings
@@ -238,7 +238,7 @@ def test_cli_train_fits_the_thread_profile_when_threads_suffice(tmp_path, capsys
 def _store_below(parent: Path, trained) -> ProfileStore:
     profile, traces = trained
     s = ProfileStore(parent / "deeper" / "profiles")
-    s.save("demo", profile, profile_meta(profile, binary={"name": "demo"}), traces)
+    s.save(TrainedProfile("demo", profile, None, traces, binary={"name": "demo"}))
     return s
 
 
@@ -275,3 +275,41 @@ def test_a_store_reached_through_a_symlink_is_checked_where_it_resolves(tmp_path
     (tmp_path / "safe" / "link").symlink_to(real.root)
     with pytest.raises(ProfileFileError, match="above it"):
         ProfileStore(tmp_path / "safe" / "link").load("demo")
+
+
+def test_cli_train_honours_or_refuses_every_option_it_is_given(tmp_path, capsys, monkeypatch):
+    """No option is silently ignored: --target-far recalibrates an --append, and it and the
+    thread profile follow it; live-only options are refused with --from."""
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "store"))
+    _record(tmp_path / "normal", 1, 300, 200, seed=0)
+    _record(tmp_path / "more", 1, 20, 200, seed=1)
+    for live_only in (["--duration", "5s"], ["--until-stable"]):
+        assert main(["train", "--proc", "demo", "--from", str(tmp_path / "normal"),
+                     *live_only]) == 2
+        assert "drop them" in capsys.readouterr().err
+    assert main(["train", "--proc", "demo", "--from", str(tmp_path / "normal"),
+                 "--target-far", "0.01"]) == 0
+    capsys.readouterr()
+    header = ProfileStore(tmp_path / "store").header("demo")
+    assert header["calibration"]["target_far"] == 0.01
+    assert main(["profiles", "show", "demo"]) == 0  # what the probes found, in words
+    shown = capsys.readouterr().out
+    probed = [line for line in shown.splitlines() if line.startswith("probed")]
+    assert len(probed) == ("lowered_to_reach" in header["calibration"]) + (
+        "spliced_below_threshold" in header["calibration"])
+    assert header["thread_profile"]["calibration"]["target_far"] == 0.01
+    assert main(["train", "--proc", "demo", "--from", str(tmp_path / "more"), "--append",
+                 "--target-far", "0.02"]) == 0
+    header = ProfileStore(tmp_path / "store").header("demo")
+    assert header["calibration"]["target_far"] == 0.02
+
+
+def test_a_profile_trained_with_another_syscall_table_is_refused(tmp_path, trained, monkeypatch):
+    profile, traces = trained
+    s = ProfileStore(tmp_path / "p")
+    s.save(TrainedProfile("demo", profile, None, traces))
+    import sysgram.models.store as store_module
+
+    monkeypatch.setattr(store_module, "syscall_table_digest", lambda arch: "0" * 64)
+    with pytest.raises(UserError, match="another x86_64 syscall table"):
+        s.load("demo")

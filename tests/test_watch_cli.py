@@ -11,7 +11,8 @@ from sysgram.cli import main
 from sysgram.collector import items as ci
 from sysgram.features import Sequences
 from sysgram.models.profile import Profile
-from sysgram.models.store import ProfileStore, profile_meta
+from sysgram.models.store import ProfileStore
+from sysgram.models.training import TrainedProfile
 from sysgram.syscalls import table
 
 T = table("x86_64")
@@ -36,7 +37,7 @@ def store(tmp_path_factory):
     rng = np.random.default_rng(1)
     traces = Sequences.from_list([markov(rng, 2000) for _ in range(8)])
     profile = Profile(window=16, stride=4).fit(traces)
-    ProfileStore(root).save("victim", profile, profile_meta(profile), traces)
+    ProfileStore(root).save(TrainedProfile("victim", profile, None, traces))
     return root
 
 
@@ -151,3 +152,22 @@ def test_learn_saves_a_refitted_profile_on_exit(store, cut, collector, capsys):
     sources = after["training"]["sources"]
     assert sources[-1]["kind"] == "watch --learn" and sources[-1]["windows"] > 0
     assert after["training"]["windows"] > before["training"]["windows"]
+
+
+def test_the_calibrated_threshold_goes_through_watch(store, collector, capsys):
+    """No --threshold: the profile's own calibrated threshold decides, normal traffic is
+    quiet and the attack alerts against that threshold."""
+    threshold = ProfileStore(store).header("victim")["threshold"]
+    collector.script = stream()
+    code = main(["watch", "--proc", "victim", "--store", str(store), "--warmup", "0",
+                 "--duration", "1s"])
+    assert code == 0 and capsys.readouterr().out == ""
+    collector.script = stream(attack=True)
+    try:
+        code = main(["watch", "--proc", "victim", "--store", str(store), "--warmup", "0",
+                     "--json", "--exit-on-alert", "--duration", "5s"])
+    except SystemExit as done:
+        code = done.code
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    assert json.loads(out.splitlines()[0])["threshold"] == pytest.approx(threshold)

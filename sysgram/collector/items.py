@@ -90,6 +90,12 @@ class CollectorStats:
         """Every event known to be missing, whatever the cause."""
         return self.lost_events + self.recursion_misses
 
+    @property
+    def unattributed(self) -> int:
+        """Events known missing that no thread can be named for: any open stream may miss
+        some (consumers cut every stream when this rises)."""
+        return self.lost_unattributed + self.recursion_misses
+
     def as_dict(self) -> dict:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out["lost"] = self.lost

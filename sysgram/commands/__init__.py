@@ -8,7 +8,7 @@ import typer
 
 # One module per command group. A module listed here that does not exist yet is skipped,
 # so areas can land independently.
-_MODULES = ("doctor", "record", "datasets", "train", "watch", "evaluate")
+_MODULES = ("doctor", "record", "datasets", "train", "profiles", "score", "watch", "evaluate")
 
 
 def register_all(app: typer.Typer) -> None:

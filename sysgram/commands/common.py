@@ -1,9 +1,14 @@
-"""Helpers shared by the command modules: durations, names, output streams."""
+"""Helpers shared by the command modules: durations, names, options, and the one way
+every command writes to the terminal (`say`, `warn`, `loud`: each escapes what it prints,
+since names come from processes, files and headers)."""
 
 from __future__ import annotations
 
 import re
 import sys
+from typing import Annotated
+
+import typer
 
 from sysgram.errors import UserError
 from sysgram.sanitize import printable
@@ -45,6 +50,35 @@ def kernel_comm(name: str, warn_if_cut: bool = True) -> str:
                  f"matching '{cut}'.")
         return cut
     return name
+
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", help="Profile store directory (default $SYSGRAM_STORE or "
+                 "/var/lib/sysgram/profiles)."),
+]
+
+
+def say(message: str) -> None:
+    """One `sysgram:` line on stderr, escaped."""
+    print(f"sysgram: {printable(message)}", file=sys.stderr, flush=True)
+
+
+def loud(message: str) -> None:
+    """A warning that must not be missed: red on a terminal, escaped."""
+    text = f"sysgram: WARNING: {printable(message)}"
+    if stderr_is_tty():
+        text = f"\x1b[1;31m{text}\x1b[0m"
+    print(text, file=sys.stderr, flush=True)
+
+
+def curve_text(curve, limit: int = 12) -> str:
+    """A novelty curve in one line, its middle elided when long."""
+    values = [int(v) for v in curve]
+    if len(values) > limit:
+        return " ".join(map(str, values[: limit // 2])) + " … " + " ".join(
+            map(str, values[-limit // 2 :]))
+    return " ".join(map(str, values))
 
 
 def warn(message: str) -> None:

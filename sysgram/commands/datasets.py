@@ -9,11 +9,8 @@ from typing import Annotated
 import typer
 
 from sysgram.commands.common import warn
-from sysgram.datasets import Dataset, export_adfa, import_adfa
-from sysgram.datasets.adfa import ADFA_ARCH
 from sysgram.errors import UserError
 from sysgram.sanitize import printable
-from sysgram.syscalls import table
 
 FORMATS = ("adfa-ld",)
 
@@ -30,7 +27,8 @@ def register(app: typer.Typer) -> None:
 
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
-        raise UserError(f"unknown format '{printable(fmt)}'; use --format adfa-ld.")
+        # Raw: the CLI escapes a UserError's message once, when it prints it.
+        raise UserError(f"unknown format '{fmt}'; use --format adfa-ld.")
 
 
 # -- sysgram datasets info -------------------------------------------------------------
@@ -40,6 +38,8 @@ def info(
     top: Annotated[int, typer.Option(help="How many of the most frequent syscalls to list.")] = 10,
 ) -> None:
     """Summarise a dataset: threads, processes, syscalls, top syscalls, losses, labels."""
+    from sysgram.datasets import Dataset
+
     summary = Dataset.open(path).summary(top=max(top, 0))
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
@@ -93,6 +93,8 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="Output format: adfa-ld.")] = "adfa-ld",
 ) -> None:
     """Write one text file per thread trace (ADFA-LD layout when the dataset has labels)."""
+    from sysgram.datasets import Dataset, export_adfa
+
     _check_format(fmt)
     dataset = Dataset.open(path)
     for message in dataset.warnings:
@@ -113,10 +115,18 @@ def import_(
     src: Annotated[Path, typer.Argument(help="The corpus's top folder.")],
     path: Annotated[Path, typer.Argument(help="A new or empty directory for the dataset.")],
     fmt: Annotated[str, typer.Option("--format", help="Input format: adfa-ld.")] = "adfa-ld",
-    arch: Annotated[str, typer.Option(help="Syscall table of the numbers.")] = ADFA_ARCH,
+    arch: Annotated[
+        str | None, typer.Option(help="Syscall table of the numbers (default: ADFA-LD's, i386).")
+    ] = None,
 ) -> None:
     """Read an ADFA-LD-layout corpus (labels and attack families kept) into a dataset."""
+    # Imported here: `sysgram --help` must not pay for numpy.
+    from sysgram.datasets import import_adfa
+    from sysgram.datasets.adfa import ADFA_ARCH
+    from sysgram.syscalls import table
+
     _check_format(fmt)
+    arch = arch or ADFA_ARCH
     table(arch)  # an unknown table is refused before anything is written
     dataset = import_adfa(src, path, arch=arch)
     s = dataset.summary(top=0)

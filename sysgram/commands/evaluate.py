@@ -10,34 +10,21 @@ The work happens in sysgram.evaluation; this module parses options and prints.
 from __future__ import annotations
 
 import json
-import sys
 import time
-import unicodedata
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from sysgram.commands.common import say
 from sysgram.errors import UserError
+from sysgram.sanitize import printable
 
 FORMATS = ("adfa-ld", "dataset")
 
 
 def register(app: typer.Typer) -> None:
     app.command("eval")(evaluate)
-
-
-def _printable(text: object) -> str:
-    """`text` with control characters escaped, so names from disk cannot drive the terminal."""
-    return "".join(
-        ch if unicodedata.category(ch)[0] != "C" or ch == " "
-        else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
-        for ch in str(text)
-    )
-
-
-def _say(message: str) -> None:
-    print(f"sysgram: {_printable(message)}", file=sys.stderr, flush=True)
 
 
 PathList = list[Path] | None
@@ -80,7 +67,7 @@ def evaluate(
     started = time.perf_counter()
     corpus = _load(fmt, paths or [], train or [], normal or [], attack or [])
     if not as_json:
-        _say(f"fitting on {corpus.n_train_threads:,} normal threads; scoring "
+        say(f"fitting on {corpus.n_train_threads:,} normal threads; scoring "
              f"{corpus.n_normal:,} normal and {corpus.n_attack:,} attack traces")
     results = run_all(corpus, model, windows, tuple(BASELINES) if baselines else (),
                       n_bootstrap=bootstrap)
@@ -92,7 +79,7 @@ def evaluate(
         return
     print("\n".join(_format(corpus, results, seconds)))
     if report is not None:
-        _say(f"report written to {report}")
+        say(f"report written to {report}")
 
 
 def _load(fmt: str, paths: list[Path], train: list[Path], normal: list[Path],
@@ -107,7 +94,8 @@ def _load(fmt: str, paths: list[Path], train: list[Path], normal: list[Path],
         return load_adfa(paths[0])
     if fmt == "dataset":
         return load_datasets(labelled=paths, train=train, normal=normal, attack=attack)
-    raise UserError(f"unknown format '{_printable(fmt)}'; use --format adfa-ld or "
+    # Raw: the CLI escapes a UserError's message once, when it prints it.
+    raise UserError(f"unknown format '{fmt}'; use --format adfa-ld or "
                     "--format dataset.")
 
 
@@ -129,10 +117,11 @@ def _format(corpus, results, seconds: float) -> list[str]:
     fam_rows = [["family", "attacks", *METRIC_HEADERS]]
     fam_rows += [[f, str(m.n_attack), *metric_cells(m)] for f, m in main.per_family.items()]
     lines = [
-        f"corpus     {_printable(corpus.name)} ({corpus.arch}): {corpus.n_train_threads:,} "
+        f"corpus     {printable(corpus.name)} ({corpus.arch}): {corpus.n_train_threads:,} "
         f"training threads, {corpus.n_normal:,} normal and {corpus.n_attack:,} attack "
         "test traces",
-        f"sysgram    {_printable(main.detector)}",
+        f"sysgram    {printable(main.detector)}",
+        *_alert_line(main.extra.get("alerts"), main.extra.get("threshold")),
         "",
         *_columns(rows),
         "",
@@ -141,8 +130,16 @@ def _format(corpus, results, seconds: float) -> list[str]:
         "",
         f"95 % bootstrap intervals in brackets; total {seconds:.1f} s.",
     ]
-    lines += [f"note: {_printable(n)}" for n in corpus.notes]
+    lines += [f"note: {printable(n)}" for n in corpus.notes]
     return lines
+
+
+def _alert_line(alerts: dict | None, threshold: float | None) -> list[str]:
+    if not alerts:
+        return ["alerts     none: the profile has no calibrated threshold for these traces"]
+    return [f"alerts     at the calibrated threshold {threshold:.6g} (threshold and novelty, "
+            f"as watch decides): {alerts['detected']:,} of {alerts['attacks']:,} attacks, "
+            f"{alerts['false_alarms']:,} of {alerts['normal']:,} normal traces"]
 
 
 def _columns(rows: list[list[str]]) -> list[str]:

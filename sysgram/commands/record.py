@@ -14,6 +14,7 @@ import typer
 
 from sysgram.commands.common import kernel_comm, parse_duration, stderr_is_tty
 from sysgram.errors import UserError
+from sysgram.sanitize import printable
 
 # Heavy modules (numpy, bcc, the datasets package) are imported when the command runs,
 # not when the CLI starts: `sysgram --help` stays instant and start-to-attached short.
@@ -22,8 +23,9 @@ STATUS_INTERVAL_S = 1.0
 WRITE_INTERVAL_S = 0.25   # flush to disk this often: a kill -9 loses well under 1 s
 
 
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+def _line(text: str) -> None:
+    """A progress line of its own (no `sysgram:` prefix), escaped like every other."""
+    print(printable(text), file=sys.stderr, flush=True)
 
 
 def default_out(comm: str) -> Path:
@@ -132,11 +134,11 @@ def run_recording(comm: str, exe: str | None, seconds: float | None, out: Path) 
     try:
         collector.start()
         started_at = time.monotonic()     # the duration counts from when tracing is live
-        _say(f"attached: recording processes named '{comm}'"
+        _line(f"attached: recording processes named '{comm}'"
              + (f" running {exe}" if exe else "") + f" into {out}")
         waiting = not pids_with_comm(comm)
         if waiting:
-            _say(f"no process is named '{comm}' yet; waiting for one to start "
+            _line(f"no process is named '{comm}' yet; waiting for one to start "
                  "(Ctrl-C to stop).")
         _record_loop(collector, writer, stop, started_at, seconds, announce_first=waiting)
         collector.stop()                  # one last flush round, then what it held
@@ -149,10 +151,10 @@ def run_recording(comm: str, exe: str | None, seconds: float | None, out: Path) 
         raise
     collector.close()
     if stderr_is_tty():
-        _say("")
+        _line("")
     if stop.reason:
-        _say(f"stopped by {stop.reason}.")
-    _say(_summary(stats, time.monotonic() - started_at, out))
+        _line(f"stopped by {stop.reason}.")
+    _line(_summary(stats, time.monotonic() - started_at, out))
 
 
 def _close_writer(writer, collector) -> None:
@@ -178,7 +180,9 @@ def _record_loop(collector, writer, stop: _StopFlag, started_at: float,
         started = write_items(writer, collector.poll(0.05).items)
         if announce_first and started:
             proc = started[0]
-            _say(f"{chr(13) if tty else ''}process {proc.pid} ({proc.comm}) started; recording.")
+            if tty:
+                sys.stderr.write("\r")  # over the status line
+            _line(f"process {proc.pid} ({proc.comm}) started; recording.")
             announce_first = False
         if now - last_write >= WRITE_INTERVAL_S:
             writer.flush()

@@ -1,52 +1,36 @@
-"""`sysgram train`, `sysgram profiles list|show|rm` and `sysgram score`: profiles at the terminal.
+"""`sysgram train`: learn a binary's profile, live or from recordings, at the terminal.
 
-The work happens in sysgram.models (Profile, ProfileStore) and sysgram.datasets; this
-module parses options, shows progress and prints results.
+The work happens in `sysgram.models.training` (the training service) and
+`sysgram.datasets`; this module parses options, shows progress and prints results.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
-from sysgram.commands.common import kernel_comm, parse_duration, stderr_is_tty, warn
+from sysgram.commands.common import (
+    StoreOption,
+    curve_text,
+    kernel_comm,
+    loud,
+    parse_duration,
+    say,
+    stderr_is_tty,
+    warn,
+)
 from sysgram.errors import UserError
-from sysgram.sanitize import printable
 
-StoreOption = Annotated[
-    str | None,
-    typer.Option("--store", help="Profile store directory (default $SYSGRAM_STORE or "
-                 "/var/lib/sysgram/profiles)."),
-]
+DEFAULT_DURATION = "10m"
+DEFAULT_TARGET_FAR = 1e-4
 
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
-    app.command("score")(score)
-    group = typer.Typer(help="List, inspect and remove trained profiles.", no_args_is_help=True)
-    group.command("list")(profiles_list)
-    group.command("show")(profiles_show)
-    group.command("rm")(profiles_rm)
-    app.add_typer(group, name="profiles")
-
-
-# -- terminal helpers --------------------------------------------------------------------
-def say(message: str) -> None:
-    print(f"sysgram: {printable(message)}", file=sys.stderr, flush=True)
-
-
-
-def loud(message: str) -> None:
-    text = f"sysgram: WARNING: {printable(message)}"
-    if stderr_is_tty():
-        text = f"\x1b[1;31m{text}\x1b[0m"
-    print(text, file=sys.stderr, flush=True)
 
 
 # -- sysgram train -----------------------------------------------------------------------
@@ -57,8 +41,10 @@ def train(
         typer.Option("--from", help="Train from these recordings instead of live (repeatable)."),
     ] = None,
     duration: Annotated[
-        str, typer.Option(help="Live: how long to record (the most, with --until-stable).")
-    ] = "10m",
+        str | None,
+        typer.Option(help="Live: how long to record (the most, with --until-stable; "
+                     f"default {DEFAULT_DURATION}).")
+    ] = None,
     model: Annotated[
         str | None, typer.Option("--model", help="Detector (default: the project's default).")
     ] = None,
@@ -77,8 +63,10 @@ def train(
     window: Annotated[int | None, typer.Option(help="Window length in calls.")] = None,
     stride: Annotated[int | None, typer.Option(help="Calls between window starts.")] = None,
     target_far: Annotated[
-        float, typer.Option(help="Target false alarms per window (default 1 in 10,000).")
-    ] = 1e-4,
+        float | None,
+        typer.Option(help="Target false alarms per window (default 1 in 10,000; with "
+                     "--append, the profile's).")
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Learn a binary's profile, live or from recordings, and save it in the store."""
@@ -88,37 +76,41 @@ def train(
 
     comm = kernel_comm(proc)
     _check_options(window, stride, target_far, stable_rate)
+    if sources and (duration is not None or until_stable):
+        raise UserError("--duration and --until-stable say how long to record live; drop them "
+                        "when training from recordings with --from.")
+    if append and not sources:
+        raise UserError("--append extends a profile with recordings; give them with --from.")
     profile_store = ProfileStore(store)
     profile_store.path(comm)  # a bad name fails before any recording
     previous = _previous(profile_store, comm, append)
     if sources:
         threads, arch, described = _threads_from_datasets(sources)
     else:
-        if append:
-            raise UserError("--append extends a profile with recordings; give them with --from.")
         threads, arch, described = _threads_live(
-            comm, parse_duration(duration), until_stable, stable_rate, parse_duration(stable_for),
-            (window, stride),
+            comm, parse_duration(duration or DEFAULT_DURATION), until_stable, stable_rate,
+            parse_duration(stable_for), (window, stride),
         )
     if previous is not None:
         if model or window or stride:
-            warn("--append keeps the profile's detector and windows; --model, --window and "
-                 "--stride are ignored (retrain without --append to change them).")
-        arch = previous.profile.arch_
+            raise UserError("--append keeps the profile's detector and windows; drop --model, "
+                            "--window and --stride, or retrain without --append to change them.")
         params = previous.profile.get_params()
+        if target_far is not None:  # a calibration choice: recalibrating honours it
+            params["target_far"] = target_far
     else:
-        params = {"detector": model, "window": window, "stride": stride, "target_far": target_far,
-                  "arch": arch or host_arch()}
+        params = {"detector": model, "window": window, "stride": stride,
+                  "target_far": target_far or DEFAULT_TARGET_FAR, "arch": arch or host_arch()}
     _fit_and_save(profile_store, comm, Profile(**params), threads, described, previous)
 
 
-def _check_options(window: int | None, stride: int | None, target_far: float,
+def _check_options(window: int | None, stride: int | None, target_far: float | None,
                    stable_rate: float) -> None:
     if window is not None and not 2 <= window <= 1 << 20:
         raise UserError(f"--window {window} is out of range; give 2 to 1048576 calls.")
     if stride is not None and stride < 1:
         raise UserError(f"--stride {stride} is out of range; give at least 1 call.")
-    if not 0 < target_far < 0.5:
+    if target_far is not None and not 0 < target_far < 0.5:
         raise UserError(f"--target-far {target_far:g} is out of range; give a rate between 0 "
                         "and 0.5, e.g. 1e-4 for one false alarm per 10,000 windows.")
     if stable_rate < 0:
@@ -193,7 +185,8 @@ def _record(collector, learning, started: float, duration: float, until_stable: 
     last_line = started
     try:
         while (now := time.monotonic()) - started < duration:
-            learning.add(collector.poll(0.2).items, now)
+            unattributed = collector.stats().unattributed  # before the poll: cut first
+            learning.add(collector.poll(0.2).items, now, unattributed)
             if stderr_is_tty():
                 _progress(now - started, duration, learning)
             elif now - last_line >= 30:  # logs get a line every 30 s instead of a bar
@@ -242,62 +235,16 @@ def _progress(elapsed: float, duration: float, learning) -> None:
 
 def _fit_and_save(profile_store, comm: str, profile, threads: list, described: list[dict],
                   previous) -> None:
-    from sysgram.models.store import profile_meta
-    from sysgram.models.training_data import binary_identity, to_streams
+    from sysgram.models.training import train_profile
 
-    streams = to_streams(threads, profile.arch or "x86_64")
-    pieces = streams.pieces
-    if previous is not None:
-        pieces = _concat(previous.traces, pieces)
-        described = list((previous.header.get("training") or {}).get("sources") or []) + described
-    if streams.lost_events:
-        say(f"{streams.lost_events:,} events were lost in the recordings; threads are cut there.")
-    if streams.unencodable:
-        warn(f"{streams.unencodable:,} calls have numbers beyond the {profile.arch} table and "
-             "count as one 'unknown' syscall.")
-    say(f"fitting on {len(pieces):,} streams, {int(pieces.offsets[-1]):,} calls...")
-    started = time.perf_counter()
-    profile.fit(pieces)
-    took = time.perf_counter() - started
-    thread_profile = _fit_thread_profile(pieces, profile.arch_)
-    binary = binary_identity(threads, comm)
-    if previous is not None and not binary.get("sha256"):
-        binary = previous.header.get("binary") or binary
-    meta = profile_meta(profile, binary=binary, sources=described, thread_profile=thread_profile)
-    path = profile_store.save(comm, profile, meta, pieces, thread_profile)
-    print("\n".join(_fit_summary(profile, took, path)))
-
-
-def _fit_thread_profile(pieces, arch: str):
-    """The whole-thread profile beside the window one, when there are threads enough.
-
-    It is the detector `sysgram eval` measures (defaults.thread_profile_params): each
-    thread stream is scored whole, which the research found far ahead of any roll-up of
-    window scores. It calibrates on held-out threads, so it needs a few hundred of them
-    (short-lived processes and worker threads bring them).
-    """
-    from sysgram.models.defaults import thread_profile_params
-    from sysgram.models.profile import Profile
-
-    thread_profile = Profile(**thread_profile_params(), arch=arch)
-    need = thread_profile.min_windows()
-    if len(pieces) < need:
-        say(f"thread profile: not fitted, {len(pieces):,} thread streams where it needs "
-            f"{need:,}; record longer, or more processes, to get one.")
-        return None
-    started = time.perf_counter()
-    thread_profile.fit(pieces)
-    say(f"thread profile: {thread_profile.detector_name_} on {len(pieces):,} whole thread "
-        f"streams in {time.perf_counter() - started:.1f}s")
-    return thread_profile
-
-
-def _concat(a, b):
-    from sysgram.features import Sequences
-
-    offsets = np.concatenate([a.offsets, b.offsets[1:] + a.offsets[-1]])
-    return Sequences(np.concatenate([np.asarray(a.values, np.uint16),
-                                     np.asarray(b.values, np.uint16)]), offsets)
+    say(f"fitting on {len(threads):,} threads...")
+    trained = train_profile(comm, threads, profile, sources=described, previous=previous)
+    for message in trained.notes:
+        say(message)
+    for message in trained.warnings:
+        warn(message)
+    path = profile_store.save(trained)
+    print("\n".join(_fit_summary(trained.profile, trained.fit_seconds, path)))
 
 
 def _fit_summary(profile, took: float, path: Path) -> list[str]:
@@ -309,206 +256,6 @@ def _fit_summary(profile, took: float, path: Path) -> list[str]:
         f"threshold  {cal['threshold']:.6g} for {cal['target_far']:g} false alarms per window "
         f"({cal['method']}, {cal['n_calibration']:,} held-out windows by {s['split']}, "
         f"{cal['exceedances']} above; verifiable down to {cal['verifiable_far']:.2g})",
-        f"novelty    {_curve_text(curve)} new n-grams per 1,000 windows",
+        f"novelty    {curve_text(curve)} new n-grams per 1,000 windows",
         f"saved      {path}",
     ]
-
-
-def _curve_text(curve, limit: int = 12) -> str:
-    values = [int(v) for v in curve]
-    if len(values) > limit:
-        return " ".join(map(str, values[: limit // 2])) + " … " + " ".join(
-            map(str, values[-limit // 2 :]))
-    return " ".join(map(str, values))
-
-
-# -- sysgram profiles ---------------------------------------------------------------------
-def profiles_list(
-    store: StoreOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """List the trained profiles in the store."""
-    from sysgram.models.store import ProfileStore
-
-    profile_store = ProfileStore(store)
-    rows = []
-    for name in profile_store.names():
-        try:
-            rows.append(_list_row(name, profile_store.header(name)))
-        except UserError as err:
-            rows.append({"name": name, "error": err.message})
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        say(f"no profiles in {profile_store.root}; train one with `sysgram train --proc NAME`.")
-        return
-    for r in rows:
-        if "error" in r:
-            print(f"{printable(r['name']):16} unreadable: {printable(r['error'])}")
-            continue
-        print(f"{printable(r['name']):16} {printable(r['detector']):8} {r['windows']:>10,} "
-              f"windows  threshold {r['threshold']:.4g}  {printable(r['binary'])}")
-
-
-def _damaged(name: str) -> UserError:
-    return UserError(f"the profile '{name}' has a damaged header; retrain it with "
-                     f"`sysgram train --proc {name}` or remove it with `sysgram profiles rm`.")
-
-
-def _list_row(name: str, header: dict) -> dict:
-    """One `profiles list` row; the header is data from disk, so every field is checked."""
-    try:
-        training = header.get("training") or {}
-        windows, threshold = training.get("windows") or 0, header.get("threshold")
-        binary = header.get("binary") or {}
-        row = {"name": name, "detector": str(header["features"]["detector"]),
-               "windows": int(windows), "threshold": float(threshold),
-               "created": header.get("created"),
-               "binary": str(binary.get("path") or "") if isinstance(binary, dict) else ""}
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise _damaged(name) from None
-    return row
-
-
-def profiles_show(
-    name: Annotated[str, typer.Argument(help="Profile (process) name.")],
-    store: StoreOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the header as JSON.")] = False,
-) -> None:
-    """Show what a profile was trained on, its threshold, novelty curve and binary."""
-    from sysgram.models.store import ProfileStore, binary_changed
-
-    header = ProfileStore(store).header(name)
-    if as_json:
-        print(json.dumps(header, indent=2))
-        return
-    try:
-        lines = _show_lines(header)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-        raise _damaged(name) from None
-    print("\n".join(lines))
-    changed = binary_changed(header.get("binary") or {})
-    if changed:
-        warn(changed)
-
-
-def _show_lines(header: dict) -> list[str]:
-    f, t, cal = header["features"], header.get("training") or {}, header.get("calibration") or {}
-    b = header.get("binary") or {}
-    lines = [
-        f"profile    {printable(header.get('name'))}  (format {header['format_version']}, "
-        f"sysgram {printable(header['versions'].get('sysgram'))}, scikit-learn "
-        f"{printable(header['versions'].get('sklearn'))})",
-        f"binary     {printable(b.get('path') or 'unknown path')}  sha256 "
-        f"{(b.get('sha256') or 'unknown')[:16]}",
-        f"features   windows of {f['window']} calls every {f['stride']}, n-grams "
-        f"{printable(','.join(map(str, f['orders'])))}, syscall table "
-        f"{printable(header['syscall_table']['arch'])}",
-        f"detector   {printable(f['detector'])}  roll-up {printable(f['rollup'])}",
-        f"trained on {t.get('threads', 0):,} streams, {t.get('syscalls', 0):,} calls, "
-        f"{t.get('windows', 0):,} windows ({t.get('fit_windows', 0):,} fit, "
-        f"{t.get('calibration_windows', 0):,} held out by {printable(t.get('split'))})",
-        f"vocabulary {printable(t.get('distinct_syscalls'))} syscalls, n-grams per order "
-        f"{printable(t.get('distinct_ngrams'))}",
-        f"threshold  {header['threshold']:.6g} ({printable(cal.get('method'))}, target "
-        f"{cal.get('target_far')}, {cal.get('exceedances')} of {cal.get('n_calibration')} "
-        f"held-out windows above, verifiable down to {cal.get('verifiable_far', 0):.2g})",
-        f"novelty    {_curve_text(header.get('novelty_curve') or [], 20)} new n-grams per "
-        "1,000 windows",
-        _thread_profile_line(header.get("thread_profile")),
-    ]
-    for src in t.get("sources") or []:
-        lines.append(f"source     {printable(json.dumps(src))}")
-    return lines
-
-
-def _thread_profile_line(tp: dict | None) -> str:
-    if not tp:
-        return "threads    no thread profile (training had too few thread streams)"
-    threshold = "none" if tp.get("threshold") is None else f"{tp['threshold']:.6g}"
-    return (f"threads    {printable(tp.get('detector'))} on {tp.get('threads', 0):,} whole "
-            f"streams ({tp.get('calibration_threads', 0):,} held out), threshold {threshold}")
-
-
-def profiles_rm(
-    name: Annotated[str, typer.Argument(help="Profile (process) name.")],
-    store: StoreOption = None,
-) -> None:
-    """Remove a profile from the store."""
-    from sysgram.models.store import ProfileStore
-
-    path = ProfileStore(store).remove(name)
-    say(f"removed {path}")
-
-
-# -- sysgram score ------------------------------------------------------------------------
-def score(
-    dataset: Annotated[Path, typer.Argument(help="The recording to score.")],
-    proc: Annotated[str, typer.Option("--proc", help="Whose profile to score with.")],
-    store: StoreOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    windows_shown: Annotated[
-        int, typer.Option("--top", help="Text output: how many of the worst windows to list.")
-    ] = 10,
-) -> None:
-    """Score a recording offline with a profile: per window and per thread."""
-    from sysgram.datasets import Dataset
-    from sysgram.models.offline import score_threads
-    from sysgram.models.store import ProfileStore
-
-    comm = kernel_comm(proc)
-    loaded = ProfileStore(store).load(comm)
-    for message in loaded.warnings:
-        warn(message)
-    data = Dataset.open(dataset)
-    for message in data.warnings:
-        warn(f"{dataset}: {message}")
-    result = score_threads(loaded.profile, data.threads, loaded.thread_profile)
-    if result["summary"]["unencodable_calls"]:
-        warn(f"{result['summary']['unencodable_calls']:,} calls have numbers beyond the "
-             f"{loaded.profile.arch_} table and count as one 'unknown' syscall.")
-    if as_json:
-        print(json.dumps(result, indent=1))
-        return
-    print("\n".join(_score_text(result, windows_shown)))
-
-
-def _score_text(result: dict, top: int) -> list[str]:
-    s = result["summary"]
-    lines = [
-        f"scored     {s['threads']:,} threads, {s['windows']:,} windows with threshold "
-        f"{result['threshold']:.6g}: {s['anomalous_windows']:,} windows and "
-        f"{s['anomalous_threads']:,} threads above",
-    ]
-    if s["lost_events"]:
-        lines.append(f"losses     {s['lost_events']:,} events missing; windows never span them")
-    for p in result["processes"]:
-        mark = "  ALERT" if p["anomalous"] else ""
-        score = "—" if p["score"] is None else f"{p['score']:.6g}"
-        lines.append(f"process    pid {p['pid']}: {p['threads']} threads, {p['windows']:,} "
-                     f"windows, {p['anomalous_threads']} threads above, score {score}{mark}")
-    tp = result.get("thread_profile")
-    if tp:
-        cut = "none" if tp["threshold"] is None else f"{tp['threshold']:.6g}"
-        lines.append(f"streams    each thread scored whole by {tp['detector']} (threshold {cut}): "
-                     f"{tp['anomalous_threads']:,} threads above")
-    lines.append("threads    tid      pid      windows  anomalous  score" +
-                 ("        whole-stream score" if tp else ""))
-    for t in result["threads"]:
-        mark = "  ALERT" if t["anomalous"] else ""
-        score = "—" if t["score"] is None else f"{t['score']:.6g}"
-        line = (f"           {t['tid']:<8} {t['pid']:<8} {t['windows']:>7}  "
-                f"{t['anomalous_windows']:>9}  {score}{mark}")
-        if tp:
-            whole = "—" if t["stream_score"] is None else f"{t['stream_score']:.6g}"
-            line += f"  {whole}" + ("  ALERT" if t["stream_anomalous"] else "")
-        lines.append(line)
-    worst = sorted(result["windows"], key=lambda w: -w["score"])[:top]
-    if worst:
-        lines.append("worst windows")
-    for w in worst:
-        new = ", ".join(w["explain"]["new_syscalls"]) if w.get("explain") else ""
-        lines.append(f"           tid {w['tid']} at call {w['start']}: {w['score']:.6g}"
-                     + ("  ALERT" if w["anomalous"] else "") + (f"  new: {new}" if new else ""))
-    return lines

@@ -15,11 +15,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Annotated, TextIO
 
 import typer
 
-from sysgram.commands.common import kernel_comm, parse_duration, warn
+from sysgram.commands.common import StoreOption, kernel_comm, parse_duration, say, warn
 from sysgram.errors import UserError
 
 EXIT_STOPPED, EXIT_ALERTED = 0, 1
@@ -119,38 +119,37 @@ def _open_alerts_file(path: Path) -> TextIO:
 
 
 def _save_learned(store: str | None, name: str, loaded, learner) -> None:
-    """Refit on the training streams plus the windows that scored normal; save."""
-    from sysgram.models.store import ProfileStore, profile_meta
+    """Refit on the training streams plus the streams learned live; save."""
+    from sysgram.models.store import ProfileStore
+    from sysgram.models.training import retrain_with_streams
 
-    if learner.kept == 0:
-        print("sysgram: --learn: no normal windows to learn from; the profile is unchanged.",
-              file=sys.stderr)
-        return
     if learner.overflow:
-        print(f"sysgram: --learn: the learning buffer was full; {learner.overflow:,} normal "
-              f"windows were not kept (kept {learner.kept:,}).", file=sys.stderr)
-    print(f"sysgram: --learn: refitting on {learner.kept:,} new normal windows...",
-          file=sys.stderr, flush=True)
-    profile, traces = learner.refit(loaded.traces)
-    sources = list((loaded.header.get("training") or {}).get("sources") or [])
-    sources.append({"kind": "watch --learn", "windows": learner.kept})
-    # The thread profile is kept as it was: --learn refits the window profile only.
-    meta = profile_meta(profile, binary=loaded.header.get("binary") or {}, sources=sources,
-                        thread_profile=loaded.thread_profile)
-    path = ProfileStore(store).save(name, profile, meta, traces, loaded.thread_profile)
-    print(f"sysgram: saved the updated profile to {path}", file=sys.stderr)
+        warn(f"--learn: the learning buffer was full; {learner.overflow:,} learnable windows "
+             f"were not kept (kept {learner.kept_windows:,}).")
+    streams = learner.streams()
+    if len(streams) == 0:
+        say("--learn: no window was learnable (at or below the threshold, nothing unseen); "
+            "the profile is unchanged.")
+        return
+    say(f"--learn: refitting on {learner.kept_windows:,} new windows in {len(streams):,} "
+        "thread streams...")
+    source = {"kind": "watch --learn", "windows": learner.kept_windows, "streams": len(streams)}
+    trained = retrain_with_streams(name, loaded, streams, source)
+    for message in trained.warnings:
+        warn(message)
+    path = ProfileStore(store).save(trained)
+    say(f"saved the updated profile to {path}")
 
 
 def _thread_verdicts(thread_profile):
     """Whole-thread verdicts when the profile has a thread profile with a threshold."""
     from sysgram.watch.verdicts import ThreadVerdicts
 
-    if thread_profile is None or thread_profile.thread_threshold_ is None:
-        return None
-    print(f"sysgram: judging each thread's whole stream as it ends too "
-          f"({thread_profile.detector_name_}, threshold {thread_profile.thread_threshold_:.4g})",
-          file=sys.stderr)
-    return ThreadVerdicts(thread_profile)
+    verdicts = ThreadVerdicts.of(thread_profile)
+    if verdicts is not None:
+        say(f"judging each thread's whole stream as it ends too "
+            f"({thread_profile.detector_name_}, threshold {verdicts.threshold:.4g})")
+    return verdicts
 
 
 @contextlib.contextmanager
@@ -171,43 +170,38 @@ def _stop_on_signals(stop: threading.Event):
 
 
 def watch(
-    proc: str = typer.Option(..., "--proc", help="Process name to watch (as `ps -o comm` shows)."),
-    store: str = typer.Option(
-        None, "--store", help="Profile store directory (default $SYSGRAM_STORE or "
-        "/var/lib/sysgram/profiles)."
-    ),
-    json_out: bool = typer.Option(False, "--json", help="Write alerts as JSON lines on stdout."),
-    alerts_file: str = typer.Option(
-        None, "--alerts", help="Also append alerts as JSON lines to this file."
-    ),
-    threshold: float = typer.Option(
-        None, "--threshold", help="Alert above this window score (default: the profile's)."
-    ),
-    warmup: str = typer.Option(
-        "2s", "--warmup", help="Quiet period after each process start or exec (0 to disable)."
-    ),
-    aggregate: str = typer.Option(
-        "5s", "--aggregate", help="Fold further alerts of a process within this period."
-    ),
-    exit_on_alert: bool = typer.Option(
-        False, "--exit-on-alert", help="Stop at the first alert (exit code 1)."
-    ),
-    max_alerts: int = typer.Option(
-        None, "--max-alerts", min=1, help="Stop after N alerts (exit code 1)."
-    ),
-    learn: bool = typer.Option(
-        False, "--learn", help="Keep learning from windows that score normal; save on exit."
-    ),
-    duration: str = typer.Option(None, "--duration", help="Stop after this long (e.g. 10m)."),
+    proc: Annotated[str, typer.Option("--proc", help="Process name to watch (as `ps -o comm` "
+                                      "shows it).")],
+    store: StoreOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Write alerts as JSON lines on "
+                                           "stdout.")] = False,
+    alerts_file: Annotated[str | None, typer.Option(
+        "--alerts", help="Also append alerts as JSON lines to this file.")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", help="Alert above this window score (default: the profile's).")] = None,
+    warmup: Annotated[str, typer.Option(
+        "--warmup", help="Quiet period after each process start or restart (0 to disable).")
+    ] = "2s",
+    aggregate: Annotated[str, typer.Option(
+        "--aggregate", help="Fold further alerts of a process within this period.")] = "5s",
+    exit_on_alert: Annotated[bool, typer.Option(
+        "--exit-on-alert", help="Stop at the first alert (exit code 1).")] = False,
+    max_alerts: Annotated[int | None, typer.Option(
+        "--max-alerts", min=1, help="Stop after N alerts (exit code 1).")] = None,
+    learn: Annotated[bool, typer.Option(
+        "--learn", help="Keep learning from windows the policy lets learn; save on exit.")
+    ] = False,
+    duration: Annotated[str | None, typer.Option(
+        "--duration", help="Stop after this long (e.g. 10m).")] = None,
 ) -> None:
     """Watch live processes of a binary and alert when a window of syscalls is anomalous.
 
     Exit codes: 0 stopped by Ctrl-C, SIGTERM or --duration; 1 stopped by --exit-on-alert
     or --max-alerts; 2 a user error. JSON schema: docs/alerts.md.
     """
-    from sysgram.syscalls import table
+    from sysgram.syscalls import host_arch, table
     from sysgram.watch import ThresholdScorer, WatchConfig, WatchEngine
-    from sysgram.watch.learning import WindowLearner
+    from sysgram.watch.learning import StreamLearner
     from sysgram.watch.render import summary_text
     from sysgram.watch.session import StopRules, WatchSession
 
@@ -219,16 +213,12 @@ def watch(
     for message in loaded.warnings:
         warn(message)
     profile = loaded.profile
-    arch = getattr(profile, "arch_", None)
-    learner = WindowLearner(profile) if learn else None
+    learner = StreamLearner(profile.window_, profile.stride_) if learn else None
     scorer = ThresholdScorer(profile, threshold=threshold, learner=learner)
     verdicts = _thread_verdicts(loaded.thread_profile)
-    engine = WatchEngine(
-        scorer,
-        WatchConfig(binary=comm, warmup_s=warmup_s, aggregate_s=aggregate_s),
-        table(arch),
-        verdicts=verdicts,
-    )
+    config = WatchConfig(binary=comm, warmup_s=warmup_s, aggregate_s=aggregate_s,
+                         binary_path=loaded.binary_path, arch=host_arch())
+    engine = WatchEngine(scorer, config, table(profile.arch_), verdicts=verdicts)
     status_line = StatusLine(sys.stderr, comm) if sys.stderr.isatty() else None
     sink_class = JsonSink if json_out else TextSink
     sinks = [sink_class(sys.stdout, status_line)]

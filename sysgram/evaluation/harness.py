@@ -18,6 +18,7 @@ from sysgram.errors import UserError
 from sysgram.evaluation.baselines import BASELINES
 from sysgram.evaluation.corpus import EvalCorpus
 from sysgram.evaluation.metrics import Metrics, compute_metrics
+from sysgram.features.sequences import max_by_group
 
 SYSGRAM = "sysgram"
 
@@ -39,9 +40,7 @@ class MethodResult:
 
 def trace_scores(piece_scores: np.ndarray, owner: np.ndarray, n_traces: int) -> np.ndarray:
     """A trace's score is its worst (highest) piece; traces with no piece get -inf."""
-    out = np.full(n_traces, -np.inf)
-    np.maximum.at(out, owner, piece_scores)
-    return out
+    return max_by_group(piece_scores, owner, n_traces)
 
 
 def measure(corpus: EvalCorpus, scores: np.ndarray, n_bootstrap: int, seed: int = 0
@@ -88,6 +87,7 @@ def run_sysgram(corpus: EvalCorpus, model: str | None = None, windows: bool = Fa
     scores = trace_scores(pieces, corpus.test_owner, len(corpus.labels))
     scored = time.perf_counter()
     overall, per_family = measure(corpus, _finite(scores), n_bootstrap)
+    alerted = _alerted(profile, corpus.test, pieces, windows)
     config = {"detector": profile.detector_name_, "window": profile.window_,
               "stride": profile.stride_, "rollup": profile.rollup_name_,
               "profile": "windows" if windows else "threads"}
@@ -96,7 +96,36 @@ def run_sysgram(corpus: EvalCorpus, model: str | None = None, windows: bool = Fa
     label = f"{profile.detector_name_} ({unit}, roll-up {profile.rollup_name_})"
     return MethodResult(SYSGRAM, label, config, scores, overall, per_family,
                         fitted - start, scored - fitted,
-                        {"threshold": profile.thread_threshold_})
+                        {"threshold": profile.threshold_ if windows else profile.thread_threshold_,
+                         "alerts": _alert_counts(corpus, alerted)})
+
+
+def _alerted(profile, test, piece_scores: np.ndarray, windows: bool) -> np.ndarray | None:
+    """Per test piece: does sysgram alert on it? The alert policy decides, as `watch` does:
+    on each window (window profile), or on the whole stream (thread profile)."""
+    from sysgram.models.policy import AlertPolicy
+
+    if windows:
+        w = profile.windows(test)
+        verdicts = AlertPolicy.for_windows(profile).classify(
+            profile, profile.score_windows(w.seqs), w.seqs)
+        return np.bincount(w.source, weights=verdicts.anomalous, minlength=len(test)) > 0
+    policy = AlertPolicy.for_threads(profile)
+    if policy is None:
+        return None
+    return policy.classify(profile, piece_scores, test).anomalous
+
+
+def _alert_counts(corpus: EvalCorpus, alerted: np.ndarray | None) -> dict | None:
+    """Test traces alerted at the calibrated threshold: false alarms and detections."""
+    if alerted is None:
+        return None
+    per_trace = np.bincount(corpus.test_owner, weights=alerted,
+                            minlength=len(corpus.labels)) > 0
+    return {"false_alarms": int(np.count_nonzero(per_trace & (corpus.labels == 0))),
+            "normal": corpus.n_normal,
+            "detected": int(np.count_nonzero(per_trace & (corpus.labels == 1))),
+            "attacks": corpus.n_attack}
 
 
 def run_baseline(corpus: EvalCorpus, name: str, n_bootstrap: int = 1000) -> MethodResult:

@@ -39,6 +39,25 @@ class Sequences:
         return cls(values, offsets)
 
     @classmethod
+    def concat(cls, parts: list[Sequences | np.ndarray]) -> Sequences:
+        """One batch of every part's sequences, in order (a 2-D array is its rows, a 1-D
+        array one sequence)."""
+        batches = [
+            p if isinstance(p, Sequences)
+            else cls.from_windows(p) if p.ndim == 2 else cls.from_list([p])
+            for p in parts
+        ]
+        if not batches:
+            return cls.from_list([])
+        bases = np.cumsum([0] + [len(b.values) for b in batches[:-1]])
+        offsets = np.concatenate(
+            [np.zeros(1, dtype=np.int64)]
+            + [b.offsets[1:] - b.offsets[0] + base for b, base in zip(batches, bases, strict=True)]
+        )
+        values = np.concatenate([np.asarray(b.values, dtype=np.uint16) for b in batches])
+        return cls(values, offsets.astype(np.int64))
+
+    @classmethod
     def from_windows(cls, windows: np.ndarray) -> Sequences:
         """From a 2-D (n_windows, length) array of equal-length windows."""
         n, length = windows.shape
@@ -88,6 +107,14 @@ class Sequences:
     def row_of_position(self) -> np.ndarray:
         """For each value, the index of the sequence it belongs to."""
         return np.repeat(np.arange(len(self)), self.lengths)
+
+
+def max_by_group(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """The maximum of `values` in each of `n_groups` groups (-inf for an empty group): the
+    roll-up of window scores to threads, and of piece scores to threads."""
+    out = np.full(n_groups, -np.inf)
+    np.maximum.at(out, np.asarray(group, dtype=np.int64), np.asarray(values, dtype=np.float64))
+    return out
 
 
 def ngram_codes(seqs: Sequences, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,12 +3,19 @@
 Threads are cut at losses first (no window spans missing events), so a thread's windows
 are those of its loss-free pieces and its score is the roll-up over its pieces' scores
 (the maximum, whatever the profile's roll-up, when a thread has several pieces).
+
+Every verdict is `AlertPolicy`'s, as `watch` makes it: a window is anomalous by the window
+policy (threshold and novelty), a thread when one of its windows is (watch alerts on
+windows), and a thread's whole stream by the thread profile's policy (watch judges it
+at the thread's end the same way).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from sysgram.features.sequences import max_by_group
+from sysgram.models.policy import AlertPolicy
 from sysgram.models.training_data import to_streams
 
 MAX_EXPLAINED = 200  # anomalous windows explained in one result (the worst first)
@@ -23,14 +30,14 @@ def score_threads(profile, threads: list, thread_profile=None) -> dict:
     streams = to_streams(threads, profile.arch_)
     windows = profile.windows(streams.pieces)
     scores = profile.score_windows(windows.seqs)
-    alarms = profile.is_anomalous(scores, windows.seqs)
+    policy = AlertPolicy.for_windows(profile)
+    alarms = policy.classify(profile, scores, windows.seqs).anomalous
     piece_scores = profile.score_threads(streams.pieces)
     thread_of_window = streams.thread_of_piece[windows.source]
     # Position of each piece's first call inside its thread, for window positions.
     piece_start = streams.pieces.offsets[:-1] - _thread_first_offset(streams)
     n = streams.n_threads
-    thread_score = np.full(n, -np.inf)
-    np.maximum.at(thread_score, streams.thread_of_piece, piece_scores)
+    thread_score = max_by_group(piece_scores, streams.thread_of_piece, n)
     n_windows = np.bincount(thread_of_window, minlength=n)
     n_alarms = np.bincount(thread_of_window, weights=alarms, minlength=n).astype(int)
     cut = profile.thread_threshold_
@@ -55,8 +62,7 @@ def score_threads(profile, threads: list, thread_profile=None) -> dict:
             "tid": int(t.tid), "pid": int(t.pid), "comm": getattr(t, "comm", None),
             "calls": int(len(t.ids)), "lost": int(np.asarray(t.gaps).reshape(-1, 2)[:, 1].sum()),
             "windows": int(n_windows[i]), "anomalous_windows": int(n_alarms[i]), "score": s,
-            "anomalous": bool(s is not None and cut is not None and s > cut)
-            or bool(n_alarms[i] and cut is None),
+            "anomalous": bool(n_alarms[i]),
         })
     streams_summary = _stream_verdicts(thread_profile, streams, out_threads)
     return {
@@ -84,12 +90,17 @@ def _stream_verdicts(thread_profile, streams, out_threads: list[dict]) -> dict |
     if thread_profile is None:
         return None
     cut = thread_profile.thread_threshold_
+    policy = AlertPolicy.for_threads(thread_profile)
     piece_scores = thread_profile.score_threads(streams.pieces)
-    best = np.full(streams.n_threads, -np.inf)
-    np.maximum.at(best, streams.thread_of_piece, piece_scores)
-    for entry, value in zip(out_threads, best.tolist(), strict=True):
+    flagged = np.zeros(len(piece_scores), dtype=bool)
+    if policy is not None:
+        flagged = policy.classify(thread_profile, piece_scores, streams.pieces).anomalous
+    best = max_by_group(piece_scores, streams.thread_of_piece, streams.n_threads)
+    anomalous = np.bincount(streams.thread_of_piece, weights=flagged,
+                            minlength=streams.n_threads) > 0
+    for entry, value, alarm in zip(out_threads, best.tolist(), anomalous.tolist(), strict=True):
         entry["stream_score"] = value if np.isfinite(value) else None
-        entry["stream_anomalous"] = bool(np.isfinite(value) and cut is not None and value > cut)
+        entry["stream_anomalous"] = bool(alarm)
     return {"detector": thread_profile.detector_name_,
             "threshold": None if cut is None else float(cut),
             "anomalous_threads": int(sum(t["stream_anomalous"] for t in out_threads))}

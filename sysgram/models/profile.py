@@ -20,15 +20,18 @@ from sklearn.base import BaseEstimator
 from sysgram.errors import UserError
 from sysgram.features import NgramVocabulary, Sequences, Windows, window_streams
 from sysgram.features.novelty import novelty_curve_of_streams
-from sysgram.features.sequences import SYMBOL_LIMIT, decode_ngram
+from sysgram.features.sequences import SYMBOL_LIMIT, decode_ngram, max_by_group
 from sysgram.models import defaults
+from sysgram.models.policy import AlertPolicy
 from sysgram.models.registry import detector_class, get_detector, get_rollup
-from sysgram.models.threshold import MIN_CALIBRATION, calibrate
+from sysgram.models.threshold import MIN_CALIBRATION, calibrate, keep_reachable
 
 MIN_FIT_WINDOWS = 200
 MIN_SPLIT_THREADS = 5  # fewer threads than this: hold out blocks of windows instead
 BLOCK_WINDOWS = 32  # consecutive windows held out together in the block split
 MAX_LISTED = 20  # unseen n-grams listed per order in an explanation
+PROBES = 64  # held-out windows probed with unseen calls spliced in
+SPLICED = 4  # unseen calls spliced into each probe window
 
 
 class NotEnoughData(UserError):
@@ -87,12 +90,15 @@ class Profile(BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         held, split = self._holdout(windows, len(traces), rng)
         self.detector_ = self._new_detector().fit(windows.seqs.take(np.flatnonzero(~held)))
-        cal_scores = self.detector_.score_samples(windows.seqs.take(np.flatnonzero(held)))
+        cal_windows = windows.seqs.take(np.flatnonzero(held))
+        cal_scores = np.asarray(self.detector_.score_samples(cal_windows), dtype=np.float64)
         self.calibration_ = calibrate(cal_scores, self.target_far).as_dict()
         self.threshold_ = float(self.calibration_["threshold"])
         self.vocabulary_ = NgramVocabulary(self.orders_).fit(traces)
-        self._keep_threshold_reachable(cal_scores)
-        self.thread_threshold_ = self._thread_threshold(traces, windows, held, split, cal_scores)
+        probes = self._reachability_probes(cal_windows, rng)
+        self._keep_threshold_reachable(probes, cal_scores)
+        self.thread_threshold_ = self._thread_threshold(
+            traces, windows, held, split, cal_scores, probes)
         self.novelty_curve_ = novelty_curve_of_streams(
             traces, self.window_, self.stride_, self.orders_
         )
@@ -108,22 +114,33 @@ class Profile(BaseEstimator):
         }
         return self
 
-    def _keep_threshold_reachable(self, cal_scores: np.ndarray) -> None:
-        """Cap the threshold below the score of a window made only of unseen calls.
+    def _keep_threshold_reachable(self, probes: Sequences, cal_scores: np.ndarray) -> None:
+        """Probe the window threshold with what an attack looks like (`keep_reachable` in
+        threshold.py): a window of calls the binary never made (`score_ceiling_`) and
+        held-out windows with SPLICED such calls (`spliced_score_`, the median)."""
+        probe_scores = self.score_windows(probes)
+        self.score_ceiling_ = float(probe_scores[0])
+        self.spliced_score_ = float(np.median(probe_scores[1:] if len(probe_scores) > 1
+                                              else probe_scores))
+        self.threshold_, self.calibration_ = keep_reachable(
+            self.threshold_, self.calibration_, cal_scores, self.score_ceiling_,
+            self.spliced_score_, self.detector_name_)
 
-        Kernel detectors saturate: every window far from training scores the same
-        (`score_ceiling_`). A tail extrapolated from few held-out windows can land above
-        that ceiling, and then no window, however foreign, could ever alarm. Capped, the
-        threshold sits halfway between the highest held-out score and the ceiling.
-        """
-        unseen = np.setdiff1d(np.arange(SYMBOL_LIMIT), self.vocabulary_.symbols_)
-        foreign = np.resize(unseen, self.window_).astype(np.uint16)
-        self.score_ceiling_ = float(self.detector_.score_samples(Sequences.from_list([foreign]))[0])
-        top = float(np.max(cal_scores))
-        if self.threshold_ >= self.score_ceiling_ and top < self.score_ceiling_:
-            self.threshold_ = (top + self.score_ceiling_) / 2
-            self.calibration_ = {**self.calibration_, "threshold": self.threshold_,
-                                 "capped_below_ceiling": self.score_ceiling_}
+    def _reachability_probes(self, cal_windows: Sequences, rng: np.random.Generator) -> Sequences:
+        """A wholly foreign window, then held-out windows with SPLICED unseen calls each
+        (whole streams, for a thread profile, are as long as the held-out ones)."""
+        unseen = np.setdiff1d(np.arange(SYMBOL_LIMIT - 1), self.vocabulary_.symbols_)
+        lengths = cal_windows.lengths
+        foreign = np.resize(unseen, min(self.window_, int(lengths.max()))).astype(np.uint16)
+        room = np.flatnonzero(lengths >= SPLICED)
+        picked = room[np.linspace(0, len(room) - 1, min(PROBES, len(room))).astype(int)]
+        rows = []
+        for k in picked.tolist():  # a few dozen probes, not per call
+            window = np.array(cal_windows[k], dtype=np.uint16)
+            at = int(rng.integers(0, len(window) - SPLICED + 1))
+            window[at : at + SPLICED] = rng.choice(unseen, SPLICED)
+            rows.append(window)
+        return Sequences.from_list([foreign, *rows])
 
     def _resolve_config(self) -> None:
         from sysgram.syscalls import host_arch
@@ -177,23 +194,28 @@ class Profile(BaseEstimator):
 
     def _thread_threshold(
         self, traces: Sequences, windows: Windows, held: np.ndarray, split: str,
-        cal_scores: np.ndarray,
+        cal_scores: np.ndarray, probes: Sequences,
     ) -> float | None:
         """Threshold for thread scores: calibrated on held-out threads when there are enough.
 
         With the "max" roll-up and too few held-out threads, the window threshold applies
-        (a thread alarms when any of its windows does).
+        (a thread alarms when any of its windows does). A calibrated one is probed like the
+        window threshold (`keep_reachable`), the probes scored as threads.
         """
         held_streams = np.unique(windows.source[held])
         if split == "threads" and len(held_streams) >= MIN_CALIBRATION:
             if self.rollup_name_ == "max":  # the held-out windows' scores already say it
-                scores = np.full(len(traces), -np.inf)
-                np.maximum.at(scores, windows.source[held], cal_scores)
+                scores = max_by_group(cal_scores, windows.source[held], len(traces))
                 scores = scores[held_streams]
             else:
                 scores = self.score_threads(traces.take(held_streams))
-            self.thread_calibration_ = calibrate(scores, self.target_far).as_dict()
-            return float(self.thread_calibration_["threshold"])
+            calibration = calibrate(scores, self.target_far).as_dict()
+            probe_scores = self.score_threads(probes)
+            spliced = probe_scores[1:] if len(probe_scores) > 1 else probe_scores
+            threshold, self.thread_calibration_ = keep_reachable(
+                float(calibration["threshold"]), calibration, scores, float(probe_scores[0]),
+                float(np.median(spliced)), self.detector_name_)
+            return threshold
         self.thread_calibration_ = None
         return self.threshold_ if self.rollup_name_ == "max" else None
 
@@ -228,24 +250,23 @@ class Profile(BaseEstimator):
             novel[rows] = True
         return novel
 
+    def new_syscalls(self, seqs: Sequences) -> list[list[int]]:
+        """Per sequence: the syscall numbers training never saw, in order of appearance."""
+        novel = ~np.isin(seqs.values, self.vocabulary_.symbols_)
+        out: list[list[int]] = [[] for _ in range(len(seqs))]
+        rows = seqs.row_of_position()[novel].tolist()
+        for row, nr in zip(rows, seqs.values[novel].tolist(), strict=True):  # novel calls only
+            if nr not in out[row]:
+                out[row].append(nr)
+        return out
+
     def is_anomalous(
         self, window_scores: np.ndarray, seqs: Sequences | None = None,
         threshold: float | None = None,
     ) -> np.ndarray:
-        """The alert decision, in one place: score above the threshold and, when
-        `require_novelty` (the default), something in the window training never saw.
-
-        Windows made only of known n-grams that score high are rare mixes of normal
-        behaviour: on live servers they were nearly all the false alarms, and an attack
-        brings calls or sequences of its own. `seqs` (the scored windows) is needed for
-        the novelty test; without it only the score decides.
-        """
-        cut = self.threshold_ if threshold is None else threshold
-        above = np.asarray(window_scores) > cut
-        if getattr(self, "require_novelty", False) and seqs is not None and above.any():
-            rows = np.flatnonzero(above)
-            above[rows] = self.novel_windows(seqs.take(rows))
-        return above
+        """The window alert decision of `AlertPolicy` (models/policy.py) for this profile."""
+        policy = AlertPolicy.for_windows(self, threshold)
+        return policy.classify(self, window_scores, seqs).anomalous
 
     # --- explanations ---------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from sysgram.errors import UserError
 from sysgram.features import Sequences
+from sysgram.features.sequences import max_by_group
 from sysgram.models import defaults
 from sysgram.models.detectors import BUILTIN_DETECTORS
 
@@ -73,9 +74,7 @@ def rollup_max(profile, traces: Sequences) -> np.ndarray:
     """The thread's worst window (a thread is anomalous if any window is)."""
     windows = profile.windows(traces)
     scores = profile.score_windows(windows.seqs)
-    out = np.full(len(traces), -np.inf)
-    np.maximum.at(out, windows.source, scores)
-    return out
+    return max_by_group(scores, windows.source, len(traces))
 
 
 def rollup_mean(profile, traces: Sequences) -> np.ndarray:

@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from sysgram.models.envelope import (
     read_header,
     write_envelope,
 )
+
+if TYPE_CHECKING:
+    from sysgram.models.training import TrainedProfile
 
 DEFAULT_STORE = Path("/var/lib/sysgram/profiles")
 STORE_ENV = "SYSGRAM_STORE"
@@ -41,6 +45,13 @@ class LoadedProfile:
     # The whole-thread profile (the detector `eval` measures), when training had enough
     # threads for one; None otherwise.
     thread_profile: object | None = None
+
+    @property
+    def binary_path(self) -> str | None:
+        """The trained binary's file, when the header (data from disk) names one."""
+        binary = self.header.get("binary")
+        path = binary.get("path") if isinstance(binary, dict) else None
+        return path if isinstance(path, str) and path else None
 
 
 def store_path(option: str | Path | None = None) -> Path:
@@ -68,13 +79,13 @@ class ProfileStore:
             return []
         return sorted(p.name[: -len(SUFFIX)] for p in self.root.glob(f"*{SUFFIX}"))
 
-    def save(self, name: str, profile, meta: dict, traces: Sequences | None = None,
-             thread_profile=None) -> Path:
-        """Write the profile (its thread profile, its training streams) atomically."""
-        path = self.path(name)
+    def save(self, trained: TrainedProfile) -> Path:
+        """Write a training result (profile, thread profile, training streams) atomically."""
+        path = self.path(trained.name)
         self._ensure_root()
-        payload = {"profile": profile, "traces": _pack(traces), "thread_profile": thread_profile}
-        write_envelope(path, {"name": name, **meta}, payload)
+        payload = {"profile": trained.profile, "traces": _pack(trained.streams),
+                   "thread_profile": trained.thread_profile}
+        write_envelope(path, {"name": trained.name, **trained.meta()}, payload)
         return path
 
     def _ensure_root(self) -> None:
@@ -96,6 +107,7 @@ class ProfileStore:
         if not isinstance(payload, dict) or "profile" not in payload:
             raise ProfileFileError(f"{self.path(name)} holds no profile; retrain it with "
                                    f"`sysgram train --proc {name}`.")
+        _check_syscall_table(name, envelope.header)
         warnings = list(envelope.warnings)
         changed = binary_changed(envelope.header.get("binary") or {})
         if changed:
@@ -180,6 +192,22 @@ def syscall_table_digest(arch: str) -> str:
 
     text = "\n".join(f"{nr} {name}" for nr, name in table(arch).items())
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_syscall_table(name: str, header: dict) -> None:
+    """Refuse a profile whose syscall numbers would be read with another table than the
+    one it was trained with (the names behind the numbers changed). A header that records
+    no table (not one `train` writes) leaves the profile's own arch to say it."""
+    recorded = header.get("syscall_table")
+    arch = recorded.get("arch") if isinstance(recorded, dict) else None
+    digest = recorded.get("sha256") if isinstance(recorded, dict) else None
+    if not isinstance(arch, str) or not isinstance(digest, str):
+        return
+    if digest != syscall_table_digest(arch):
+        raise ProfileFileError(
+            f"the profile '{name}' was trained with another {arch} syscall table than this "
+            f"sysgram has (its numbers would name other calls); retrain it with "
+            f"`sysgram train --proc {name}`.")
 
 
 def profile_meta(profile, *, binary: dict | None = None, sources: list | None = None,

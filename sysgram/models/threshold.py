@@ -14,6 +14,21 @@ Policy (a window is anomalous when its score is strictly above the threshold):
 Whatever the method, the report says how many held-out windows exceed the threshold
 (the empirical FAR) and the best FAR those windows can vouch for (about 3 / n, the
 "rule of three" 95 % bound with no exceedances).
+
+Then `keep_reachable` probes the result with what an attack looks like (the profile
+scores the probes; this module decides):
+- a window (or stream) made only of calls the binary never made must score above the
+  threshold. A tail extrapolated from few held-out windows, or a rare normal job held out
+  for calibration that scores at a saturating detector's ceiling, can put it above that
+  score, and then nothing, however foreign, could alarm. The threshold is then lowered
+  halfway between the highest held-out score below the probe's and the probe's
+  (`lowered_to_reach`); held-out windows left above it are normal and hold no unseen
+  n-gram, so the novelty rule keeps them quiet.
+- normal windows with a few unseen calls spliced in should too: the threshold is lowered
+  under their median score only when no more held-out windows than the target rate allows
+  end above it, else the record keeps the finding (`spliced_below_threshold`).
+- a foreign probe scoring like the lowest held-out score within float noise means the
+  detector cannot tell anything apart: `DegenerateScores`.
 """
 
 from __future__ import annotations
@@ -22,6 +37,8 @@ import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from sysgram.errors import UserError
 
 MIN_EXCEEDANCES = 10
 TAIL_FRACTION = 0.1
@@ -65,7 +82,7 @@ def calibrate(scores: np.ndarray, target_far: float) -> Calibration:
             method, threshold = "max+margin", _max_plus_margin(scores)
         else:
             method, (threshold, shape) = "gpd", fitted
-            threshold = max(threshold, float(scores.max()) + _numeric_margin(scores))
+            threshold = max(threshold, float(scores.max()) + numeric_margin(scores))
     exceed = int(np.count_nonzero(scores > threshold))
     verifiable = 3 / n if exceed == 0 else _upper_rate(exceed, n)
     return Calibration(
@@ -78,6 +95,46 @@ def calibrate(scores: np.ndarray, target_far: float) -> Calibration:
         verifiable_far=min(1.0, verifiable),
         tail_shape=shape,
     )
+
+
+class DegenerateScores(UserError):
+    """The detector scores attack-like windows like normal ones, within float noise."""
+
+    def __init__(self, detector: str, reach: float, low: float) -> None:
+        super().__init__(
+            f"the {detector} detector scores windows of calls this binary never made "
+            f"({reach:.6g}) no higher than its normal windows ({low:.6g}) beyond float "
+            "noise, so no threshold can tell them apart; train with another --model."
+        )
+
+
+def keep_reachable(
+    threshold: float, calibration: dict, cal_scores: np.ndarray, foreign: float,
+    spliced: float, detector: str,
+) -> tuple[float, dict]:
+    """The threshold and calibration record after the probes (see the module's policy)."""
+    from sysgram.models.policy import AlertPolicy
+
+    cal_scores = np.asarray(cal_scores, dtype=np.float64)
+    noise = numeric_margin(cal_scores)
+    low = float(np.min(cal_scores))
+    if foreign - low <= noise:
+        raise DegenerateScores(detector, foreign, low)
+    allowed = max(1, int(np.ceil(calibration["target_far"] * len(cal_scores))))
+    for probe, value in (("foreign", foreign), ("spliced", spliced)):
+        if AlertPolicy(threshold).above(value)[0]:
+            continue
+        below = cal_scores[cal_scores < value - noise]
+        lowered = ((float(below.max()) if len(below) else low) + value) / 2
+        above = int(np.count_nonzero(cal_scores > lowered))
+        record = {"was": threshold, "probe": probe, "probe_score": value,
+                  "held_out_above": above}
+        if probe == "spliced" and above > allowed:
+            calibration = {**calibration, "spliced_below_threshold": record}
+            continue
+        threshold = lowered
+        calibration = {**calibration, "threshold": lowered, "lowered_to_reach": record}
+    return threshold, calibration
 
 
 def _pot_threshold(scores: np.ndarray, target_far: float) -> tuple[float, float] | None:
@@ -110,10 +167,11 @@ def _pot_threshold(scores: np.ndarray, target_far: float) -> tuple[float, float]
 def _max_plus_margin(scores: np.ndarray) -> float:
     top, mid = float(scores.max()), float(np.median(scores))
     margin = MARGIN_FRACTION * (top - mid)
-    return top + max(margin, _numeric_margin(scores))
+    return top + max(margin, numeric_margin(scores))
 
 
-def _numeric_margin(scores: np.ndarray) -> float:
+def numeric_margin(scores: np.ndarray) -> float:
+    """How far apart two scores must be to differ by more than float noise."""
     # Detectors score in float32 for speed, and a window's score can move in the last
     # bits with the batch it is scored in (BLAS picks kernels by shape). A threshold
     # sitting exactly on the highest held-out score would turn that noise into alarms on

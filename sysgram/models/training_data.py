@@ -30,18 +30,48 @@ class Streams:
         return len(self.threads)
 
 
-def to_streams(threads: list, arch: str) -> Streams:
-    """Map to `arch`, cut at gaps. `threads` have ids, gaps and arch (like ThreadTrace)."""
+def to_profile_ids(ids: np.ndarray, src_arch: str, arch: str) -> tuple[np.ndarray, int]:
+    """Syscall numbers of `src_arch` as the numbers of a profile's `arch` (by name), and how
+    many could not be encoded. The one translation `train`, `score`, `eval` and `watch`
+    share: a profile trained on another table (an imported i386 corpus) must be fed its
+    own numbers, and name them with its own table."""
     from sysgram.syscalls import translate
 
-    ids = [translate(np.asarray(t.ids), getattr(t, "arch", arch), arch) for t in threads]
-    whole = Sequences.from_list(ids)
+    out = np.asarray(translate(np.asarray(ids), src_arch, arch), dtype=np.uint16)
+    if len(out) == 0 or int(out.max()) < SYMBOL_LIMIT:
+        return out, 0
+    out = out.copy()
     # Calls with no counterpart on `arch` (or unknown numbers) can land beyond what an
     # n-gram code holds: fold them into the last symbol, and count them.
-    beyond = whole.values >= SYMBOL_LIMIT
+    beyond = out >= SYMBOL_LIMIT
     unencodable = int(np.count_nonzero(beyond))
     if unencodable:
-        whole.values[beyond] = SYMBOL_LIMIT - 1
+        out[beyond] = SYMBOL_LIMIT - 1
+    return out, unencodable
+
+
+def unencodable_warning(count: int, arch: str) -> str:
+    """What to tell the user about calls `to_profile_ids` folded into one symbol."""
+    return (f"{count:,} calls have numbers beyond the {arch} table and count as one "
+            "'unknown' syscall.")
+
+
+def to_streams(threads: list, arch: str) -> Streams:
+    """Map to `arch`, cut at gaps. `threads` have ids, gaps and arch (like ThreadTrace)."""
+    whole = Sequences.from_list([np.asarray(t.ids) for t in threads])
+    src = {getattr(t, "arch", arch) or arch for t in threads}
+    unencodable = 0
+    if src != {arch}:  # per source table, not per thread: one lookup each
+        values = whole.values.astype(np.uint16)
+        arch_of = np.array([getattr(t, "arch", arch) or arch for t in threads])
+        for name in src:
+            at = np.flatnonzero(np.repeat(arch_of == name, whole.lengths))
+            values[at], lost = to_profile_ids(values[at], name, arch)
+            unencodable += lost
+        whole = Sequences(values, whole.offsets)
+    else:
+        values, unencodable = to_profile_ids(whole.values, arch, arch)
+        whole = Sequences(values, whole.offsets)
     gaps = [np.asarray(getattr(t, "gaps", np.zeros((0, 2))), dtype=np.int64).reshape(-1, 2)
             for t in threads]
     pieces, source = split_at_gaps(whole, gaps)
@@ -93,8 +123,10 @@ class LiveRecording:
     def __init__(self, arch: str) -> None:
         self.arch = arch
         self.threads: dict[int, RecordedThread] = {}
+        self.ended: list[RecordedThread] = []  # earlier threads of a tid the kernel reused
         self.events = 0
         self.lost = 0
+        self._unattributed = 0  # the collector's count of unattributed losses, last seen
 
     def add(self, items: list) -> list[tuple[int, np.ndarray]]:
         """Take a drain's items; return the (tid, ids) pieces that arrived, in order."""
@@ -103,6 +135,9 @@ class LiveRecording:
         arrived = []
         for item in items:  # loop over drain items (batches of calls), not calls
             if isinstance(item, ThreadStart):
+                earlier = self.threads.get(item.tid)
+                if earlier is not None and earlier.length:  # a reused tid: keep the first
+                    self.ended.append(earlier)
                 self.threads[item.tid] = RecordedThread(
                     item.tid, item.pid, item.comm, item.exe, item.exe_sha256, self.arch
                 )
@@ -118,13 +153,26 @@ class LiveRecording:
                 self.lost += item.lost
         return arrived
 
+    def lose_everywhere(self, unattributed: int) -> bool:
+        """The collector's count of losses no thread can be named for (`CollectorStats.
+        unattributed`): when it rose, every thread is cut here (a gap of 0 known calls), so
+        no training window spans what it may have lost. Whether it rose."""
+        if unattributed <= self._unattributed:
+            return False
+        self.lost += unattributed - self._unattributed
+        self._unattributed = unattributed
+        for thread in self.threads.values():  # per thread, not per call
+            if thread.length:
+                thread.gap_rows.append((thread.length, 0))
+        return True
+
     def _thread(self, tid: int, pid: int) -> RecordedThread:
         if tid not in self.threads:
             self.threads[tid] = RecordedThread(tid, pid, arch=self.arch)
         return self.threads[tid]
 
     def traces(self) -> list[RecordedThread]:
-        return [t for t in self.threads.values() if t.length]
+        return self.ended + [t for t in self.threads.values() if t.length]
 
 
 class LiveLearning:
@@ -150,8 +198,12 @@ class LiveLearning:
         self._points: list[tuple[float, int, int]] = []  # (time, windows, new n-grams)
         self._low_since: float | None = None
 
-    def add(self, items: list, now: float) -> None:
-        """Take a drain's items at time `now` (seconds, monotonic)."""
+    def add(self, items: list, now: float, unattributed: int = 0) -> None:
+        """Take a drain's items at time `now` (seconds, monotonic); `unattributed` is the
+        collector's count of losses no thread can be named for, read before the poll."""
+        if self.recording.lose_everywhere(unattributed):
+            for stream in self._streams.values():  # novelty windows never span it either
+                stream.gap(0)
         batches = []
         for tid, ids in self.recording.add(items):  # per piece of a thread, not per call
             stream = self._streams.setdefault(tid, ThreadStream(self.window, self.stride))

@@ -1,8 +1,8 @@
 """Live watch: score a binary's threads window by window and explain what is anomalous.
 
-`WatchEngine` turns collector items into alerts; `ThresholdScorer` is the policy between
-profile and engine; `alerts` holds the JSON schema (docs/alerts.md); `sanitize` makes
-untrusted names safe for a terminal.
+`WatchEngine` turns collector items into alerts; `ThresholdScorer` applies the profile's
+alert policy (`sysgram.models.policy`) to each batch; `alerts` holds the JSON schema
+(docs/alerts.md); `sanitize` makes untrusted names safe for a terminal. docs/design.md §7.
 """
 
 from sysgram.features.stream import ThreadStream

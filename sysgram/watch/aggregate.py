@@ -11,6 +11,8 @@ the first window that brings new syscalls: that one is new evidence (a shell spa
 the middle of a burst of weak alerts) and is emitted; later ones fold, and the repeat
 lists every new syscall of the period.
 Nothing is dropped: each anomalous window is either an alert or counted in a repeat.
+A period ends by time, whether or not `expire()` ran yet: an alert stamped after its end
+closes it (the repeat waits for the next `expire()`) and opens a new one.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Aggregator:
         self._by_pid: dict[int, Repeat] = {}
         self._overflow: Repeat | None = None  # the binary-wide fold of a burst
         self._period_alerts: list[int] = []  # ts of alerts emitted, for the burst limit
+        self._ended: list[Repeat] = []  # periods closed by a later alert, not yet expired
 
     @property
     def open_periods(self) -> int:
@@ -54,6 +57,7 @@ class Aggregator:
     def offer(self, alert: Alert) -> Alert | None:
         """The alert to emit now (with its id set), or None when folded into a period."""
         new = set(alert.explanation.new_syscalls)
+        self._close_ended(alert.process.group, alert.ts_ns)
         for open_ in (self._by_pid.get(alert.process.group), self._overflow):
             if open_ is not None and alert.ts_ns - open_.first_ns < self.period_ns:
                 if not new or open_.reported:
@@ -74,6 +78,15 @@ class Aggregator:
         self._period_alerts.append(alert.ts_ns)
         return alert
 
+    def _close_ended(self, group: int, ts_ns: int) -> None:
+        """Periods (this group's, the binary-wide one) that ended by `ts_ns` are closed."""
+        own = self._by_pid.get(group)
+        if own is not None and ts_ns - own.first_ns >= self.period_ns:
+            self._ended.append(self._by_pid.pop(group))
+        if self._overflow is not None and ts_ns - self._overflow.first_ns >= self.period_ns:
+            self._ended.append(self._overflow)
+            self._overflow = None
+
     def _emit(self, repeat: Repeat) -> Repeat | None:
         if repeat.windows == 0:
             return None
@@ -82,7 +95,8 @@ class Aggregator:
 
     def expire(self, now_ns: int) -> list[Repeat]:
         """Close the periods that ended before `now_ns`; the repeats they folded."""
-        out = []
+        out = [r for r in map(self._emit, self._ended) if r is not None]
+        self._ended = []
         for pid in [p for p, r in self._by_pid.items() if now_ns - r.first_ns >= self.period_ns]:
             emitted = self._emit(self._by_pid.pop(pid))
             if emitted:

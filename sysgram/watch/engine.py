@@ -8,19 +8,24 @@ judged whole when it ends (exit, exec, loss). It follows processes, forks, threa
 execs and exits as the collector reports them (design §2) and frees a thread's state at
 its exit. Nothing here prints.
 
-Items are dispatched by their class name (ThreadStart, ThreadEvents, Gap, Exec,
-ThreadExit), so the engine needs neither bcc nor the collector to be tested.
+Items are the collector's item classes (`sysgram.collector.items`, plain dataclasses:
+no bcc needed to test the engine), dispatched in one `match`. Syscall numbers arrive in
+the host's table (`WatchConfig.arch`) and are translated to the profile's by name.
+Every decision on a scored window is `AlertPolicy`'s (through `ThresholdScorer`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from sysgram.collector.items import Exec, Gap, ThreadEvents, ThreadExit, ThreadStart
 from sysgram.features.sequences import Sequences
 from sysgram.features.stream import ThreadStream
+from sysgram.models.training_data import to_profile_ids
 from sysgram.syscalls import SyscallTable
 from sysgram.watch.aggregate import Aggregator
 from sysgram.watch.alerts import Alert, ProcessContext, Repeat
@@ -32,6 +37,10 @@ from sysgram.watch.verdicts import ThreadVerdicts
 @dataclass
 class WatchConfig:
     binary: str  # the watched name (the profile's binary)
+    # The watched binary's file (the profile's). An exec of exactly this file is a restart
+    # and gets a warm-up; the exec'd name (comm) is the file name, which anyone can choose.
+    binary_path: str | None = None
+    arch: str | None = None  # syscall table of the items (the host's); None: the profile's
     warmup_s: float = 2.0  # after each process start or exec, windows are not scored
     aggregate_s: float = 5.0  # alerts of one process within this period are folded
     burst: int = 20  # distinct-process alerts per period before a binary-wide fold
@@ -41,6 +50,8 @@ class WatchConfig:
 class WatchStats:
     events: int = 0
     lost_events: int = 0  # calls the collector reported missing (Gap items)
+    lost_unattributed: int = 0  # losses no thread could be named for: every stream cut
+    unencodable_calls: int = 0  # host calls with no number in the profile's table
     windows_scored: int = 0
     windows_warmup: int = 0  # not scored: inside a process's warm-up
     windows_unscored_loss: int = 0  # not scored: they would have spanned a loss
@@ -48,6 +59,7 @@ class WatchStats:
     alerts: int = 0
     repeats: int = 0
     learned_windows: int = 0
+    learning_refused: int = 0  # learnable no more: above the threshold or holding unseen
     processes_seen: int = 0
     threads_seen: int = 0
     threads_unannounced: int = 0  # events before any ThreadStart (started lazily)
@@ -104,22 +116,15 @@ class WatchEngine:
         self.names = names
         self.explainer = explainer if explainer is not None else scorer.profile
         profile = scorer.profile
-        # A fitted Profile keeps its resolved configuration in `window_`/`stride_`.
-        self.length = int(getattr(profile, "window_", None) or profile.window)
-        self.stride = int(getattr(profile, "stride_", None) or profile.stride)
+        self.length, self.stride = int(profile.window_), int(profile.stride_)
+        self.arch = profile.arch_
+        self.host_arch = config.arch or profile.arch_
         self.warmup_ns = int(config.warmup_s * 1e9)
         self.stats = WatchStats()
         self.aggregator = Aggregator(config.aggregate_s, config.burst)
         self._procs: dict[int, _Process] = {}
         self._threads: dict[int, _Thread] = {}
         self._cuts: list[_Cut] = []
-        self._dispatch: dict[str, Callable[[object], None]] = {
-            "ThreadStart": self._on_start,
-            "ThreadEvents": self._on_events,
-            "Gap": self._on_gap,
-            "Exec": self._on_exec,
-            "ThreadExit": self._on_exit,
-        }
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -163,7 +168,7 @@ class WatchEngine:
         return thread
 
     # -- items ------------------------------------------------------------------------
-    def _on_start(self, item) -> None:
+    def _on_start(self, item: ThreadStart) -> None:
         if item.tid in self._threads:  # a reused tid whose exit we missed
             self._end_thread(self._threads[item.tid], item.ts_ns)
         proc = self._procs.get(item.pid)
@@ -173,9 +178,13 @@ class WatchEngine:
             )
         self._add_thread(item.tid, proc)
 
-    def _on_events(self, item) -> None:
+    def _on_events(self, item: ThreadEvents) -> None:
         thread = self._threads.get(item.tid) or self._thread(item.tid, item.pid, item.ts_ns)
-        thread.pending.append(item.ids)
+        ids = item.ids
+        if self.host_arch != self.arch:  # the usual case needs no lookup per batch
+            ids, unencodable = to_profile_ids(ids, self.host_arch, self.arch)
+            self.stats.unencodable_calls += unencodable
+        thread.pending.append(ids)
         thread.last_ns = item.ts_ns
         self.stats.events += len(item.ids)
 
@@ -206,22 +215,36 @@ class WatchEngine:
         if self.verdicts is not None:
             self.verdicts.end(thread.tid, thread.proc.ctx, max(ts_ns, thread.last_ns))
 
-    def _on_gap(self, item) -> None:
+    def _on_gap(self, item: Gap) -> None:
         thread = self._threads.get(item.tid) or self._thread(item.tid, item.pid, item.ts_ns)
         self.stats.lost_events += int(item.lost)
         self._close(thread, item.ts_ns, gap=int(item.lost))
 
-    def _on_exec(self, item) -> None:
+    def lose_everywhere(self, lost: int, ts_ns: int) -> None:
+        """Calls were lost that no thread can be named for (unattributed losses, recursion
+        misses): any open stream may miss some, so every segment ends here and no window
+        spans the loss (docs/alerts.md)."""
+        for thread in self._threads.values():
+            self._close(thread, ts_ns, gap=0)
+        self.stats.lost_events += int(lost)
+        self.stats.lost_unattributed += int(lost)
+
+    def _is_restart(self, item: Exec) -> bool:
+        """An exec of the watched binary's own file (by path, not by the chosen name)."""
+        path = self.config.binary_path
+        return bool(path) and os.path.normpath(item.filename) == os.path.normpath(path)
+
+    def _on_exec(self, item: Exec) -> None:
         thread = self._threads.get(item.tid) or self._thread(item.tid, item.pid, item.ts_ns)
         # The old program's stream ends here; the new one starts with its own warm-up.
         self._close(thread, item.ts_ns)
         proc = thread.proc
         old = proc.ctx
         proc.ctx = ProcessContext(old.pid, old.ppid, item.comm, item.filename, None, old.root_pid)
-        # A (re)start of the watched binary gets a warm-up; a descendant that execs
-        # another program (the shell an exploited server spawns) is exactly what is
-        # watched for, so it gets none.
-        restart = item.comm == self.config.binary
+        # A restart of the watched binary gets a warm-up; a descendant that execs another
+        # program (the shell an exploited server spawns, or a copy of anything named like
+        # the binary) is exactly what is watched for, so it gets none.
+        restart = self._is_restart(item)
         proc.warm_until_ns = item.ts_ns + self.warmup_ns if restart else item.ts_ns
 
     def _end_thread(self, thread: _Thread, ts_ns: int) -> None:
@@ -232,7 +255,7 @@ class WatchEngine:
         if proc.threads <= 0 and self._procs.get(proc.ctx.pid) is proc:
             del self._procs[proc.ctx.pid]
 
-    def _on_exit(self, item) -> None:
+    def _on_exit(self, item: ThreadExit) -> None:
         thread = self._threads.get(item.tid)
         if thread is not None:
             self._end_thread(thread, item.ts_ns)
@@ -244,17 +267,23 @@ class WatchEngine:
     # -- the loop ---------------------------------------------------------------------
     def ingest(self, items: Iterable[object]) -> list[Alert]:
         """Apply one drain's items in order; score what they complete; the alerts to emit."""
-        dispatch = self._dispatch
         threads = self._threads
         for item in items:
-            kind = type(item).__name__
-            if kind != "ThreadEvents":
-                thread = threads.get(getattr(item, "tid", -1))
+            if not isinstance(item, ThreadEvents):
+                thread = threads.get(item.tid)
                 if thread is not None:
                     self._feed(thread)  # this thread's events come before this item
-            handler = dispatch.get(kind)
-            if handler is not None:
-                handler(item)
+            match item:
+                case ThreadEvents():
+                    self._on_events(item)
+                case ThreadStart():
+                    self._on_start(item)
+                case Gap():
+                    self._on_gap(item)
+                case Exec():
+                    self._on_exec(item)
+                case ThreadExit():
+                    self._on_exit(item)
         for thread in threads.values():
             self._feed(thread)
         return self._score()
@@ -273,7 +302,7 @@ class WatchEngine:
         self.stats.streams_too_long = vs.streams_too_long
         out = []
         for ended, score in flagged:
-            explanation = explain_stream(self.verdicts.profile, ended.ids, self.names)
+            explanation = explain_stream(self.verdicts.profile, ended.ids)
             alert = Alert(0, ended.ts_ns, self.config.binary, ended.ctx, ended.tid, score,
                           self.verdicts.threshold, explanation, scope="thread",
                           stream_calls=len(ended.ids))
@@ -288,44 +317,33 @@ class WatchEngine:
         if not cuts:
             return []
         counts = np.fromiter((c.count for c in cuts), dtype=np.int64, count=len(cuts))
-        lengths = np.concatenate(
-            [
-                np.full(c.count, self.length) if c.windows.ndim == 2 else [len(c.windows)]
-                for c in cuts
-            ]
-        ).astype(np.int64)
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        values = np.concatenate([c.windows.reshape(-1) for c in cuts])
-        batch = Sequences(values, offsets)
-        scores = self.scorer.score(batch)
-        anomalous = self.scorer.is_anomalous(scores, batch)
+        batch = Sequences.concat([c.windows for c in cuts])
+        verdicts = self.scorer.classify(batch)
+        scores = verdicts.scores
         self.stats.windows_scored += len(batch)
         if len(scores):
             self.stats.max_score = max(self.stats.max_score, float(scores.max()))
-        flagged = np.flatnonzero(anomalous)
-        if self.scorer.learn_enabled:
-            normal = np.flatnonzero(~self.scorer.above(scores))
-            self.scorer.learn(batch.take(normal))
+        cut_of = np.repeat(np.arange(len(cuts)), counts)
+        if self.scorer.learner is not None:
+            tids = np.array([c.tid for c in cuts], dtype=np.int64)[cut_of]
+            self.scorer.learn(batch, verdicts, tids)
             self.stats.learned_windows = self.scorer.learned_windows
+            self.stats.learning_refused = self.scorer.learning_refused
+        flagged = verdicts.flagged
         if len(flagged) == 0:
             return []
         self.stats.anomalous_windows += len(flagged)
-        cut_of = np.repeat(np.arange(len(cuts)), counts)
-        new_calls = self.scorer.new_syscalls(batch, flagged)
+        new_calls = self.scorer.profile.new_syscalls(batch.take(flagged))
         out = []
         for k, index in enumerate(flagged.tolist()):
             cut, window = cuts[cut_of[index]], batch[index]
-            if new_calls is not None:  # cheap: names of new syscalls only, full text if emitted
-                explanation = Explanation([], new_syscalls=self.names.names(new_calls[k]))
-            else:
-                explanation = explain_window(self.explainer, window, self.names)
+            # Cheap: names of new syscalls only (for folding); the full text if emitted.
+            explanation = Explanation([], new_syscalls=self.names.names(new_calls[k]))
             alert = Alert(0, cut.ts_ns, self.config.binary, cut.ctx, cut.tid,
                           float(scores[index]), self.scorer.threshold, explanation)
             emitted = self.aggregator.offer(alert)
             if emitted is not None:
-                if new_calls is not None:
-                    emitted.explanation = explain_window(self.explainer, window, self.names)
+                emitted.explanation = explain_window(self.explainer, window)
                 self.stats.alerts += 1
                 out.append(emitted)
         return out

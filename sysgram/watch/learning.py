@@ -1,10 +1,14 @@
-"""`watch --learn`: keep the windows that scored normal, refit and save the profile on exit.
+"""`watch --learn`: keep the windows the policy lets learn, as per-thread streams.
 
-The detectors (IsolationForest, one-class SVM on n-gram maps) have no cheap exact
-incremental update, so learning is batched: windows that scored normal are kept (bounded,
-and the overflow counted), and on exit the profile is refitted with the same parameters
-on its training streams plus these windows, recalibrated, and saved through the store.
-Windows that scored anomalous are never passed here (the engine filters them).
+The detectors have no cheap exact incremental update, so learning is batched: windows
+the policy calls learnable (at or below the threshold, nothing unseen) are kept per thread
+(bounded, the overflow counted) and stitched back into the thread streams they came
+from: consecutive windows of a thread overlap by `window - stride` calls, and a window
+that does not continue the last one (a refused window, a loss, an exec in between) starts
+a new stream. On exit the training service refits the profile on its training streams
+plus these streams. Streams, not windows, because calibration holds out whole threads:
+one "thread" per window would make the hold-out a random split of overlapping windows,
+and the threshold would be calibrated on data its detector was fitted on.
 """
 
 from __future__ import annotations
@@ -13,48 +17,51 @@ import numpy as np
 
 from sysgram.features.sequences import Sequences
 
-# Windows kept for learning: 200,000 windows of 64 calls is 25 MB of uint16.
-MAX_LEARN_WINDOWS = 200_000
+# Calls kept for learning: 12.8 M calls (200,000 windows of 64) is 25 MB of uint16.
+MAX_LEARN_CALLS = 12_800_000
 
 
-class WindowLearner:
-    def __init__(self, profile: object, max_windows: int = MAX_LEARN_WINDOWS) -> None:
-        self.profile = profile
-        self.max_windows = max_windows
-        self._parts: list[Sequences] = []
-        self.kept = 0
-        self.overflow = 0  # normal windows not kept because the buffer was full
+class StreamLearner:
+    def __init__(self, window: int, stride: int, max_calls: int = MAX_LEARN_CALLS) -> None:
+        self.overlap = window - stride
+        self.max_calls = max_calls
+        self._open: dict[int, list[np.ndarray]] = {}  # per thread: pieces of its open stream
+        self._tail: dict[int, np.ndarray] = {}  # per thread: last window kept
+        self._done: list[np.ndarray] = []
+        self.kept_windows = 0
+        self.kept_calls = 0
+        self.overflow = 0  # learnable windows not kept because the buffer was full
 
-    def learn(self, normal: Sequences) -> None:
-        room = self.max_windows - self.kept
-        if room < len(normal):
-            self.overflow += len(normal) - max(room, 0)
-            normal = normal.take(np.arange(max(room, 0)))
-        if len(normal):
-            self._parts.append(normal)
-            self.kept += len(normal)
+    def learn(self, tid: int, windows: Sequences) -> None:
+        for k in range(len(windows)):  # per window: stitching compares its overlap
+            self._add(tid, np.asarray(windows[k], dtype=np.uint16))
 
-    def windows(self) -> Sequences:
-        values = [p.values for p in self._parts]
-        offsets = [np.zeros(1, dtype=np.int64)]
-        base = 0
-        for part in self._parts:
-            offsets.append(part.offsets[1:] - part.offsets[0] + base)
-            base += int(part.offsets[-1] - part.offsets[0])
-        if not values:
-            return Sequences(np.zeros(0, dtype=np.uint16), np.zeros(1, dtype=np.int64))
-        return Sequences(np.concatenate(values).astype(np.uint16), np.concatenate(offsets))
+    def _add(self, tid: int, window: np.ndarray) -> None:
+        tail = self._tail.get(tid)
+        continues = (
+            tail is not None and len(window) == len(tail) and self.overlap > 0
+            and np.array_equal(tail[-self.overlap:], window[: self.overlap])
+        )
+        new_calls = window[self.overlap:] if continues else window
+        if self.kept_calls + len(new_calls) > self.max_calls:
+            self.overflow += 1
+            self._close(tid)
+            return
+        if not continues:
+            self._close(tid)
+        self._open.setdefault(tid, []).append(new_calls)
+        self._tail[tid] = window
+        self.kept_calls += len(new_calls)
+        self.kept_windows += 1
 
-    def refit(self, old_traces: Sequences | None) -> tuple[object, Sequences]:
-        """A profile with the same parameters fitted on old streams + learned windows."""
-        from sklearn.base import clone
+    def _close(self, tid: int) -> None:
+        pieces = self._open.pop(tid, None)
+        self._tail.pop(tid, None)
+        if pieces:
+            self._done.append(np.concatenate(pieces))
 
-        new = self.windows()
-        traces = new if old_traces is None else _concat(old_traces, new)
-        return clone(self.profile).fit(traces), traces
-
-
-def _concat(a: Sequences, b: Sequences) -> Sequences:
-    values = np.concatenate((np.asarray(a.values, dtype=np.uint16), b.values))
-    offsets = np.concatenate((a.offsets, b.offsets[1:] + a.offsets[-1]))
-    return Sequences(values, offsets)
+    def streams(self) -> Sequences:
+        """Every learned stream, the open ones included."""
+        for tid in list(self._open):
+            self._close(tid)
+        return Sequences.from_list(self._done)

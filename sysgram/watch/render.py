@@ -106,6 +106,12 @@ def summary_text(binary: str, stats: WatchStats, elapsed_s: float, lost: int, re
         lines.append(f"  {stats.streams_judged:,} ended threads judged whole, "
                      f"{stats.streams_anomalous:,} anomalous; {stats.streams_too_long:,} too "
                      "long to judge whole")
-    if stats.learned_windows:
-        lines.append(f"  learned from {stats.learned_windows:,} normal windows")
+    if stats.learned_windows or stats.learning_refused:
+        lines.append(f"  learned from {stats.learned_windows:,} windows; "
+                     f"{stats.learning_refused:,} not learned (above the threshold or "
+                     "holding something training never saw)")
+    if stats.lost_unattributed or stats.unencodable_calls:
+        lines.append(f"  {stats.lost_unattributed:,} lost events no thread could be named for "
+                     f"(every stream cut there); {stats.unencodable_calls:,} calls with no "
+                     "number in the profile's table")
     return "\n".join(lines)

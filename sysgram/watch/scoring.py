@@ -1,76 +1,67 @@
-"""The threshold policy between a profile and the engine: score, decide, maybe learn.
+"""Between a profile and the engine: score a batch, classify it by the alert policy, learn.
 
-River's streaming shape (design §5): score → threshold policy (kept apart from the
-model) → optional learning, and never from a window that scored anomalous. Batched: the
-engine hands over every new window of a poll at once.
+The decision itself is `sysgram.models.policy.AlertPolicy` (the one `score`, `eval` and
+the demo use too); this module holds what the engine needs of a profile (`WatchedProfile`,
+which test fakes implement) and the learning hook of `watch --learn`. Batched: the engine
+hands over every new window of a poll at once.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from sysgram.features.sequences import Sequences
-from sysgram.models.streaming import ThresholdPolicy
-
-# A window scoring the threshold itself up to float rounding is not above it: a profile
-# whose normal windows all score one value (a saturated detector, a degenerate held-out
-# tail) would otherwise alarm on rounding noise from one batch to the next.
-_RELATIVE_TOLERANCE = 1e-6
+from sysgram.models.policy import AlertPolicy, PolicyProfile, Verdicts
 
 
-def _tolerance(threshold: float) -> float:
-    return _RELATIVE_TOLERANCE * max(abs(threshold), 1e-12)
+class WatchedProfile(PolicyProfile, Protocol):
+    """What `watch` needs of a window profile (a fitted `Profile` is one)."""
+
+    window_: int
+    stride_: int
+    arch_: str
+
+    def score_windows(self, seqs: Sequences) -> np.ndarray: ...
+
+    def new_syscalls(self, seqs: Sequences) -> list[list[int]]: ...
+
+    def explain(self, window_ids: np.ndarray) -> dict: ...
+
+
+class Learner(Protocol):
+    def learn(self, tid: int, windows: Sequences) -> None: ...
 
 
 class ThresholdScorer:
-    """Scores windows with a profile; anomalous means score above the threshold."""
+    """Scores windows with a profile and classifies them by its alert policy."""
 
     def __init__(
-        self, profile: object, threshold: float | None = None, learner: object | None = None
+        self, profile: WatchedProfile, threshold: float | None = None,
+        learner: Learner | None = None,
     ) -> None:
         self.profile = profile
-        cut = float(profile.threshold_ if threshold is None else threshold)
-        self.policy = ThresholdPolicy.from_profile(profile, margin=_tolerance(cut), threshold=cut)
-        self.learner = learner  # has learn(Sequences); None: no learning
+        self.policy = AlertPolicy.for_windows(profile, threshold)
+        self.learner = learner  # None: no learning
         self.learned_windows = 0
-
-    @property
-    def learn_enabled(self) -> bool:
-        return self.learner is not None
+        self.learning_refused = 0  # windows not learned: above the threshold or novel
 
     @property
     def threshold(self) -> float:
         return self.policy.threshold
 
-    def score(self, windows: Sequences) -> np.ndarray:
-        return np.asarray(self.profile.score_windows(windows), dtype=np.float64)
+    def classify(self, windows: Sequences) -> Verdicts:
+        scores = np.asarray(self.profile.score_windows(windows), dtype=np.float64)
+        return self.policy.classify(self.profile, scores, windows)
 
-    def is_anomalous(self, scores: np.ndarray, windows: Sequences | None = None) -> np.ndarray:
-        """The alert decision (the profile's: above the threshold and something new)."""
-        return self.policy.is_anomalous(scores, windows)
-
-    def above(self, scores: np.ndarray) -> np.ndarray:
-        """Scored anomalous (whatever the novelty): such windows are never learned from."""
-        return self.policy.above(scores)
-
-    def new_syscalls(self, windows: Sequences, rows: np.ndarray) -> list[list[int]] | None:
-        """Per window of `rows`: syscall numbers training never saw (None: not known)."""
-        vocabulary = getattr(self.profile, "vocabulary_", None)
-        known = getattr(vocabulary, "symbols_", None)
-        if known is None:
-            return None
-        picked = windows.take(rows)
-        novel = ~np.isin(picked.values, known)
-        row_of = picked.row_of_position()
-        out: list[list[int]] = [[] for _ in range(len(rows))]
-        for row, nr in zip(row_of[novel].tolist(), picked.values[novel].tolist(), strict=True):
-            if nr not in out[row]:
-                out[row].append(nr)
-        return out
-
-    def learn(self, normal: Sequences) -> None:
-        """Learn from windows that scored normal (the caller never passes anomalous ones)."""
-        if self.learner is None or len(normal) == 0:
+    def learn(self, windows: Sequences, verdicts: Verdicts, tids: np.ndarray) -> None:
+        """Hand the learner each thread's learnable windows (in time order, per thread)."""
+        if self.learner is None or len(windows) == 0:
             return
-        self.learner.learn(normal)
-        self.learned_windows += len(normal)
+        rows = self.policy.learnable(self.profile, verdicts, windows)
+        self.learning_refused += len(windows) - len(rows)
+        for tid in np.unique(tids[rows]).tolist():
+            mine = rows[tids[rows] == tid]
+            self.learner.learn(int(tid), windows.take(mine))
+            self.learned_windows += len(mine)

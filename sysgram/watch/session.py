@@ -15,8 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from sysgram.collector.items import CollectorStats, Drain
 from sysgram.watch.alerts import Alert, Repeat
 from sysgram.watch.engine import WatchEngine
+
+
+class Source(Protocol):
+    """What the loop needs of a collector (`sysgram.collector.Collector` is one)."""
+
+    def poll(self, timeout: float) -> Drain: ...
+    def stats(self) -> CollectorStats: ...
 
 
 class Sink(Protocol):
@@ -53,7 +61,7 @@ def thread_alive(pid: int, tid: int) -> bool:
 class WatchSession:
     def __init__(
         self,
-        collector,
+        collector: Source,
         engine: WatchEngine,
         sinks: list[Sink],
         rules: StopRules | None = None,
@@ -73,6 +81,7 @@ class WatchSession:
         self.poll_timeout_s = poll_timeout_s
         self.stop_reason = ""
         self.started_ns = 0
+        self._unattributed = 0  # unattributed losses + recursion misses handled so far
 
     def _emit(self, alerts: list[Alert], repeats: list[Repeat]) -> None:
         for alert in alerts:
@@ -93,8 +102,16 @@ class WatchSession:
         return ""
 
     def lost_events(self) -> int:
-        stats = self.collector.stats()
-        return int(getattr(stats, "lost", getattr(stats, "lost_events", 0)))
+        return int(self.collector.stats().lost)
+
+    def _cut_at_unattributed_losses(self, now_ns: int) -> None:
+        """Losses no thread can be named for (unattributed, recursion misses) end every
+        open stream's segment. They are placed where they became known: before the drain
+        that follows the counter's rise."""
+        seen = self.collector.stats().unattributed
+        if seen > self._unattributed:
+            self.engine.lose_everywhere(seen - self._unattributed, now_ns)
+        self._unattributed = seen
 
     def status(self, now_ns: int, windows_per_s: float) -> Status:
         stats = self.engine.stats
@@ -116,6 +133,7 @@ class WatchSession:
         self.started_ns = last_status = last_reap = time.monotonic_ns()
         windows_at_status = 0
         while True:
+            self._cut_at_unattributed_losses(time.monotonic_ns())
             drain = self.collector.poll(self.poll_timeout_s)
             alerts = engine.ingest(drain.items)
             now = time.monotonic_ns()  # the kernel's clock (CLOCK_MONOTONIC)

@@ -5,8 +5,8 @@ by `train` when the training had enough threads: the detector `eval` measures) j
 thread's whole stream, which on ADFA-LD separates attacks far better than any roll-up of
 window scores. A stream ends at the thread's exit, at an exec (the old program's part)
 and at a loss (the part before it: no verdict spans missing events). The alert decision
-is the thread profile's own (`is_anomalous` against its thread threshold: above it and
-something training never saw).
+is `AlertPolicy.for_threads` of the thread profile (above its thread threshold and
+something training never saw), the one `score` uses for whole streams too.
 
 Memory is bounded: a thread keeps at most MAX_STREAM_CALLS calls; a longer stream gets
 no whole-stream verdict (counted; its windows are still scored one by one).
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sysgram.features.sequences import Sequences
+from sysgram.models.policy import AlertPolicy
 from sysgram.watch.alerts import ProcessContext
 
 MAX_STREAM_CALLS = 1 << 15  # 64 KiB of ids per thread at most
@@ -52,11 +53,22 @@ class _Stream:
 class ThreadVerdicts:
     def __init__(self, profile: object, max_calls: int = MAX_STREAM_CALLS) -> None:
         self.profile = profile
-        self.threshold = float(profile.thread_threshold_)
+        policy = AlertPolicy.for_threads(profile)
+        if policy is None:
+            raise ValueError("a thread profile without a thread threshold judges no stream")
+        self.policy = policy
+        self.threshold = policy.threshold
         self.max_calls = max_calls
         self.stats = VerdictStats()
         self._streams: dict[int, _Stream] = {}
         self._ended: list[EndedStream] = []
+
+    @classmethod
+    def of(cls, thread_profile: object | None) -> ThreadVerdicts | None:
+        """Verdicts by `thread_profile`, when there is one with a thread threshold."""
+        if thread_profile is None or AlertPolicy.for_threads(thread_profile) is None:
+            return None
+        return cls(thread_profile)
 
     @property
     def buffered(self) -> int:
@@ -91,7 +103,7 @@ class ThreadVerdicts:
             return []
         seqs = Sequences.from_list([e.ids for e in ended])
         scores = self.profile.score_threads(seqs)
-        flagged = np.flatnonzero(self.profile.is_anomalous(scores, seqs, threshold=self.threshold))
+        flagged = self.policy.classify(self.profile, scores, seqs).flagged
         self.stats.streams_scored += len(ended)
         self.stats.streams_anomalous += len(flagged)
         return [(ended[k], float(scores[k])) for k in flagged.tolist()]

@@ -1,0 +1,98 @@
+"""The alert policy, in one place: score -> classify (threshold and novelty) -> protected learning.
+
+River's `ThresholdFilter` shape, kept apart from the model so `watch`, `score`, `eval`
+and the demo make the same decision with whatever detector a profile holds (scores are
+floats, higher = more anomalous):
+
+- **above**: the score is strictly above the threshold, beyond float rounding
+  (`TOLERANCE`: a profile whose normal windows all score one value would otherwise alarm
+  on the last bits of a batched BLAS call).
+- **anomalous** (the alert): above and, when the profile requires novelty (the default),
+  the window holds a call or an n-gram training never saw. High scores made only of known
+  n-grams were nearly all the false alarms on live servers; an attack brings calls or
+  sequences of its own.
+- **learnable** (`watch --learn`): neither above nor novel. A window that scored high is
+  never learned (the profile must not learn the attack it should report), and neither is
+  one holding unseen n-grams: learning those would wear the novelty rule away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from sysgram.features.sequences import Sequences
+
+TOLERANCE = 1e-6  # relative margin above the threshold that still counts as "at" it
+
+
+class PolicyProfile(Protocol):
+    """What the policy needs of a profile: its thresholds, its novelty rule and test."""
+
+    threshold_: float
+    thread_threshold_: float | None
+    require_novelty: bool
+
+    def novel_windows(self, seqs: Sequences) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """One classified batch: scores and the two decisions the policy makes on them."""
+
+    scores: np.ndarray
+    above: np.ndarray  # score above the threshold (never learned from)
+    anomalous: np.ndarray  # the alert decision
+
+    @property
+    def flagged(self) -> np.ndarray:
+        return np.flatnonzero(self.anomalous)
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    threshold: float
+    require_novelty: bool = True
+
+    @classmethod
+    def for_windows(cls, profile: PolicyProfile, threshold: float | None = None) -> AlertPolicy:
+        """The window policy of a fitted profile (`threshold` overrides the calibrated one)."""
+        cut = profile.threshold_ if threshold is None else threshold
+        return cls(float(cut), bool(profile.require_novelty))
+
+    @classmethod
+    def for_threads(cls, profile: PolicyProfile) -> AlertPolicy | None:
+        """The whole-thread policy of a fitted profile; None when it has no thread threshold."""
+        if profile.thread_threshold_ is None:
+            return None
+        return cls(float(profile.thread_threshold_), bool(profile.require_novelty))
+
+    @property
+    def cut(self) -> float:
+        return self.threshold + TOLERANCE * max(abs(self.threshold), 1e-12)
+
+    def above(self, scores: np.ndarray | float) -> np.ndarray:
+        return np.atleast_1d(np.asarray(scores, dtype=np.float64)) > self.cut
+
+    def classify(
+        self, profile: PolicyProfile, scores: np.ndarray, seqs: Sequences | None
+    ) -> Verdicts:
+        """Above and anomalous for each scored sequence; novelty is only looked up for the
+        rows above the threshold (it costs a vocabulary lookup per n-gram). Without `seqs`
+        only the score decides."""
+        scores = np.atleast_1d(np.asarray(scores, dtype=np.float64))
+        above = scores > self.cut
+        anomalous = above.copy()
+        if self.require_novelty and seqs is not None and above.any():
+            rows = np.flatnonzero(above)
+            anomalous[rows] = profile.novel_windows(seqs.take(rows))
+        return Verdicts(scores, above, anomalous)
+
+    def learnable(self, profile: PolicyProfile, verdicts: Verdicts, seqs: Sequences) -> np.ndarray:
+        """Rows that may be learned: scored at or below the threshold and hold nothing new."""
+        rows = np.flatnonzero(~verdicts.above)
+        if len(rows):
+            rows = rows[~profile.novel_windows(seqs.take(rows))]
+        return rows

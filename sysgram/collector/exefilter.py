@@ -1,8 +1,10 @@
-"""--exe: processes with the target's name that run another executable are not targets.
+"""--exe, and removed targets: processes the kernel tracks that are not targets after all.
 
 The kernel matches by name only. User space checks each new process (seeded, exec'd
-into the name, or first seen) against the executable's device and inode, asks the
-kernel to unmark the ones that differ, and discards whatever they sent meanwhile.
+into a target's name, or first seen) against that target's executable (device and
+inode) when it has one, asks the kernel to unmark the ones that differ, and discards
+whatever they sent meanwhile. Processes of a target removed while running are dropped
+the same way.
 """
 
 from __future__ import annotations
@@ -12,43 +14,52 @@ import numpy as np
 from sysgram.collector import abi, procinfo
 from sysgram.collector.decode import Runs
 from sysgram.collector.items import TargetSpec
+from sysgram.collector.targets import TargetSet
 
 
 class ExeFilter:
-    def __init__(self, target: TargetSpec) -> None:
-        self.target = target
+    def __init__(self, targets: TargetSet) -> None:
+        self.targets = targets
         self.dropped_count = 0
-        self.requests: list[tuple[int, int]] = []   # (REQ_UNMARK, tgid) for the kernel
+        self.requests: list[tuple[int, int, int]] = []   # (REQ_UNMARK, tgid, 0) for the kernel
         self._dropped: set[int] = set()
         self._forget_after_round: list[int] = []
 
-    @property
-    def active(self) -> bool:
-        return self.target.exe is not None
+    def _refined(self, comm: str | None) -> TargetSpec | None:
+        """The target named `comm` if it is refined by an executable path."""
+        target_id = self.targets.id_of(comm) if comm else None
+        spec = self.targets.spec_of(target_id) if target_id is not None else None
+        return spec if spec is not None and spec.exe is not None else None
 
     def is_dropped(self, tgid: int) -> bool:
         return tgid in self._dropped
 
-    def accepts_seed(self, pid: int) -> bool:
-        if not self.active or procinfo.same_executable(pid, self.target.exe):
+    def accepts_seed(self, pid: int, spec: TargetSpec) -> bool:
+        if spec.exe is None or procinfo.same_executable(pid, spec.exe):
             return True
         self.dropped_count += 1
         return False
 
     def on_exec(self, tgid: int, comm: str, filename: str) -> None:
-        """A process exec'd: into the name with the right file, or not a target."""
-        if not self.active or comm != self.target.comm:
+        """A process exec'd: into a name with the right file, or not a target."""
+        target_id = self.targets.id_of(comm)
+        spec = self.targets.spec_of(target_id) if target_id is not None else None
+        if spec is None:
             return    # a target's descendant running something else stays a target
-        if procinfo.same_executable(tgid, self.target.exe, fallback_path=filename):
-            self._dropped.discard(tgid)
+        if spec.exe is None or procinfo.same_executable(tgid, spec.exe, fallback_path=filename):
+            self._dropped.discard(tgid)    # (a reused pid of a dropped process)
         else:
-            self._drop(tgid)
+            self.drop(tgid)
+
+    def on_fork(self, child: int) -> None:
+        """A target's child is a target, even under the pid of a dropped process."""
+        self._dropped.discard(child)
 
     def check_new_process(self, tgid: int) -> bool:
-        """First sight of a process: keep it unless it has the name but another file."""
-        if (self.active and procinfo.read_comm(tgid) == self.target.comm
-                and not procinfo.same_executable(tgid, self.target.exe)):
-            self._drop(tgid)
+        """First sight of a process: keep it unless it has a name but another file."""
+        spec = self._refined(procinfo.read_comm(tgid))
+        if spec is not None and not procinfo.same_executable(tgid, spec.exe):
+            self.drop(tgid)
             return False
         return True
 
@@ -67,8 +78,9 @@ class ExeFilter:
         self._dropped.difference_update(self._forget_after_round)
         self._forget_after_round.clear()
 
-    def _drop(self, tgid: int) -> None:
+    def drop(self, tgid: int, *, wrong_exe: bool = True) -> None:
+        """Not a target: unmark it in the kernel and discard what it sends meanwhile."""
         if tgid not in self._dropped:
             self._dropped.add(tgid)
-            self.dropped_count += 1
-            self.requests.append((abi.REQ_UNMARK, tgid))
+            self.dropped_count += int(wrong_exe)
+            self.requests.append((abi.REQ_UNMARK, tgid, 0))

@@ -22,6 +22,7 @@ class ThreadStart:
     exe: str | None
     exe_sha256: str | None
     ts_ns: int
+    target: str | None = None  # the watched binary (TargetSpec.comm) the process belongs to
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Exec:
     filename: str
     comm: str
     ts_ns: int
+    target: str | None = None  # the process's target after the exec (it may change)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class CollectorStats:
     processes_seen: int
     threads_seen: int
     cpus_unvisited: int = 0   # CPUs the flusher may not run on: their batches wait until full
+    lost_owners: int = 0      # processes the kernel could not give a target id (map full)
+    targets: int = 1          # binaries watched now
 
     @property
     def lost(self) -> int:

@@ -60,6 +60,17 @@ def pids_with_comm(comm: str) -> list[int]:
     return found
 
 
+def pids_by_comm(comms: set[str]) -> dict[str, list[int]]:
+    """Processes whose kernel name is one of `comms` right now (one scan of /proc)."""
+    found: dict[str, list[int]] = {comm: [] for comm in comms}
+    for entry in os.scandir(PROC):
+        if entry.name.isdigit():
+            comm = read_comm(int(entry.name))
+            if comm in found:
+                found[comm].append(int(entry.name))
+    return found
+
+
 def same_executable(pid: int, exe: str, fallback_path: str | None = None) -> bool:
     """Whether process `pid` runs the file at `exe` (same device and inode).
 

@@ -124,6 +124,7 @@ class Collector:
         self._counters = dict.fromkeys(abi.COUNTER_FIELDS, 0)
         self._misses = 0
         self._detached = False
+        self.flusher_tid = 0        # the flusher thread's kernel id (its CPU time is metered)
 
     @property
     def program(self) -> Program | None:
@@ -153,7 +154,7 @@ class Collector:
             raise
 
     def _start_tracing(self) -> None:
-        flusher_tid = self._start_flusher()
+        flusher_tid = self.flusher_tid = self._start_flusher()
         self._program.configure(flusher_tid=flusher_tid, self_tgid=os.getpid())
         self._program.open_ring_buffers(self._batch_blobs.append, self._loss_blobs.append,
                                         self._life_blobs.append)

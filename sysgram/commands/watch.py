@@ -9,7 +9,6 @@ JSON lines; the status line, `attached` and the summary go to stderr.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import threading
@@ -106,16 +105,10 @@ def _load_profile(store: str | None, name: str):
     return ProfileStore(store).load(name)
 
 
-def _open_alerts_file(path: Path) -> TextIO:
-    try:
-        # Owner-only whatever the umask: a SIEM trusts this file, so others must not
-        # be able to forge alerts in it.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        return os.fdopen(fd, "a", encoding="utf-8")
-    except OSError as exc:
-        raise UserError(
-            f"cannot write alerts to {path} ({exc.strerror}); choose a writable file for --alerts."
-        ) from None
+def _open_alerts_file(path: Path):
+    from sysgram.watch.alertfile import AlertFile
+
+    return AlertFile(path)
 
 
 def _save_learned(store: str | None, name: str, loaded, learner) -> None:
@@ -171,7 +164,14 @@ def _stop_on_signals(stop: threading.Event):
 
 
 def watch(
-    proc: str = typer.Option(..., "--proc", help="Process name to watch (as `ps -o comm` shows)."),
+    proc: list[str] = typer.Option(  # noqa: B008  (typer reads the default, never mutated)
+        None, "--proc", help="Process name to watch (as `ps -o comm` shows); repeat it to "
+        "watch several binaries with one collector."
+    ),
+    all_profiles: bool = typer.Option(
+        False, "--all", help="Watch every binary with a profile in the store (SIGHUP re-reads "
+        "the store and reopens --alerts)."
+    ),
     store: str = typer.Option(
         None, "--store", help="Profile store directory (default $SYSGRAM_STORE or "
         "/var/lib/sysgram/profiles)."
@@ -199,6 +199,13 @@ def watch(
         False, "--learn", help="Keep learning from windows that score normal; save on exit."
     ),
     duration: str = typer.Option(None, "--duration", help="Stop after this long (e.g. 10m)."),
+    metrics: str = typer.Option(
+        None, "--metrics", help="Serve Prometheus metrics on ADDR:PORT (docs/metrics.md)."
+    ),
+    syslog: str = typer.Option(
+        None, "--syslog", help="Also send alerts to syslog (RFC 5424) on this Unix socket "
+        "('-' for /dev/log)."
+    ),
 ) -> None:
     """Watch live processes of a binary and alert when a window of syscalls is anomalous.
 
@@ -211,10 +218,31 @@ def watch(
     from sysgram.watch.render import summary_text
     from sysgram.watch.session import StopRules, WatchSession
 
-    comm = kernel_comm(proc)
+    procs = [kernel_comm(p) for p in proc or []]
     warmup_s = _warmup_seconds(warmup)
     aggregate_s = parse_duration(aggregate)
     duration_s = parse_duration(duration)
+    if all_profiles and procs:
+        raise UserError("give either --all or --proc NAME (repeatable), not both.")
+    if not all_profiles and not procs:
+        raise UserError("name a binary to watch with --proc NAME, or watch every profile "
+                        "with --all.")
+    if all_profiles or len(procs) > 1 or metrics is not None or syslog is not None:
+        if learn:
+            raise UserError("--learn refits one binary's profile; use it with one --proc "
+                            "and without --all, --metrics or --syslog.")
+        from sysgram.commands.watch_host import HostOptions, run_host
+
+        reason = run_host(HostOptions(
+            names=None if all_profiles else procs, store=store, json_out=json_out,
+            alerts_file=alerts_file, threshold=threshold, warmup_s=warmup_s,
+            aggregate_s=aggregate_s, duration_s=duration_s, exit_on_alert=exit_on_alert,
+            max_alerts=max_alerts, metrics=metrics,
+            syslog=None if syslog is None else ("" if syslog == "-" else syslog)))
+        if reason in {"alert", "max-alerts"}:
+            raise SystemExit(EXIT_ALERTED)
+        return
+    comm = procs[0]
     loaded = _load_profile(store, comm)
     for message in loaded.warnings:
         warn(message)

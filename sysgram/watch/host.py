@@ -1,0 +1,239 @@
+"""One watcher for a host: a collector's items routed to one WatchEngine per binary.
+
+The collector names each process's target in its ThreadStart (and again in an Exec,
+where a process may change binary); `HostRouter` remembers the owner of every process
+and hands each item to that binary's engine. It offers the loop what one engine offers
+(`ingest`, `expire`, `reap`, `finish`, `stats`, `processes`, `threads`), so the watch
+session drives a host exactly as it drives one binary.
+
+Binaries are added and removed between drains (`add`, `remove`), which is where a
+reload asked for by a signal is applied (`request_reload`): the loop's own thread does
+it, so no engine is ever changed while it scores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+from sysgram.watch.alerts import Alert, Repeat
+from sysgram.watch.engine import WatchStats
+
+
+class RoutedEngine(Protocol):
+    """What the router needs of a binary's engine (WatchEngine is one)."""
+
+    stats: WatchStats
+
+    def ingest(self, items: Iterable[object]) -> list[Alert]: ...
+    def expire(self, now_ns: int) -> list[Repeat]: ...
+    def reap(self, now_ns: int, idle_s: float, alive: Callable[[int, int], bool]) -> int: ...
+    def finish(self) -> tuple[list[Alert], list[Repeat]]: ...
+    @property
+    def processes(self) -> int: ...
+    @property
+    def threads(self) -> int: ...
+
+
+class Observer(Protocol):
+    """Told how long each binary's scoring took and how old each drain's oldest item was."""
+
+    def scored(self, binary: str, seconds: float) -> None: ...
+    def drained(self, lag_seconds: float) -> None: ...
+
+
+@dataclass
+class RouterStats:
+    items_unrouted: int = 0      # items of processes whose binary is not watched (any more)
+    binaries_added: int = 0
+    binaries_removed: int = 0
+    reloads: int = 0
+
+
+@dataclass(frozen=True)
+class _Exit:
+    """The end of a thread in the engine it leaves when its process execs another binary."""
+
+    tid: int
+    pid: int
+    ts_ns: int
+    group_dead: bool = True
+
+
+@dataclass(frozen=True)
+class _Start:
+    """The start of that thread in the engine of the binary it exec'd into."""
+
+    tid: int
+    pid: int
+    ppid: int | None
+    comm: str | None
+    exe: str | None
+    exe_sha256: str | None
+    ts_ns: int
+
+
+# The engine dispatches on class names: the router's synthetic items read as the real ones.
+_Exit.__name__, _Start.__name__ = "ThreadExit", "ThreadStart"
+
+
+def sum_stats(parts: Iterable[WatchStats]) -> WatchStats:
+    """Every counter summed; the highest max_score."""
+    total = WatchStats()
+    for stats in parts:
+        for f in fields(WatchStats):
+            value = getattr(stats, f.name)
+            if f.name == "max_score":
+                total.max_score = max(total.max_score, value)
+            else:
+                setattr(total, f.name, getattr(total, f.name) + value)
+    return total
+
+
+class HostRouter:
+    def __init__(self, engines: dict[str, RoutedEngine] | None = None) -> None:
+        self.engines: dict[str, RoutedEngine] = dict(engines or {})
+        self.router_stats = RouterStats()
+        self._owner: dict[int, str] = {}          # pid -> binary
+        self._reload: Callable[[HostRouter], tuple[list[Alert], list[Repeat]]] | None = None
+        self._reload_requested = False
+        self._retired: list[WatchStats] = []       # stats of engines removed since the start
+        # What a reload's removed engines still had to say, out with the next ingest/expire.
+        self._held_alerts: list[Alert] = []
+        self._held_repeats: list[Repeat] = []
+        self.observer: Observer | None = None
+
+    # -- binaries ----------------------------------------------------------------------
+    def add(self, binary: str, engine: RoutedEngine) -> None:
+        self.engines[binary] = engine
+        self.router_stats.binaries_added += 1
+
+    def remove(self, binary: str) -> tuple[list[Alert], list[Repeat]]:
+        """Stop routing to a binary; what its engine still had to say (scored, folded)."""
+        engine = self.engines.pop(binary, None)
+        if engine is None:
+            return [], []
+        self.router_stats.binaries_removed += 1
+        self._retired.append(engine.stats)
+        self._owner = {pid: b for pid, b in self._owner.items() if b != binary}
+        return engine.finish()
+
+    def replace(self, binary: str, engine: RoutedEngine) -> tuple[list[Alert], list[Repeat]]:
+        """A new engine (a new profile) for a binary still watched: its processes stay routed
+        to it; the new engine takes up their threads as they next show events."""
+        old = self.engines.get(binary)
+        self.engines[binary] = engine
+        if old is None:
+            self.router_stats.binaries_added += 1
+            return [], []
+        self._retired.append(old.stats)
+        return old.finish()
+
+    # -- reloads (asked from a signal handler, applied between drains) -----------------
+    def on_reload(self, reload: Callable[[HostRouter], tuple[list[Alert], list[Repeat]]]) -> None:
+        self._reload = reload
+
+    def request_reload(self) -> None:
+        """Async-signal safe: only sets a flag the loop reads before its next ingest."""
+        self._reload_requested = True
+
+    def _apply_reload(self) -> None:
+        if not self._reload_requested or self._reload is None:
+            return
+        self._reload_requested = False
+        self.router_stats.reloads += 1
+        alerts, repeats = self._reload(self)
+        self._held_alerts += alerts
+        self._held_repeats += repeats
+
+    # -- what the loop calls -----------------------------------------------------------
+    def ingest(self, items: Iterable[object]) -> list[Alert]:
+        self._apply_reload()
+        routed: dict[str, list[object]] = {}
+        oldest_ns: int | None = None
+        for item in items:
+            kind = type(item).__name__
+            if oldest_ns is None or item.ts_ns < oldest_ns:
+                oldest_ns = item.ts_ns
+            if kind == "ThreadStart" and item.target is not None:
+                self._owner[item.pid] = item.target
+            elif kind == "Exec" and item.target is not None:
+                self._exec(item, routed)
+            binary = self._owner.get(item.pid)
+            if binary is None or binary not in self.engines:
+                self.router_stats.items_unrouted += 1
+                continue
+            routed.setdefault(binary, []).append(item)
+            if kind == "ThreadExit" and item.group_dead:
+                self._owner.pop(item.pid, None)
+        alerts, self._held_alerts = self._held_alerts, []
+        observer = self.observer
+        if observer is not None and oldest_ns is not None:
+            observer.drained((time.monotonic_ns() - oldest_ns) / 1e9)
+        for binary, part in routed.items():
+            started = time.perf_counter()
+            alerts += self.engines[binary].ingest(part)
+            if observer is not None:
+                observer.scored(binary, time.perf_counter() - started)
+        return alerts
+
+    def _exec(self, item, routed: dict[str, list[object]]) -> None:
+        """A process exec'd into another watched binary: it leaves one engine for the other."""
+        before = self._owner.get(item.pid)
+        if before == item.target:
+            return
+        if before is not None:
+            routed.setdefault(before, []).append(_Exit(item.tid, item.pid, item.ts_ns))
+        self._owner[item.pid] = item.target
+        routed.setdefault(item.target, []).append(
+            _Start(item.tid, item.pid, None, item.comm, item.filename, None, item.ts_ns))
+
+    def expire(self, now_ns: int) -> list[Repeat]:
+        repeats, self._held_repeats = self._held_repeats, []
+        for engine in self.engines.values():
+            repeats += engine.expire(now_ns)
+        return repeats
+
+    def reap(self, now_ns: int, idle_s: float, alive: Callable[[int, int], bool]) -> int:
+        return sum(engine.reap(now_ns, idle_s, alive) for engine in self.engines.values())
+
+    def finish(self) -> tuple[list[Alert], list[Repeat]]:
+        self._apply_reload()
+        alerts, repeats = self._held_alerts, self._held_repeats
+        self._held_alerts, self._held_repeats = [], []
+        for engine in self.engines.values():
+            a, r = engine.finish()
+            alerts += a
+            repeats += r
+        return alerts, repeats
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def stats(self) -> WatchStats:
+        """Totals over every binary watched since the start (removed ones included).
+
+        With one binary and no removal this is that engine's own stats object, so the
+        loop's resets (the status line's max score) reach it.
+        """
+        if len(self.engines) == 1 and not self._retired:
+            return next(iter(self.engines.values())).stats
+        return sum_stats([*self._retired, *(e.stats for e in self.engines.values())])
+
+    def stats_by_binary(self) -> dict[str, WatchStats]:
+        return {binary: engine.stats for binary, engine in self.engines.items()}
+
+    @property
+    def processes(self) -> int:
+        return sum(engine.processes for engine in self.engines.values())
+
+    @property
+    def threads(self) -> int:
+        return sum(engine.threads for engine in self.engines.values())
+
+    @property
+    def scorer(self):
+        """The scorer of the only binary (the status line shows one threshold)."""
+        (engine,) = self.engines.values()
+        return engine.scorer

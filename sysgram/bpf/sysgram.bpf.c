@@ -83,6 +83,14 @@ static __always_inline void forget(u32 pid)
     owners.delete(&pid);
 }
 
+/* --cgroup: whether the current task is in the subtree (cgroup v2; forks inherit). */
+static __always_inline int in_cgroup(struct sg_config *cfg)
+{
+    if (cfg->cgroup_level == 0)
+        return 1;
+    return bpf_get_current_ancestor_cgroup_id(cfg->cgroup_level) == cfg->cgroup_id;
+}
+
 /* Hand this CPU's batch over; on failure count the loss and report its run table. */
 static __always_inline void flush(struct sg_batch *b)
 {
@@ -259,6 +267,13 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     struct sg_comm comm = {};
     bpf_get_current_comm(&comm.comm, sizeof(comm.comm));
     u32 *target = targets.lookup(&comm);
+    if (target && !is_tracked(tgid) && !in_cgroup(cfg)) {
+        u32 zero = 0;
+        struct sg_counters *c = counters.lookup(&zero);
+        if (c)
+            c->skipped_cgroup++;
+        return 0;
+    }
     if (target) {
         /* Into a target's name: the process is that target's from now on. */
         set_owner(tgid, *target);

@@ -67,6 +67,9 @@ struct sg_config {                 /* written by user space only */
     __u32 self_tgid;               /* the collector's own process: never recorded */
     __u32 flags;
     __u32 req_count;               /* requests written so far */
+    __u64 cgroup_id;               /* --cgroup: the cgroup v2 subtree's root id */
+    __u32 cgroup_level;            /* its depth (0: no limit, the root holds everything) */
+    __u32 pad;
 };
 
 struct sg_state {                  /* written by the kernel only */
@@ -108,6 +111,7 @@ struct sg_counters {               /* per CPU */
     __u64 lost_lifecycle;          /* lifecycle records the life ring buffer refused */
     __u64 batches;                 /* batches submitted */
     __u64 lost_owners;             /* target ids the owners map had no room for */
+    __u64 skipped_cgroup;          /* execs into a target's name outside the --cgroup subtree */
 };
 
 struct sg_life {

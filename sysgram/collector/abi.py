@@ -53,7 +53,7 @@ LIFE = np.dtype(
     ]
 )
 COUNTER_FIELDS = ("lost_events", "lost_batches", "unattributed_events", "lost_lifecycle", "batches",
-                  "lost_owners")
+                  "lost_owners", "skipped_cgroup")
 
 
 def request_word(op: int, pid: int, target: int = 0) -> int:

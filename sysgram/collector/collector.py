@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sysgram.collector import abi, procinfo
+from sysgram.collector import abi, cgroups, procinfo
 from sysgram.collector.decode import (
     KIND_EVENTS,
     KIND_EXEC,
@@ -29,7 +29,6 @@ from sysgram.collector.decode import (
     decode_life,
     decode_losses,
 )
-from sysgram.collector.exefilter import ExeFilter
 from sysgram.collector.items import (
     CollectorStats,
     Drain,
@@ -40,6 +39,7 @@ from sysgram.collector.items import (
     ThreadEvents,
 )
 from sysgram.collector.ordering import ReorderBuffer, Segment
+from sysgram.collector.procfilter import ProcessFilter
 from sysgram.collector.program import Program
 from sysgram.collector.targets import TargetSet
 from sysgram.collector.threads import ThreadBook
@@ -90,7 +90,7 @@ class Collector:
 
     def __init__(self, targets: TargetSpec | Iterable[TargetSpec], *,
                  flush_interval: float = FLUSH_INTERVAL_S, pid_limit: int | None = None,
-                 rings: abi.RingPages | None = None) -> None:
+                 rings: abi.RingPages | None = None, cgroup: str | None = None) -> None:
         self.targets = TargetSet([targets] if isinstance(targets, TargetSpec) else targets)
         self.flush_interval = flush_interval
         self._pid_limit = pid_limit
@@ -117,7 +117,8 @@ class Collector:
         self._life: dict[int, np.void] = {}      # lifecycle records waiting for release
         self._next_ref = 0
         self._book = ThreadBook(target_name=self.targets.name_of, kernel_owner=self._kernel_owner)
-        self._exe = ExeFilter(self.targets)
+        self._subtree = cgroups.resolve_subtree(cgroup) if cgroup else None
+        self._exe = ProcessFilter(self.targets, self._subtree)
         self._marks: list[tuple[int, int, int]] = []  # (REQ_MARK, pid, target) seeds
         self._events = 0
         self._batches = 0
@@ -155,7 +156,9 @@ class Collector:
 
     def _start_tracing(self) -> None:
         flusher_tid = self.flusher_tid = self._start_flusher()
-        self._program.configure(flusher_tid=flusher_tid, self_tgid=os.getpid())
+        subtree = self._subtree
+        self._program.configure(flusher_tid=flusher_tid, self_tgid=os.getpid(),
+                                cgroup=(subtree.id, subtree.level) if subtree else (0, 0))
         self._program.open_ring_buffers(self._batch_blobs.append, self._loss_blobs.append,
                                         self._life_blobs.append)
         with self._cond:
@@ -202,6 +205,7 @@ class Collector:
                 if pid != os.getpid() and self._exe.accepts_seed(pid, spec):
                     self._marks.append((abi.REQ_MARK, pid, target_id))
                     self._book.set_owner(pid, target_id)
+                    self._book.note_process(pid)
 
     def _kernel_owner(self, pid: int) -> int:
         program = self._program
@@ -453,4 +457,5 @@ class Collector:
                 threads=len(book.live_threads), processes_seen=book.processes_seen,
                 threads_seen=book.threads_seen, cpus_unvisited=len(self._unvisited_cpus),
                 lost_owners=c["lost_owners"], targets=len(self.targets),
+                dropped_cgroup=self._exe.dropped_cgroup + c["skipped_cgroup"],
             )

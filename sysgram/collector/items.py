@@ -23,6 +23,8 @@ class ThreadStart:
     exe_sha256: str | None
     ts_ns: int
     target: str | None = None  # the watched binary (TargetSpec.comm) the process belongs to
+    cgroup: str | None = None  # the process's cgroup path (/proc/PID/cgroup)
+    container: str | None = None  # "RUNTIME://ID" when the cgroup is a container's
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class CollectorStats:
     cpus_unvisited: int = 0   # CPUs the flusher may not run on: their batches wait until full
     lost_owners: int = 0      # processes the kernel could not give a target id (map full)
     targets: int = 1          # binaries watched now
+    dropped_cgroup: int = 0   # processes outside the --cgroup subtree skipped
 
     @property
     def lost(self) -> int:

@@ -39,11 +39,17 @@ class Program:
         self._bpf_nr = _bpf_syscall_number()
 
     # -- configuration ---------------------------------------------------------------
-    def configure(self, *, flusher_tid: int, self_tgid: int) -> None:
-        """Mark the collector's own process and start applying requests."""
+    def configure(self, *, flusher_tid: int, self_tgid: int,
+                  cgroup: tuple[int, int] = (0, 0)) -> None:
+        """Mark the collector's own process and start applying requests.
+
+        `cgroup` is (id, level) of the cgroup v2 subtree execs must be in to become
+        targets ((0, 0): anywhere).
+        """
         # Config first: once our bit is set, our syscalls must already be recognised as ours.
         self._flusher_tid = flusher_tid
         self._self_tgid = self_tgid
+        self._cgroup = cgroup
         self._write_config()
         word = self_tgid >> 6
         self.bpf[b"tracked"][ctypes.c_int(word)] = ctypes.c_uint64(1 << (self_tgid & 63))
@@ -55,6 +61,7 @@ class Program:
         leaf.self_tgid = self._self_tgid
         leaf.flags = 0
         leaf.req_count = self._requests_written
+        leaf.cgroup_id, leaf.cgroup_level = self._cgroup
         table[ctypes.c_int(0)] = leaf
 
     # -- targets: comm -> target id (a process execing into the comm becomes that target) --

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sysgram.collector import procinfo
+from sysgram.collector.cgroups import container_of
 from sysgram.collector.items import ThreadExit, ThreadStart
 
 
@@ -72,6 +73,10 @@ class ThreadBook:
         """Processes (and thread ids) owned by a target: seeded, snapshotted or released."""
         return [pid for pid, owner in self._owner.items() if owner == target]
 
+    def note_process(self, tgid: int) -> None:
+        """Snapshot a process now (a seed: it may be gone by the time its events arrive)."""
+        self._process(tgid, refresh=False)
+
     def target_of(self, tgid: int) -> str | None:
         return self._target_name(self.owner(tgid))
 
@@ -90,8 +95,11 @@ class ThreadBook:
         comm = procinfo.read_comm(tgid, tid) or self._exit_comm.get(tid) or proc.comm
         state = self._threads.get(tid) or _Thread(pid=tgid)
         if not state.emitted:
-            state.start = ThreadStart(tid=tid, pid=tgid, ppid=proc.ppid, comm=comm,
-                                      exe=proc.exe, exe_sha256=proc.exe_sha256, ts_ns=0)
+            container = container_of(proc.cgroup)
+            state.start = ThreadStart(
+                tid=tid, pid=tgid, ppid=proc.ppid, comm=comm, exe=proc.exe,
+                exe_sha256=proc.exe_sha256, ts_ns=0, cgroup=proc.cgroup,
+                container=f"{container.runtime}://{container.id}" if container else None)
         self._threads[tid] = state
 
     def _process(self, tgid: int, refresh: bool) -> procinfo.ProcessInfo:
@@ -104,7 +112,8 @@ class ThreadBook:
                 fallback = self._process_from_life(tgid)
                 info = fallback if info is None else procinfo.ProcessInfo(
                     pid=tgid, ppid=info.ppid if info.ppid is not None else fallback.ppid,
-                    comm=info.comm, exe=fallback.exe, exe_sha256=fallback.exe_sha256)
+                    comm=info.comm, exe=fallback.exe, exe_sha256=fallback.exe_sha256,
+                    cgroup=info.cgroup or fallback.cgroup)
             self._procs[tgid] = info
         return self._procs[tgid]
 
@@ -112,14 +121,18 @@ class ThreadBook:
         """A process already gone from /proc: what its fork and exec records said."""
         parent = self._parent.get(tgid)
         inherited = self._procs.get(parent) if parent is not None else None
+        # A child starts in its parent's cgroup (it may be moved, but rarely at once).
+        cgroup = inherited.cgroup if inherited is not None else None
         exec_rec = self._exec_info.get(tgid)
         if exec_rec is not None:
             filename, comm = exec_rec
             return procinfo.ProcessInfo(pid=tgid, ppid=parent, comm=comm, exe=filename,
-                                        exe_sha256=self._hashes.of_path(filename))
+                                        exe_sha256=self._hashes.of_path(filename),
+                                        cgroup=cgroup)
         if inherited is not None:     # a forked child runs its parent's executable
             return procinfo.ProcessInfo(pid=tgid, ppid=parent, comm=inherited.comm,
-                                        exe=inherited.exe, exe_sha256=inherited.exe_sha256)
+                                        exe=inherited.exe, exe_sha256=inherited.exe_sha256,
+                                        cgroup=cgroup)
         return procinfo.ProcessInfo(pid=tgid, ppid=parent, comm=None, exe=None, exe_sha256=None)
 
     # -- release ---------------------------------------------------------------------
@@ -136,7 +149,8 @@ class ThreadBook:
         self.live_processes.add(tgid)
         self.threads_seen += 1
         return ThreadStart(tid=tid, pid=tgid, ppid=snap.ppid, comm=snap.comm, exe=snap.exe,
-                           exe_sha256=snap.exe_sha256, ts_ns=ts_ns, target=self.target_of(tgid))
+                           exe_sha256=snap.exe_sha256, ts_ns=ts_ns, target=self.target_of(tgid),
+                           cgroup=snap.cgroup, container=snap.container)
 
     def exit_item(self, tid: int, tgid: int, ts_ns: int, group_dead: bool) -> ThreadExit | None:
         """The thread's ThreadExit (None if it never started), and forget the thread."""

@@ -206,6 +206,10 @@ def watch(
         None, "--syslog", help="Also send alerts to syslog (RFC 5424) on this Unix socket "
         "('-' for /dev/log)."
     ),
+    cgroup: str = typer.Option(
+        None, "--cgroup", help="Only processes in this cgroup v2 subtree (e.g. "
+        "/system.slice/nginx.service)."
+    ),
 ) -> None:
     """Watch live processes of a binary and alert when a window of syscalls is anomalous.
 
@@ -227,17 +231,18 @@ def watch(
     if not all_profiles and not procs:
         raise UserError("name a binary to watch with --proc NAME, or watch every profile "
                         "with --all.")
-    if all_profiles or len(procs) > 1 or metrics is not None or syslog is not None:
+    host_options = (metrics, syslog, cgroup)
+    if all_profiles or len(procs) > 1 or any(o is not None for o in host_options):
         if learn:
             raise UserError("--learn refits one binary's profile; use it with one --proc "
-                            "and without --all, --metrics or --syslog.")
+                            "and without --all, --metrics, --syslog or --cgroup.")
         from sysgram.commands.watch_host import HostOptions, run_host
 
         reason = run_host(HostOptions(
             names=None if all_profiles else procs, store=store, json_out=json_out,
             alerts_file=alerts_file, threshold=threshold, warmup_s=warmup_s,
             aggregate_s=aggregate_s, duration_s=duration_s, exit_on_alert=exit_on_alert,
-            max_alerts=max_alerts, metrics=metrics,
+            max_alerts=max_alerts, metrics=metrics, cgroup=cgroup,
             syslog=None if syslog is None else ("" if syslog == "-" else syslog)))
         if reason in {"alert", "max-alerts"}:
             raise SystemExit(EXIT_ALERTED)

@@ -32,6 +32,7 @@ class HostOptions:
     max_alerts: int | None
     metrics: str | None = None        # ADDR:PORT
     syslog: str | None = None         # a Unix socket path ("" : /dev/log)
+    cgroup: str | None = None         # only processes in this cgroup v2 subtree
     thresholds: dict[str, float] | None = None
 
 
@@ -112,7 +113,7 @@ def run_host(options: HostOptions) -> str:
     started = time.monotonic()
     previous_hup = signal.getsignal(signal.SIGHUP)
     try:
-        with _stop_on_signals(stop), Collector(initial) as collector:
+        with _stop_on_signals(stop), Collector(initial, cgroup=options.cgroup) as collector:
             def reload(router_):
                 changes, alerts, repeats = profiles.apply_changes(
                     router_, lambda b: collector.add_target(TargetSpec(b)),

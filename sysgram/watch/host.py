@@ -73,6 +73,8 @@ class _Start:
     exe: str | None
     exe_sha256: str | None
     ts_ns: int
+    cgroup: str | None = None
+    container: str | None = None
 
 
 # The engine dispatches on class names: the router's synthetic items read as the real ones.

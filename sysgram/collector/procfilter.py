@@ -1,26 +1,29 @@
-"""--exe, and removed targets: processes the kernel tracks that are not targets after all.
+"""--exe, --cgroup and removed targets: processes the kernel tracks that are not targets.
 
-The kernel matches by name only. User space checks each new process (seeded, exec'd
-into a target's name, or first seen) against that target's executable (device and
-inode) when it has one, asks the kernel to unmark the ones that differ, and discards
-whatever they sent meanwhile. Processes of a target removed while running are dropped
-the same way.
+The kernel matches by name (and, with --cgroup, checks the cgroup subtree at exec).
+User space checks each new process (seeded, exec'd into a target's name, or first seen)
+against that target's executable (device and inode) when it has one, asks the kernel to
+unmark the ones that differ, and discards whatever they sent meanwhile. Seeds (processes
+running before the target was added) are checked against the cgroup subtree here.
+Processes of a target removed while running are dropped the same way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sysgram.collector import abi, procinfo
+from sysgram.collector import abi, cgroups, procinfo
 from sysgram.collector.decode import Runs
 from sysgram.collector.items import TargetSpec
 from sysgram.collector.targets import TargetSet
 
 
-class ExeFilter:
-    def __init__(self, targets: TargetSet) -> None:
+class ProcessFilter:
+    def __init__(self, targets: TargetSet, subtree: cgroups.Subtree | None = None) -> None:
         self.targets = targets
+        self.subtree = subtree
         self.dropped_count = 0
+        self.dropped_cgroup = 0           # seeds outside the --cgroup subtree
         self.requests: list[tuple[int, int, int]] = []   # (REQ_UNMARK, tgid, 0) for the kernel
         self._dropped: set[int] = set()
         self._forget_after_round: list[int] = []
@@ -34,7 +37,16 @@ class ExeFilter:
     def is_dropped(self, tgid: int) -> bool:
         return tgid in self._dropped
 
+    def _outside(self, pid: int) -> bool:
+        """Whether the process runs outside the cgroup subtree watching is limited to."""
+        if self.subtree is None:
+            return False
+        return not cgroups.is_within(procinfo.read_unified_cgroup(pid), self.subtree.path)
+
     def accepts_seed(self, pid: int, spec: TargetSpec) -> bool:
+        if self._outside(pid):
+            self.dropped_cgroup += 1
+            return False
         if spec.exe is None or procinfo.same_executable(pid, spec.exe):
             return True
         self.dropped_count += 1

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sysgram.bpf.memory import release_compiler_memory
 from sysgram.collector import abi, cgroups, procinfo
 from sysgram.collector.decode import (
     KIND_EVENTS,
@@ -148,6 +149,8 @@ class Collector:
         half-started collector must not leave a hook on every syscall of the host.
         """
         self._program = Program(pid_limit=self._pid_limit, rings=self._rings)
+        # The compiler has done its work: a watcher runs for months, its pages need not stay.
+        release_compiler_memory()
         try:
             self._start_tracing()
         except BaseException:

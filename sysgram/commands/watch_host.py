@@ -62,6 +62,32 @@ def _summary(router, collector_stats, elapsed_s: float, reason: str) -> str:
     return "\n".join(lines)
 
 
+def _is_comm(binary: str, check_comm) -> bool:
+    try:
+        check_comm(binary)
+    except UserError:       # reported when its profile is loaded
+        return False
+    return True
+
+
+def _load_first(profiles, router, collector, initial, options: HostOptions, store) -> None:
+    """Load the profiles whose binaries are already traced; untrace those that fail."""
+    from sysgram.collector import TargetSpec
+
+    changes, _, _ = profiles.apply_changes(
+        router, lambda b: collector.add_target(TargetSpec(b)), collector.remove_target)
+    for spec in initial:
+        if spec.comm not in router.engines:
+            collector.remove_target(spec.comm)
+    _report(changes)
+    if not router.engines and options.names is not None:
+        raise UserError("none of the named binaries has a usable profile; train them first "
+                        "(sysgram train --proc NAME).")
+    if not router.engines:
+        warn(f"no profile in {store.root} yet; watching nothing until one is saved and "
+             "sysgram gets SIGHUP.")
+
+
 def run_host(options: HostOptions) -> str:
     """Watch until stopped; returns the stop reason (the caller turns it into an exit code)."""
     from sysgram.collector import Collector, TargetSpec
@@ -78,20 +104,10 @@ def run_host(options: HostOptions) -> str:
     store = ProfileStore(options.store)
     profiles = HostProfiles(store, options.names, settings)
     router = HostRouter()
-    initial: list[TargetSpec] = []
-
-    def first_target(binary: str) -> None:
-        check_comm(binary)
-        initial.append(TargetSpec(binary))
-
-    changes, _, _ = profiles.apply_changes(router, first_target, lambda _b: None)
-    _report(changes)
-    if not router.engines and options.names is not None:
-        raise UserError("none of the named binaries has a usable profile; train them first "
-                        "(sysgram train --proc NAME).")
-    if not router.engines:
-        warn(f"no profile in {store.root} yet; watching nothing until one is saved and "
-             "sysgram gets SIGHUP.")
+    # Tracing starts before the profiles load (unpickling one imports scikit-learn, ~2 s
+    # here): the collector holds what it sees meanwhile, and the engines take it up.
+    initial = [TargetSpec(b) for b, identity in profiles.wanted().items()
+               if identity is not None and _is_comm(b, check_comm)]
 
     sinks: list = [(JsonSink if options.json_out else TextSink)(sys.stdout, None)]
     alert_file = None
@@ -127,6 +143,7 @@ def run_host(options: HostOptions) -> str:
             signal.signal(signal.SIGHUP, lambda _s, _f: router.request_reload())
             metrics = _start_metrics(options.metrics, router, collector)
             print("attached", file=sys.stderr, flush=True)
+            _load_first(profiles, router, collector, initial, options, store)
             session = WatchSession(collector, router, sinks, rules)
             reason = session.run(stop)
             collector.stop()

@@ -184,10 +184,12 @@ def watch(
         None, "--threshold", help="Alert above this window score (default: the profile's)."
     ),
     warmup: str = typer.Option(
-        "2s", "--warmup", help="Quiet period after each process start or exec (0 to disable)."
+        None, "--warmup", help="Quiet period after each process start or exec (0 to disable; "
+        "default 2s)."
     ),
     aggregate: str = typer.Option(
-        "5s", "--aggregate", help="Fold further alerts of a process within this period."
+        None, "--aggregate", help="Fold further alerts of a process within this period "
+        "(default 5s)."
     ),
     exit_on_alert: bool = typer.Option(
         False, "--exit-on-alert", help="Stop at the first alert (exit code 1)."
@@ -210,6 +212,10 @@ def watch(
         None, "--cgroup", help="Only processes in this cgroup v2 subtree (e.g. "
         "/system.slice/nginx.service)."
     ),
+    config: str = typer.Option(
+        None, "--config", help="Settings file (default /etc/sysgram/sysgram.toml if it "
+        "exists; docs/daemon.md); command-line options win."
+    ),
 ) -> None:
     """Watch live processes of a binary and alert when a window of syscalls is anomalous.
 
@@ -218,13 +224,22 @@ def watch(
     """
     from sysgram.syscalls import table
     from sysgram.watch import ThresholdScorer, WatchConfig, WatchEngine
+    from sysgram.watch.hostconfig import load_config
     from sysgram.watch.learning import WindowLearner
     from sysgram.watch.render import summary_text
     from sysgram.watch.session import StopRules, WatchSession
 
+    settings = load_config(config)
+    given = settings.watch
+    store = store or given.get("store")
+    json_out = json_out or given.get("json", False)
+    alerts_file = alerts_file or given.get("alerts")
+    metrics = metrics if metrics is not None else given.get("metrics")
+    syslog = syslog if syslog is not None else given.get("syslog")
+    cgroup = cgroup or given.get("cgroup")
     procs = [kernel_comm(p) for p in proc or []]
-    warmup_s = _warmup_seconds(warmup)
-    aggregate_s = parse_duration(aggregate)
+    warmup_s = _warmup_seconds(warmup or given.get("warmup") or "2s")
+    aggregate_s = parse_duration(aggregate or given.get("aggregate") or "5s")
     duration_s = parse_duration(duration)
     if all_profiles and procs:
         raise UserError("give either --all or --proc NAME (repeatable), not both.")
@@ -240,14 +255,18 @@ def watch(
 
         reason = run_host(HostOptions(
             names=None if all_profiles else procs, store=store, json_out=json_out,
-            alerts_file=alerts_file, threshold=threshold, warmup_s=warmup_s,
+            alerts_file=alerts_file, warmup_s=warmup_s,
+            threshold=threshold if threshold is not None else given.get("threshold"),
+            thresholds=settings.thresholds, excluded=settings.excluded,
             aggregate_s=aggregate_s, duration_s=duration_s, exit_on_alert=exit_on_alert,
             max_alerts=max_alerts, metrics=metrics, cgroup=cgroup,
-            syslog=None if syslog is None else ("" if syslog == "-" else syslog)))
+            syslog=None if syslog is None else ("" if syslog in ("-", "/dev/log") else syslog)))
         if reason in {"alert", "max-alerts"}:
             raise SystemExit(EXIT_ALERTED)
         return
     comm = procs[0]
+    if threshold is None:    # the command line, then the file's binary, then its [watch]
+        threshold = settings.thresholds.get(comm, given.get("threshold"))
     loaded = _load_profile(store, comm)
     for message in loaded.warnings:
         warn(message)

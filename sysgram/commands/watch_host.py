@@ -33,7 +33,8 @@ class HostOptions:
     metrics: str | None = None        # ADDR:PORT
     syslog: str | None = None         # a Unix socket path ("" : /dev/log)
     cgroup: str | None = None         # only processes in this cgroup v2 subtree
-    thresholds: dict[str, float] | None = None
+    thresholds: dict[str, float] | None = None   # per binary, from the config file
+    excluded: frozenset[str] = frozenset()        # left out of --all by the config file
 
 
 def _report(changes) -> None:
@@ -102,7 +103,7 @@ def run_host(options: HostOptions) -> str:
                               threshold=options.threshold,
                               thresholds=dict(options.thresholds or {}))
     store = ProfileStore(options.store)
-    profiles = HostProfiles(store, options.names, settings)
+    profiles = HostProfiles(store, options.names, settings, excluded=options.excluded)
     router = HostRouter()
     # Tracing starts before the profiles load (unpickling one imports scikit-learn, ~2 s
     # here): the collector holds what it sees meanwhile, and the engines take it up.

@@ -68,14 +68,16 @@ class HostProfiles:
     """The profiles served now; `changes()` compares them with the store."""
 
     def __init__(self, store: ProfileStore, names: list[str] | None,
-                 settings: EngineSettings) -> None:
+                 settings: EngineSettings, excluded: frozenset[str] = frozenset()) -> None:
         self.store = store
         self.names = names              # None: every profile in the store (--all)
+        self.excluded = excluded        # left out of --all (named ones are always watched)
         self.settings = settings
         self._served: dict[str, tuple[int, int, int] | None] = {}
 
     def wanted(self) -> dict[str, tuple[int, int, int] | None]:
-        names = self.store.names() if self.names is None else self.names
+        names = ([n for n in self.store.names() if n not in self.excluded]
+                 if self.names is None else self.names)
         return {name: _identity(self.store.path(name)) for name in names}
 
     def load(self, binary: str, changes: Changes) -> WatchEngine | None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Protocol
 
+from sysgram.collector.items import ThreadExit, ThreadStart
 from sysgram.watch.alerts import Alert, Repeat
 from sysgram.watch.engine import WatchStats
 
@@ -50,35 +51,6 @@ class RouterStats:
     binaries_added: int = 0
     binaries_removed: int = 0
     reloads: int = 0
-
-
-@dataclass(frozen=True)
-class _Exit:
-    """The end of a thread in the engine it leaves when its process execs another binary."""
-
-    tid: int
-    pid: int
-    ts_ns: int
-    group_dead: bool = True
-
-
-@dataclass(frozen=True)
-class _Start:
-    """The start of that thread in the engine of the binary it exec'd into."""
-
-    tid: int
-    pid: int
-    ppid: int | None
-    comm: str | None
-    exe: str | None
-    exe_sha256: str | None
-    ts_ns: int
-    cgroup: str | None = None
-    container: str | None = None
-
-
-# The engine dispatches on class names: the router's synthetic items read as the real ones.
-_Exit.__name__, _Start.__name__ = "ThreadExit", "ThreadStart"
 
 
 def sum_stats(parts: Iterable[WatchStats]) -> WatchStats:
@@ -186,11 +158,14 @@ class HostRouter:
         before = self._owner.get(item.pid)
         if before == item.target:
             return
-        if before is not None:
-            routed.setdefault(before, []).append(_Exit(item.tid, item.pid, item.ts_ns))
+        if before is not None:       # its thread ends in the engine it leaves ...
+            routed.setdefault(before, []).append(
+                ThreadExit(tid=item.tid, pid=item.pid, ts_ns=item.ts_ns, group_dead=True))
         self._owner[item.pid] = item.target
-        routed.setdefault(item.target, []).append(
-            _Start(item.tid, item.pid, None, item.comm, item.filename, None, item.ts_ns))
+        routed.setdefault(item.target, []).append(   # ... and starts in the one it joins
+            ThreadStart(tid=item.tid, pid=item.pid, ppid=None, comm=item.comm,
+                        exe=item.filename, exe_sha256=None, ts_ns=item.ts_ns,
+                        target=item.target))
 
     def expire(self, now_ns: int) -> list[Repeat]:
         repeats, self._held_repeats = self._held_repeats, []

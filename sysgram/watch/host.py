@@ -14,7 +14,7 @@ it, so no engine is ever changed while it scores.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -66,11 +66,60 @@ def sum_stats(parts: Iterable[WatchStats]) -> WatchStats:
     return total
 
 
+class ItemRouting:
+    """Which binary each collector item belongs to: the one decision, for watch and train.
+
+    A process belongs to the target its ThreadStart names; an Exec into another watched
+    binary moves it (its thread ends in the binary it leaves and starts in the one it
+    joins); its last ThreadExit forgets it.
+    """
+
+    def __init__(self) -> None:
+        self._owner: dict[int, str] = {}          # pid -> binary
+
+    def split(self, items: Iterable[object], wanted: Container[str],
+              ) -> tuple[dict[str, list[object]], int]:
+        """Items per binary (in order), and how many belonged to no wanted binary."""
+        routed: dict[str, list[object]] = {}
+        unrouted = 0
+        for item in items:
+            kind = type(item).__name__
+            if kind == "ThreadStart" and item.target is not None:
+                self._owner[item.pid] = item.target
+            elif kind == "Exec" and item.target is not None:
+                self._exec(item, routed, wanted)
+            binary = self._owner.get(item.pid)
+            if binary is None or binary not in wanted:
+                unrouted += 1
+                continue
+            routed.setdefault(binary, []).append(item)
+            if kind == "ThreadExit" and item.group_dead:
+                self._owner.pop(item.pid, None)
+        return routed, unrouted
+
+    def _exec(self, item, routed: dict[str, list[object]], wanted: Container[str]) -> None:
+        before = self._owner.get(item.pid)
+        if before == item.target:
+            return
+        if before is not None and before in wanted:   # its thread ends where it was ...
+            routed.setdefault(before, []).append(
+                ThreadExit(tid=item.tid, pid=item.pid, ts_ns=item.ts_ns, group_dead=True))
+        self._owner[item.pid] = item.target
+        if item.target in wanted:                     # ... and starts where it goes
+            routed.setdefault(item.target, []).append(
+                ThreadStart(tid=item.tid, pid=item.pid, ppid=None, comm=item.comm,
+                            exe=item.filename, exe_sha256=None, ts_ns=item.ts_ns,
+                            target=item.target))
+
+    def forget(self, binary: str) -> None:
+        self._owner = {pid: b for pid, b in self._owner.items() if b != binary}
+
+
 class HostRouter:
     def __init__(self, engines: dict[str, RoutedEngine] | None = None) -> None:
         self.engines: dict[str, RoutedEngine] = dict(engines or {})
         self.router_stats = RouterStats()
-        self._owner: dict[int, str] = {}          # pid -> binary
+        self._routing = ItemRouting()
         self._reload: Callable[[HostRouter], tuple[list[Alert], list[Repeat]]] | None = None
         self._reload_requested = False
         self._retired: list[WatchStats] = []       # stats of engines removed since the start
@@ -91,7 +140,7 @@ class HostRouter:
             return [], []
         self.router_stats.binaries_removed += 1
         self._retired.append(engine.stats)
-        self._owner = {pid: b for pid, b in self._owner.items() if b != binary}
+        self._routing.forget(binary)
         return engine.finish()
 
     def replace(self, binary: str, engine: RoutedEngine) -> tuple[list[Alert], list[Repeat]]:
@@ -125,23 +174,10 @@ class HostRouter:
     # -- what the loop calls -----------------------------------------------------------
     def ingest(self, items: Iterable[object]) -> list[Alert]:
         self._apply_reload()
-        routed: dict[str, list[object]] = {}
-        oldest_ns: int | None = None
-        for item in items:
-            kind = type(item).__name__
-            if oldest_ns is None or item.ts_ns < oldest_ns:
-                oldest_ns = item.ts_ns
-            if kind == "ThreadStart" and item.target is not None:
-                self._owner[item.pid] = item.target
-            elif kind == "Exec" and item.target is not None:
-                self._exec(item, routed)
-            binary = self._owner.get(item.pid)
-            if binary is None or binary not in self.engines:
-                self.router_stats.items_unrouted += 1
-                continue
-            routed.setdefault(binary, []).append(item)
-            if kind == "ThreadExit" and item.group_dead:
-                self._owner.pop(item.pid, None)
+        items = list(items)
+        routed, unrouted = self._routing.split(items, self.engines)
+        self.router_stats.items_unrouted += unrouted
+        oldest_ns = min((item.ts_ns for item in items), default=None)
         alerts, self._held_alerts = self._held_alerts, []
         observer = self.observer
         if observer is not None and oldest_ns is not None:
@@ -153,19 +189,6 @@ class HostRouter:
                 observer.scored(binary, time.perf_counter() - started)
         return alerts
 
-    def _exec(self, item, routed: dict[str, list[object]]) -> None:
-        """A process exec'd into another watched binary: it leaves one engine for the other."""
-        before = self._owner.get(item.pid)
-        if before == item.target:
-            return
-        if before is not None:       # its thread ends in the engine it leaves ...
-            routed.setdefault(before, []).append(
-                ThreadExit(tid=item.tid, pid=item.pid, ts_ns=item.ts_ns, group_dead=True))
-        self._owner[item.pid] = item.target
-        routed.setdefault(item.target, []).append(   # ... and starts in the one it joins
-            ThreadStart(tid=item.tid, pid=item.pid, ppid=None, comm=item.comm,
-                        exe=item.filename, exe_sha256=None, ts_ns=item.ts_ns,
-                        target=item.target))
 
     def expire(self, now_ns: int) -> list[Repeat]:
         repeats, self._held_repeats = self._held_repeats, []

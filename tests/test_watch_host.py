@@ -206,3 +206,20 @@ def test_metrics_scraped_over_http_match_the_watchers_counters():
     sample = server.registry.get_sample_value
     assert sample("sysgram_scoring_seconds_count", {"binary": "nginx"}) == 1
     assert sample("sysgram_drain_lag_seconds_count") == 1
+
+
+def test_single_binary_watch_reopens_its_alerts_file_on_sighup(tmp_path):
+    import os
+    import signal
+
+    from sysgram.commands.watch import _reopen_on_hup
+
+    out = AlertFile(tmp_path / "alerts.jsonl")
+    before = signal.getsignal(signal.SIGHUP)
+    with _reopen_on_hup(out):
+        (tmp_path / "alerts.jsonl").rename(tmp_path / "alerts.jsonl.1")
+        os.kill(os.getpid(), signal.SIGHUP)
+        out.write("{}\n")
+    out.close()
+    assert out.reopens == 1 and (tmp_path / "alerts.jsonl").read_text() == "{}\n"
+    assert signal.getsignal(signal.SIGHUP) == before

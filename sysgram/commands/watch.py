@@ -163,6 +163,19 @@ def _stop_on_signals(stop: threading.Event):
             signal.signal(sig, old)
 
 
+@contextlib.contextmanager
+def _reopen_on_hup(alert_file):
+    """SIGHUP reopens the alerts file, as logrotate expects (without one: the default)."""
+    if alert_file is None:
+        yield
+        return
+    previous = signal.signal(signal.SIGHUP, lambda _s, _f: alert_file.reopen())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def watch(
     proc: list[str] = typer.Option(  # noqa: B008  (typer reads the default, never mutated)
         None, "--proc", help="Process name to watch (as `ps -o comm` shows); repeat it to "
@@ -294,7 +307,8 @@ def watch(
     rules = StopRules(duration_s=duration_s, exit_on_alert=exit_on_alert, max_alerts=max_alerts)
     started = time.monotonic()
     try:
-        with _stop_on_signals(stop), Collector(TargetSpec(comm)) as collector:  # starts it
+        with (_stop_on_signals(stop), _reopen_on_hup(alerts_stream),
+              Collector(TargetSpec(comm)) as collector):  # starts it
             print("attached", file=sys.stderr, flush=True)
             session = WatchSession(
                 collector, engine, sinks, rules,

@@ -51,7 +51,8 @@ def _report(changes) -> None:
 def _summary(router, collector_stats, elapsed_s: float, reason: str) -> str:
     from sysgram.watch.render import summary_text
 
-    lines = [summary_text(binary, stats, elapsed_s, 0, reason)
+    # Per binary, the losses its threads were told of (gaps); the total line has them all.
+    lines = [summary_text(binary, stats, elapsed_s, stats.lost_events, reason)
              for binary, stats in sorted(router.stats_by_binary().items())]
     total = router.stats
     lines.append(

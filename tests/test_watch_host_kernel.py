@@ -19,9 +19,12 @@ import socket
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from test_watch_kernel import ATTACK_CALLS, Reader, _stop, sysgram
+
+from sysgram.collector.cgroups import cgroup_path
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
@@ -91,6 +94,7 @@ def test_one_watcher_two_programs_sighup_rotation_syslog_and_metrics(build_workl
                                       stdout=subprocess.DEVNULL)
                for name, exe in ((a_bin.name, a_bin), (b_bin.name, b_bin))}
     owner = {proc.pid: name for name, proc in victims.items()}
+    cgroup = cgroup_path(Path(f"/proc/{victims[a_bin.name].pid}/cgroup").read_text())
     watch = None
     try:
         trains = [_train(a_bin.name, store), _train(b_bin.name, staging)]
@@ -148,8 +152,10 @@ def test_one_watcher_two_programs_sighup_rotation_syslog_and_metrics(build_workl
     # Every alert is attributed to the binary (and profile) of the process that raised it.
     assert seen == {name: victims[name].pid for name in victims}
     stdout_lines = [json.dumps(r, sort_keys=True) for r in stdout_records]
-    assert stdout_records and all(owner[r["root_pid"]] == r["binary"] for r in stdout_records
-                                  if r["kind"] == "alert")
+    alerts = [r for r in stdout_records if r["kind"] == "alert"]
+    assert alerts and all(owner[r["root_pid"]] == r["binary"] for r in alerts)
+    # ... and carries the cgroup it ran in (no container here).
+    assert {(r.get("cgroup"), r.get("container")) for r in alerts} == {(cgroup, None)}
     # Nothing lost across the rotation: the two files together hold exactly stdout's records
     # (the first attack records came before the rotation; the last one after it).
     rotated = (tmp_path / "alerts.jsonl.1").read_text().splitlines()

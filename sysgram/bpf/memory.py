@@ -3,10 +3,11 @@
 bcc compiles with clang/LLVM inside the process. Once the program is loaded, LLVM's code
 pages (≈ 70 MiB resident here) and its freed heap (≈ 20 MiB) stay counted in the
 watcher's RSS for its whole life although nothing runs them again. This drops them:
-- the executable mappings of libLLVM / libclang, only where no page of the mapping was
-  ever written (`Anonymous: 0 kB` in smaps), with MADV_DONTNEED: for such read-only file
-  pages it only unmaps them; the kernel reads them back from the file (page cache) if a
-  later compile touches them;
+- the read-only mappings (code and constants) of libLLVM / libclang, only where no page
+  of the mapping was ever written (`Anonymous: 0 kB` in smaps: this leaves out RELRO
+  pages the dynamic loader wrote), with MADV_DONTNEED: for such file pages it only
+  unmaps them; the kernel reads them back from the file (page cache) if a later compile
+  touches them;
 - glibc's free heap, with malloc_trim(0).
 Measured by `benchmarks/bench_daemon.py --only daemon` (RSS of a watcher).
 """
@@ -23,14 +24,14 @@ _MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$")
 
 
 def _compiler_code_ranges(smaps: str) -> list[tuple[int, int]]:
-    """(start, end) of LLVM/clang executable mappings that hold no private (written) page."""
+    """(start, end) of LLVM/clang read-only mappings that hold no private (written) page."""
     ranges: list[tuple[int, int]] = []
     current: tuple[int, int] | None = None
     for line in smaps.splitlines():
         mapping = _MAPPING.match(line)
         if mapping:
             start, end, perms, path = mapping.groups()
-            wanted = perms == "r-xp" and _COMPILER_LIBS.search(path)
+            wanted = perms in ("r-xp", "r--p") and _COMPILER_LIBS.search(path)
             current = (int(start, 16), int(end, 16)) if wanted else None
         elif current is not None and line.startswith("Anonymous:"):
             if int(line.split()[1]) == 0:
@@ -40,7 +41,7 @@ def _compiler_code_ranges(smaps: str) -> list[tuple[int, int]]:
 
 
 def release_compiler_memory() -> int:
-    """Drop LLVM's code pages and trim the heap; returns the bytes of mappings dropped."""
+    """Drop LLVM's file pages and trim the heap; returns the bytes of mappings dropped."""
     try:
         smaps = Path("/proc/self/smaps").read_text()
         libc = ctypes.CDLL(None, use_errno=True)

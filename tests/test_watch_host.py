@@ -141,6 +141,8 @@ def test_syslog_lands_in_a_socket_the_test_owns(tmp_path):
     assert sink.sent == 2 and sink.failed == 0
     sink.alert(_Alert())                            # the socket is gone: counted, not raised
     assert sink.failed == 1
+    with pytest.raises(UserError, match="cannot send to syslog"):
+        SyslogSink(path)                            # nobody listens: said at the start
 
 
 def test_alerts_file_rotation_loses_no_line(tmp_path):

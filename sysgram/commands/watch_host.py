@@ -100,6 +100,7 @@ def run_host(options: HostOptions) -> str:
     from sysgram.watch.hostprofiles import EngineSettings, HostProfiles
     from sysgram.watch.session import StopRules, WatchSession
 
+    metrics_address = _metrics_address(options.metrics)
     settings = EngineSettings(warmup_s=options.warmup_s, aggregate_s=options.aggregate_s,
                               threshold=options.threshold,
                               thresholds=dict(options.thresholds or {}))
@@ -143,7 +144,7 @@ def run_host(options: HostOptions) -> str:
 
             router.on_reload(reload)
             signal.signal(signal.SIGHUP, lambda _s, _f: router.request_reload())
-            metrics = _start_metrics(options.metrics, router, collector)
+            metrics = _start_metrics(metrics_address, router, collector)
             print("attached", file=sys.stderr, flush=True)
             _load_first(profiles, router, collector, initial, options, store)
             session = WatchSession(collector, router, sinks, rules)
@@ -167,12 +168,21 @@ def run_host(options: HostOptions) -> str:
     return reason
 
 
-def _start_metrics(address: str | None, router, collector):
+def _metrics_address(text: str | None) -> tuple[str, int] | None:
+    """--metrics checked before anything is loaded (prometheus_client only when asked)."""
+    if text is None:
+        return None
+    from sysgram.watch.prometheus import parse_address
+
+    return parse_address(text)
+
+
+def _start_metrics(address: tuple[str, int] | None, router, collector):
     if address is None:
         return None
-    from sysgram.watch.prometheus import MetricsServer, parse_address
+    from sysgram.watch.prometheus import MetricsServer
 
-    host, port = parse_address(address)
+    host, port = address
     server = MetricsServer(router, collector, host, port)
     print(f"sysgram: metrics on http://{host}:{server.port}/metrics", file=sys.stderr,
           flush=True)

@@ -14,6 +14,7 @@ import os
 import socket
 from typing import Protocol
 
+from sysgram.errors import UserError
 from sysgram.watch.alerts import wall_time
 
 DEV_LOG = "/dev/log"
@@ -75,6 +76,12 @@ class SyslogSink:
         self.failed = 0          # records that could not be sent (counted, shown at exit)
         self._hostname = socket.gethostname()
         self._sock: socket.socket | None = None
+        try:        # a socket nobody listens on is a mistake to tell now, not to count later
+            self._socket()
+        except OSError as exc:
+            raise UserError(f"cannot send to syslog at {self.path} ({exc.strerror}); give a "
+                            "socket a log daemon listens on with --syslog, or leave it out.") \
+                from None
 
     def _socket(self) -> socket.socket:
         if self._sock is None:

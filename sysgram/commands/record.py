@@ -81,6 +81,8 @@ def _summary(stats, seconds: float, out: Path) -> str:
             f"{stats.lost_lifecycle:,}")
     dropped = (f"; {stats.dropped_exe} processes with the name but another executable skipped"
                if stats.dropped_exe else "")
+    if stats.dropped_cgroup:
+        dropped += f"; {stats.dropped_cgroup} processes outside the --cgroup subtree skipped"
     cpus = (f"; {stats.cpus_unvisited} CPUs were off limits to the flusher (cpuset), so events "
             "from them arrived late and their order may be off" if stats.cpus_unvisited else "")
     return (f"recorded {stats.events:,} syscalls from {stats.processes_seen} processes "

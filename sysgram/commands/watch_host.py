@@ -54,13 +54,15 @@ def _summary(router, collector_stats, elapsed_s: float, reason: str) -> str:
     # Per binary, the losses its threads were told of (gaps); the total line has them all.
     lines = [summary_text(binary, stats, elapsed_s, stats.lost_events, reason)
              for binary, stats in sorted(router.stats_by_binary().items())]
-    total = router.stats
+    total, routed = router.stats, router.router_stats
+    skipped = collector_stats.dropped_cgroup
     lines.append(
         f"sysgram watch: {len(router.engines)} binaries, {total.alerts:,} alerts, "
         f"{total.windows_scored:,} windows scored, {total.events:,} syscalls; "
         f"{collector_stats.lost:,} events lost; "
-        f"{router.router_stats.reloads} reloads, {router.router_stats.items_unrouted:,} "
-        "items of unwatched binaries dropped")
+        + (f"{skipped:,} processes outside --cgroup skipped; " if skipped else "")
+        + f"{routed.reloads} reloads, {routed.items_unrouted:,} items of unwatched binaries "
+        "dropped")
     return "\n".join(lines)
 
 

@@ -219,18 +219,20 @@ class HostRouter:
         """
         if len(self.engines) == 1 and not self._retired:
             return next(iter(self.engines.values())).stats
-        return sum_stats([*self._retired, *(e.stats for e in self.engines.values())])
+        return sum_stats([*self._retired, *(e.stats for e in list(self.engines.values()))])
 
     def stats_by_binary(self) -> dict[str, WatchStats]:
-        return {binary: engine.stats for binary, engine in self.engines.items()}
+        # A snapshot first: the metrics endpoint reads this from its own thread while a
+        # reload may change the engines (list() of a dict view runs under the GIL at once).
+        return {binary: engine.stats for binary, engine in list(self.engines.items())}
 
     @property
     def processes(self) -> int:
-        return sum(engine.processes for engine in self.engines.values())
+        return sum(engine.processes for engine in list(self.engines.values()))
 
     @property
     def threads(self) -> int:
-        return sum(engine.threads for engine in self.engines.values())
+        return sum(engine.threads for engine in list(self.engines.values()))
 
     @property
     def scorer(self):

@@ -8,7 +8,7 @@ Needs root and bcc (nginx and wrk for the last part). Reports:
     medians of --reps). Goal: the same within noise (one hook, one bitmap lookup).
   - daemon: `sysgram watch --all` over a store of copies of one trained profile: start to
     `attached` with 20 profiles (goal <= 1 s), RSS with 5 (goal <= 150 MiB), CPU over
-    10 s idle with 5 (goal <= 1 % of a core).
+    10 s idle with 5 (goal <= 1 % of a core); RSS per live thread (1,024 parked threads).
   - nginx: requests/s of nginx saturated by wrk, untraced and watched by `sysgram watch
     --all` (nginx's profile trained live first), interleaved (goal >= 95 %).
 """
@@ -103,6 +103,13 @@ class Watcher:
         if self.attached_s is None:
             raise SystemExit("sysgram watch --all never attached; run `sysgram doctor`.")
 
+    def wait_loaded(self) -> None:
+        """Until the profiles are loaded (the watcher attaches first, then loads them)."""
+        for line in self.proc.stderr:
+            if line.startswith("sysgram: watching"):
+                return
+        raise SystemExit("sysgram watch --all never loaded its profiles.")
+
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -131,12 +138,14 @@ def daemon(reps: int, work: Path) -> dict:
         watcher = Watcher(many)
         attach.append(watcher.attached_s)
         if rep == 0:
-            time.sleep(3)             # every profile loaded
+            watcher.wait_loaded()
+            time.sleep(1)
             rss_many = watcher.rss_mib()
         watcher.stop()
     watcher = Watcher(few)
     try:
-        time.sleep(3)                 # settled: imports done, first rounds run
+        watcher.wait_loaded()
+        time.sleep(1)                 # settled: first rounds run
         rss = watcher.rss_mib()
         before, at = watcher.cpu_s(), time.monotonic()
         time.sleep(10)
@@ -144,7 +153,37 @@ def daemon(reps: int, work: Path) -> dict:
     finally:
         watcher.stop()
     return {"attach_s_20": statistics.median(attach), "attach_runs": attach,
-            "rss_mib_5": rss, "rss_mib_20": rss_many, "idle_cpu_pct_5": idle_pct}
+            "rss_mib_5": rss, "rss_mib_20": rss_many, "idle_cpu_pct_5": idle_pct,
+            **_per_thread(work, source)}
+
+
+THREAD_PROCS, THREADS_EACH = 16, 64
+
+
+def _per_thread(work: Path, profile: Path) -> dict:
+    """RSS a watcher holds per live thread: 1,024 threads of a watched binary, parked."""
+    exe = work / "sgb_pat"
+    subprocess.run(["gcc", "-O2", "-pthread", "-o", str(exe),
+                    str(ROOT / "tests/workloads/pattern.c")], check=True)
+    store = work / "store-threads"
+    store.mkdir(mode=0o700)
+    shutil.copy2(profile, store / f"{exe.name}.profile")
+    watcher = Watcher(store, "--warmup", "0")
+    procs = []
+    try:
+        watcher.wait_loaded()
+        time.sleep(1)
+        before = watcher.rss_mib()
+        procs = [subprocess.Popen([str(exe), str(THREADS_EACH), "1", "0", "2"],
+                                  stdin=subprocess.PIPE) for _ in range(THREAD_PROCS)]
+        time.sleep(3)                  # every thread started, seen and held by the engine
+        during = watcher.rss_mib()
+    finally:
+        for proc in procs:
+            proc.communicate(b"go\n", timeout=30)
+        watcher.stop()
+    threads = THREAD_PROCS * THREADS_EACH
+    return {"rss_kib_per_thread": (during - before) * 1024 / threads, "threads_held": threads}
 
 
 # -- nginx under wrk ---------------------------------------------------------------------
@@ -178,7 +217,7 @@ def nginx(reps: int, work: Path, seconds: int = 5) -> dict:
             untraced.append(_wrk(port, seconds))
             watcher = Watcher(store)
             try:
-                time.sleep(2)                 # its profiles are loaded
+                watcher.wait_loaded()
                 before, at = watcher.cpu_s(), time.monotonic()
                 watched.append(_wrk(port, seconds))
                 watcher_cores.append((watcher.cpu_s() - before) / (time.monotonic() - at))
@@ -212,6 +251,8 @@ def report(r: dict) -> str:
             f"{goal(r['rss_mib_5'], GOALS['rss_mib'])} (with 20: {r['rss_mib_20']:.0f} MiB)",
             f"idle CPU with 5 profiles: {r['idle_cpu_pct_5']:.2f} % of a core "
             f"{goal(r['idle_cpu_pct_5'], GOALS['idle_cpu_pct'])}",
+            f"RSS per live watched thread: {r['rss_kib_per_thread']:.1f} KiB "
+            f"({r['threads_held']} threads parked)",
         ]
     if "nginx_ratio" in r:
         lines.append(f"nginx under wrk: {r['nginx_untraced_rps']:,.0f} req/s untraced, "

@@ -1,7 +1,7 @@
 """One daemon for a host: what many watched binaries cost the machine and the daemon.
 
 usage: .venv/bin/python benchmarks/bench_daemon.py [--reps 5] [--calls 1000000]
-           [--only untargeted,daemon,nginx] [--json]
+           [--only untargeted,daemon,nginx,postgres] [--json]
 Needs root and bcc (nginx and wrk for the last part). Reports:
   - untargeted: extra CPU per syscall of a process no watcher targets, with one
     collector watching 1, 5 and 20 binaries (its syscall hook on vs off, interleaved;
@@ -11,6 +11,7 @@ Needs root and bcc (nginx and wrk for the last part). Reports:
     10 s idle with 5 (goal <= 1 % of a core); RSS per live thread (1,024 parked threads).
   - nginx: requests/s of nginx saturated by wrk, untraced and watched by `sysgram watch
     --all` (nginx's profile trained live first), interleaved (goal >= 95 %).
+  - postgres: the same for PostgreSQL under `pgbench -S` (a throwaway cluster).
 """
 
 from __future__ import annotations
@@ -186,6 +187,17 @@ def _per_thread(work: Path, profile: Path) -> dict:
     return {"rss_kib_per_thread": (during - before) * 1024 / threads, "threads_held": threads}
 
 
+def _paired(reps: int, untraced_run, watched_run) -> tuple[list[float], list[float]]:
+    """Untraced and watched runs in pairs, the order flipped every pair (ABBA): a server
+    that warms up (caches, buffers) over the run favours neither side."""
+    untraced, watched = [], []
+    for rep in range(reps):
+        order = (untraced_run, watched_run) if rep % 2 == 0 else (watched_run, untraced_run)
+        for run in order:
+            (untraced if run is untraced_run else watched).append(run())
+    return untraced, watched
+
+
 # -- nginx under wrk ---------------------------------------------------------------------
 def _wrk(port: int, seconds: int) -> float:
     out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
@@ -212,17 +224,20 @@ def nginx(reps: int, work: Path, seconds: int = 5) -> dict:
         time.sleep(2)
         while trainer.poll() is None:
             _wrk(port, 3)
-        untraced, watched, watcher_cores = [], [], []
-        for _ in range(reps):
-            untraced.append(_wrk(port, seconds))
+        watcher_cores = []
+
+        def watched_run() -> float:
             watcher = Watcher(store)
             try:
                 watcher.wait_loaded()
                 before, at = watcher.cpu_s(), time.monotonic()
-                watched.append(_wrk(port, seconds))
+                rate = _wrk(port, seconds)
                 watcher_cores.append((watcher.cpu_s() - before) / (time.monotonic() - at))
+                return rate
             finally:
                 watcher.stop()
+
+        untraced, watched = _paired(reps, lambda: _wrk(port, seconds), watched_run)
     finally:
         stop_session(server)
     return {"nginx_untraced_rps": statistics.median(untraced),
@@ -231,6 +246,78 @@ def nginx(reps: int, work: Path, seconds: int = 5) -> dict:
                                                                    strict=True)),
             "nginx_watcher_cores": statistics.median(watcher_cores),
             "nginx_runs": {"untraced": untraced, "watched": watched}}
+
+
+# -- PostgreSQL under pgbench ------------------------------------------------------------
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(PG_BIN.glob(f"*/bin/{name}"))
+    if not found:
+        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql).")
+    return str(found[-1])
+
+
+def _as_postgres(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, **kwargs)
+
+
+def _pgbench(sock: Path, port: int, seconds: int) -> float:
+    out = _as_postgres(["pgbench", "-h", str(sock), "-p", str(port), "-c", "8", "-j", "2",
+                        "-S", "-T", str(seconds), "postgres"],
+                       capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith("tps = "):
+            return float(line.split()[2])
+    raise SystemExit(f"pgbench printed no rate:\n{out}")
+
+
+def postgres(reps: int, work: Path, seconds: int = 5) -> dict:
+    """pgbench (select-only, 8 clients) on a throwaway cluster, untraced and watched."""
+    base = Path(tempfile.mkdtemp(prefix="sgb-pg-"))    # the postgres user must reach it
+    os.chmod(base, 0o755)
+    shutil.chown(base, "postgres", "postgres")
+    data, sock, port = base / "data", base, 54329
+    server = None
+    try:
+        _as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+                     stdout=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            ["runuser", "-u", "postgres", "--", _pg_bin("postgres"), "-D", str(data),
+             "-k", str(sock), "-p", str(port), "-c", "listen_addresses=", "-c", "fsync=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        for _ in range(100):
+            if (sock / f".s.PGSQL.{port}").exists():
+                break
+            time.sleep(0.1)
+        _as_postgres(["pgbench", "-i", "-s", "5", "-h", str(sock), "-p", str(port), "postgres"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        store = work / "pg-store"
+        trainer = subprocess.Popen([*SYSGRAM, "train", "--proc", "postgres", "--duration", "15s",
+                                    "--store", str(store)], env=_env(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+        while trainer.poll() is None:
+            _pgbench(sock, port, 3)
+        def watched_run() -> float:
+            watcher = Watcher(store)
+            try:
+                watcher.wait_loaded()
+                return _pgbench(sock, port, seconds)
+            finally:
+                watcher.stop()
+
+        untraced, watched = _paired(reps, lambda: _pgbench(sock, port, seconds), watched_run)
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+    return {"pg_untraced_tps": statistics.median(untraced),
+            "pg_watched_tps": statistics.median(watched),
+            "pg_ratio": statistics.median(w / u for w, u in zip(watched, untraced, strict=True)),
+            "pg_runs": {"untraced": untraced, "watched": watched}}
 
 
 def report(r: dict) -> str:
@@ -259,6 +346,10 @@ def report(r: dict) -> str:
                      f"{r['nginx_watched_rps']:,.0f} watched: {100 * r['nginx_ratio']:.1f} % "
                      f"{goal(r['nginx_ratio'], GOALS['nginx_ratio'], above=True)}; the watcher "
                      f"used {r['nginx_watcher_cores']:.2f} of the machine's cores meanwhile")
+    if "pg_ratio" in r:
+        lines.append(f"PostgreSQL under pgbench -S: {r['pg_untraced_tps']:,.0f} tps untraced, "
+                     f"{r['pg_watched_tps']:,.0f} watched: {100 * r['pg_ratio']:.1f} % "
+                     f"{goal(r['pg_ratio'], GOALS['nginx_ratio'], above=True)}")
     return "\n".join(lines)
 
 
@@ -266,7 +357,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--calls", type=int, default=1_000_000)
-    parser.add_argument("--only", default="untargeted,daemon,nginx")
+    parser.add_argument("--only", default="untargeted,daemon,nginx,postgres")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     parts = set(args.only.split(","))
@@ -280,6 +371,8 @@ def main() -> int:
             result |= daemon(args.reps, work)
         if "nginx" in parts:
             result |= nginx(args.reps, work)
+        if "postgres" in parts:
+            result |= postgres(args.reps, work)
     print(json.dumps(result) if args.json else report(result))
     return 0
 

@@ -1,8 +1,9 @@
 """One watcher for a host: a collector's items routed to one WatchEngine per binary.
 
 The collector names each process's target in its ThreadStart (and again in an Exec,
-where a process may change binary); `HostRouter` remembers the owner of every process
-and hands each item to that binary's engine. It offers the loop what one engine offers
+where a process may change binary); `ItemRouting` remembers the owner of every process
+(the one place that decides it, for watch and for train) and `HostRouter` hands each
+binary's items to its engine. It offers the loop what one engine offers
 (`ingest`, `expire`, `reap`, `finish`, `stats`, `processes`, `threads`), so the watch
 session drives a host exactly as it drives one binary.
 
@@ -233,9 +234,3 @@ class HostRouter:
     @property
     def threads(self) -> int:
         return sum(engine.threads for engine in list(self.engines.values()))
-
-    @property
-    def scorer(self):
-        """The scorer of the only binary (the status line shows one threshold)."""
-        (engine,) = self.engines.values()
-        return engine.scorer

@@ -61,7 +61,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def adfa_dir() -> Path:
+def adfa_dev_split() -> Path:
     """The ADFA-LD dev split's directory (tests using it are marked `adfa`)."""
     reason = adfa_unavailable_reason()
     if reason:

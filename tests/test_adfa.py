@@ -150,20 +150,20 @@ def test_an_unreadable_file_is_named(tmp_path):
 
 
 @pytest.mark.adfa
-def test_real_dev_split_counts_and_round_trip(tmp_path, adfa_dir):
+def test_real_dev_split_counts_and_round_trip(tmp_path, adfa_dev_split):
     start = time.perf_counter()
-    traces = read_adfa(adfa_dir)
+    traces = read_adfa(adfa_dev_split)
     parse_s = time.perf_counter() - start
     splits = [t.split for t in traces]
     assert (splits.count("train"), splits.count("validation"), splits.count("attack")) == (
         833, 2186, 377)
     assert {t.family for t in traces if t.split == "attack"} == {
         "Adduser", "Hydra_FTP", "Java_Meterpreter"}
-    first = adfa_dir / traces[0].source
+    first = adfa_dev_split / traces[0].source
     assert traces[0].ids.tolist() == numbers(first.read_text())
     assert parse_s < 10  # a sanity bound only; the speed goal is checked in benchmarks/
-    ds = import_adfa(adfa_dir, tmp_path / "ds")
+    ds = import_adfa(adfa_dev_split, tmp_path / "ds")
     assert export_adfa(ds, tmp_path / "out") == 3396
     for t in traces[::97]:
-        assert (tmp_path / "out" / t.source).read_bytes() == (adfa_dir /
+        assert (tmp_path / "out" / t.source).read_bytes() == (adfa_dev_split /
                                                               t.source).read_bytes()

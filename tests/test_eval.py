@@ -216,9 +216,9 @@ def test_missing_attacks_is_a_user_error(tmp_path):
 
 @pytest.mark.adfa
 @pytest.mark.slow
-def test_adfa_dev_split_reference_numbers(tmp_path, adfa_dir):
+def test_adfa_dev_split_reference_numbers(tmp_path, adfa_dev_split):
     """STIDE n=6 reproduces the reference exactly; sysgram stays far ahead of it."""
-    corpus = load_adfa(adfa_dir)
+    corpus = load_adfa(adfa_dev_split)
     assert (corpus.n_train_threads, corpus.n_normal, corpus.n_attack) == (833, 2186, 377)
     results = {r.name: r for r in run_all(corpus, n_bootstrap=200)}
     stide = results["stide"].metrics

@@ -13,8 +13,8 @@ from sysgram.models.training_data import to_streams
 
 @pytest.mark.adfa
 @pytest.mark.slow
-def test_window_profile_on_adfa_dev_split(adfa_dir):
-    traces = read_adfa(adfa_dir)
+def test_window_profile_on_adfa_dev_split(adfa_dev_split):
+    traces = read_adfa(adfa_dev_split)
     train = [t for t in traces if t.split == "train"]
     test = [t for t in traces if t.split != "train"]
     profile = Profile(arch="i386", target_far=1e-2).fit(to_streams(train, "i386").pieces)

@@ -137,3 +137,64 @@ def test_record_without_privileges_says_so_in_one_sentence(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "privileges" in result.stderr and "root" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr   # that sentence only
+
+
+@pytest.fixture
+def cgroup_dir():
+    """A cgroup v2 directory of the test's own (removed at the end)."""
+    base = Path("/sys/fs/cgroup/unified")
+    if not (base / "cgroup.procs").exists():
+        base = Path("/sys/fs/cgroup")
+    if not (base / "cgroup.procs").exists():
+        pytest.skip("no cgroup v2 hierarchy to make a test cgroup in")
+    path = base / f"sysgram-test-{os.getpid()}"
+    path.mkdir()
+    yield path
+    for _ in range(50):                    # its processes are gone once they are reaped
+        try:
+            path.rmdir()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
+@pytest.mark.kernel
+def test_record_two_binaries_into_one_dataset_limited_to_a_cgroup(build_workload, tmp_path,
+                                                                  cgroup_dir):
+    a, b = build_workload("pattern"), build_workload("pattern")
+    inside_a, outside_a, inside_b = (
+        subprocess.Popen([str(exe), "2", "13", "0", "1"], stdin=subprocess.PIPE)
+        for exe in (a, a, b))
+    try:
+        for proc in (inside_a, inside_b):
+            (cgroup_dir / "cgroup.procs").write_text(str(proc.pid))
+        out = tmp_path / "rec"
+        recorder = start_recorder("--proc", a.name, "--proc", b.name, "--cgroup",
+                                  str(cgroup_dir), "--out", str(out))
+        for proc in (inside_a, outside_a, inside_b):
+            proc.communicate(b"go\n", timeout=10)
+        # Started after attaching: the kernel checks the subtree at the exec.
+        subprocess.run([str(a), "1", "7", "0", "0"], check=True)
+        late = subprocess.Popen(["sh", "-c", f"echo $$ > {cgroup_dir}/cgroup.procs && "
+                                 f"exec {a} 1 7 0 0"])
+        assert late.wait(timeout=10) == 0
+        time.sleep(0.5)
+        recorder.send_signal(signal.SIGTERM)
+        _, err = recorder.communicate(timeout=20)
+    finally:
+        for proc in (inside_a, outside_a, inside_b):
+            proc.kill()
+            proc.wait()
+    assert recorder.returncode == 0, err
+    dataset = Dataset.open(out)
+    assert dataset.meta["target"]["comms"] == [a.name, b.name]
+    traces = pattern_traces(dataset)
+    assert sorted((t.pid, t.target) for t in traces) == sorted(
+        [(inside_a.pid, a.name)] * 2 + [(inside_b.pid, b.name)] * 2 + [(late.pid, a.name)])
+    cgroup = "/" + cgroup_dir.name
+    seeded = [t for t in traces if t.pid != late.pid]
+    assert {t.cgroup for t in seeded} == {cgroup} and {t.container for t in traces} == {None}
+    for trace in traces:
+        assert bracketed(trace.ids) == [GETPPID] * (7 if trace.pid == late.pid else 13)
+    # Outside the subtree: one running before (a seed), one exec'd after.
+    assert dataset.meta["collector"]["dropped_cgroup"] == 2

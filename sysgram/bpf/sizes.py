@@ -16,12 +16,15 @@ MAX_REQUESTS = 1024        # mark/unmark request queue (power of two)
 EVENTS_PAGES = 2048        # 8 MiB: ~930 full batches (3.8 M events), ~1 s at full rate
 LOSSES_PAGES = 64
 LIFE_PAGES = 1024          # 4 MiB: ~13,000 fork/exec/exit records per drain interval
+MAX_TARGETS = 64           # target comms one program watches at once
+MAX_OWNERS = 65536         # tracked processes and threads with a target id
 COMM_LEN = 16
 FILENAME_LEN = 256
 
 LIFE_FORK, LIFE_EXEC, LIFE_EXIT = 1, 2, 3
 REQ_MARK, REQ_UNMARK = 1, 2
-REQ_PID_MASK = 0x3FFFFFFF
+REQ_OP_SHIFT, REQ_TARGET_SHIFT = 56, 32
+REQ_TARGET_MASK, REQ_PID_MASK = 0xFFFFFF, 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -56,4 +59,6 @@ def cflags(pid_limit: int, rings: RingPages | None = None) -> list[str]:
         f"-DSG_EVENTS_PAGES={rings.events}",
         f"-DSG_LOSSES_PAGES={rings.losses}",
         f"-DSG_LIFE_PAGES={rings.life}",
+        f"-DSG_MAX_TARGETS={MAX_TARGETS}",
+        f"-DSG_MAX_OWNERS={MAX_OWNERS}",
     ]

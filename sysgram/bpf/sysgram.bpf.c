@@ -11,6 +11,10 @@
  * - sched_switch / exec close the open run, so a run never spans a reschedule: user
  *   space restores each thread's order across CPUs by sorting runs by their start time.
  * - sched_process_fork/exec/exit keep the bitmap current and report lifecycle events.
+ * - Many binaries share the one program: `targets` maps each watched comm to a target
+ *   id, and `owners` gives every tracked process (and thread) its target id: set at an
+ *   exec into a target comm, inherited at fork, carried in every lifecycle record. The
+ *   syscall hook never looks at either, so it costs the same for 1 or 64 targets.
  * No kernel structure is read: only tracepoint fields and helpers (the headers on the
  * build machine may not match the running kernel).
  */
@@ -19,7 +23,9 @@
 BPF_ARRAY(tracked, u64, SG_PID_WORDS);
 BPF_ARRAY(config, struct sg_config, 1);
 BPF_ARRAY(state, struct sg_state, 1);
-BPF_ARRAY(requests, u32, SG_MAX_REQUESTS);
+BPF_ARRAY(requests, u64, SG_MAX_REQUESTS);
+BPF_HASH(targets, struct sg_comm, u32, SG_MAX_TARGETS);
+BPF_HASH(owners, u32, u32, SG_MAX_OWNERS);
 BPF_PERCPU_ARRAY(batch, struct sg_batch, 1);
 BPF_PERCPU_ARRAY(counters, struct sg_counters, 1);
 BPF_RINGBUF_OUTPUT(events, SG_EVENTS_PAGES);
@@ -50,6 +56,39 @@ static __always_inline void unmark(u32 pid)
     u64 *word = bitmap_word(pid);
     if (word)
         __sync_fetch_and_and(word, ~(1ULL << (pid & 63)));
+}
+
+static __always_inline u32 owner_of(u32 pid)
+{
+    u32 *id = owners.lookup(&pid);
+    return id ? *id : 0;
+}
+
+static __always_inline void set_owner(u32 pid, u32 id)
+{
+    if (id == 0)
+        return;
+    if (owners.update(&pid, &id) != 0) {
+        u32 zero = 0;
+        struct sg_counters *c = counters.lookup(&zero);
+        if (c)
+            c->lost_owners++;
+    }
+}
+
+/* Stop tracking a pid: its bit and its target id. */
+static __always_inline void forget(u32 pid)
+{
+    unmark(pid);
+    owners.delete(&pid);
+}
+
+/* --cgroup: whether the current task is in the subtree (cgroup v2; forks inherit). */
+static __always_inline int in_cgroup(struct sg_config *cfg)
+{
+    if (cfg->cgroup_level == 0)
+        return 1;
+    return bpf_get_current_ancestor_cgroup_id(cfg->cgroup_level) == cfg->cgroup_id;
 }
 
 /* Hand this CPU's batch over; on failure count the loss and report its run table. */
@@ -109,13 +148,15 @@ static __always_inline void apply_requests(struct sg_config *cfg)
         if (done >= cfg->req_count)
             break;
         u32 slot = done & (SG_MAX_REQUESTS - 1);
-        u32 *req = requests.lookup(&slot);
+        u64 *req = requests.lookup(&slot);
         if (req) {
             u32 pid = *req & SG_REQ_PID_MASK;
-            if ((*req >> 30) == SG_REQ_MARK)
+            if ((*req >> SG_REQ_OP_SHIFT) == SG_REQ_MARK) {
+                set_owner(pid, (*req >> SG_REQ_TARGET_SHIFT) & SG_REQ_TARGET_MASK);
                 mark(pid);
-            else
-                unmark(pid);
+            } else {
+                forget(pid);
+            }
         }
         st->req_done = done + 1;
     }
@@ -171,7 +212,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
 }
 
 static __always_inline void send_life(u32 kind, u32 tid, u32 tgid, u32 other, u32 group_dead,
-                                      void *filename_src, int with_filename)
+                                      u32 target, void *filename_src, int with_filename)
 {
     struct sg_life *e = life.ringbuf_reserve(sizeof(struct sg_life));
     if (!e) {
@@ -187,7 +228,7 @@ static __always_inline void send_life(u32 kind, u32 tid, u32 tgid, u32 other, u3
     e->tgid = tgid;
     e->other = other;
     e->group_dead = group_dead;
-    e->pad = 0;
+    e->target = target;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     e->filename[0] = 0;
     if (with_filename)
@@ -208,8 +249,10 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     u32 child = args->child_pid;
     /* A new process, or a thread of this one; marking a thread id is harmless while the
      * thread lives (no process can have that pid) and is undone at its exit. */
+    u32 target = owner_of(tgid);
+    set_owner(child, target);
     mark(child);
-    send_life(SG_LIFE_FORK, (u32)pid_tgid, tgid, child, 0, 0, 0);
+    send_life(SG_LIFE_FORK, (u32)pid_tgid, tgid, child, 0, target, 0, 0);
     return 0;
 }
 
@@ -221,25 +264,33 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     struct sg_config *cfg = config.lookup(&zero);
     if (!cfg || tgid == cfg->self_tgid)
         return 0;
-    int was_tracked = is_tracked(tgid);
-    if (!was_tracked) {
-        u64 comm[2] = {0, 0};
-        u64 want[2];
-        bpf_get_current_comm(&comm, sizeof(comm));
-        __builtin_memcpy(want, cfg->comm, sizeof(want));
-        if (comm[0] != want[0] || comm[1] != want[1])
-            return 0;
-        mark(tgid);
+    struct sg_comm comm = {};
+    bpf_get_current_comm(&comm.comm, sizeof(comm.comm));
+    u32 *target = targets.lookup(&comm);
+    if (target && !is_tracked(tgid) && !in_cgroup(cfg)) {
+        u32 zero = 0;
+        struct sg_counters *c = counters.lookup(&zero);
+        if (c)
+            c->skipped_cgroup++;
+        return 0;
     }
-    /* A tracked process that execs something else stays tracked: what the target's
-     * descendants do is its behaviour. */
+    if (target) {
+        /* Into a target's name: the process is that target's from now on. */
+        set_owner(tgid, *target);
+        mark(tgid);
+    } else if (!is_tracked(tgid)) {
+        return 0;
+    }
+    /* A tracked process that execs something else stays tracked, as the same target:
+     * what the target's descendants do is its behaviour. */
     close_run();
     /* A non-leader thread that execs takes over the process id: its old thread id, marked
      * when the thread was created, gets no exit record, so clear it here. */
     if (args->old_pid != tgid)
-        unmark(args->old_pid);
+        forget(args->old_pid);
     unsigned short off = args->data_loc_filename & 0xFFFF;
-    send_life(SG_LIFE_EXEC, (u32)pid_tgid, tgid, args->old_pid, 0, (char *)args + off, 1);
+    send_life(SG_LIFE_EXEC, (u32)pid_tgid, tgid, args->old_pid, 0, owner_of(tgid),
+              (char *)args + off, 1);
     return 0;
 }
 
@@ -252,7 +303,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     if (!is_tracked(tgid)) {
         /* A thread id marked at fork whose process was unmarked since: clean it up. */
         if (tid != tgid && is_tracked(tid))
-            unmark(tid);
+            forget(tid);
         return 0;
     }
     u32 zero = 0;
@@ -260,10 +311,10 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     if (!cfg || tgid == cfg->self_tgid)
         return 0;
     flush_this_cpu();                      /* the thread's last events leave with it */
-    send_life(SG_LIFE_EXIT, tid, tgid, 0, group_dead, 0, 0);
+    send_life(SG_LIFE_EXIT, tid, tgid, 0, group_dead, owner_of(tgid), 0, 0);
     if (tid != tgid)
-        unmark(tid);
+        forget(tid);
     if (group_dead)
-        unmark(tgid);
+        forget(tgid);
     return 0;
 }

@@ -28,6 +28,12 @@
 #ifndef SG_LIFE_PAGES
 #define SG_LIFE_PAGES 256
 #endif
+#ifndef SG_MAX_TARGETS
+#define SG_MAX_TARGETS 64      /* target comms watched at once */
+#endif
+#ifndef SG_MAX_OWNERS
+#define SG_MAX_OWNERS 65536    /* tracked processes and threads with a target id */
+#endif
 
 #define SG_COMM_LEN 16
 #define SG_FILENAME_LEN 256
@@ -37,20 +43,33 @@
 #define SG_LIFE_EXEC 2
 #define SG_LIFE_EXIT 3
 
-/* Request ops, in the top two bits of a request word; the pid is in the low 30 bits. */
+/* A request word (u64): op in bits 56-63, target id in bits 32-55, pid in bits 0-31.
+ * MARK tracks the pid as the target's; UNMARK stops tracking it (target ignored). */
 #define SG_REQ_MARK   1u
 #define SG_REQ_UNMARK 2u
-#define SG_REQ_PID_MASK 0x3fffffffu
+#define SG_REQ_OP_SHIFT 56
+#define SG_REQ_TARGET_SHIFT 32
+#define SG_REQ_TARGET_MASK 0xffffffu
+#define SG_REQ_PID_MASK 0xffffffffu
 
 /* Config flags. */
 #define SG_CFG_ENABLED 1u
 
+/* Key of the `targets` map (comm -> target id, written by user space only): a kernel
+ * process name, NUL padded as bpf_get_current_comm() returns it. Target ids start at 1;
+ * 0 means "no target known". */
+struct sg_comm {
+    char comm[SG_COMM_LEN];
+};
+
 struct sg_config {                 /* written by user space only */
-    char comm[SG_COMM_LEN];        /* target comm, NUL padded */
     __u32 flusher_tid;             /* the collector's flusher thread */
     __u32 self_tgid;               /* the collector's own process: never recorded */
     __u32 flags;
     __u32 req_count;               /* requests written so far */
+    __u64 cgroup_id;               /* --cgroup: the cgroup v2 subtree's root id */
+    __u32 cgroup_level;            /* its depth (0: no limit, the root holds everything) */
+    __u32 pad;
 };
 
 struct sg_state {                  /* written by the kernel only */
@@ -91,6 +110,8 @@ struct sg_counters {               /* per CPU */
     __u64 unattributed_events;     /* lost, and the losses ring buffer refused the run table too */
     __u64 lost_lifecycle;          /* lifecycle records the life ring buffer refused */
     __u64 batches;                 /* batches submitted */
+    __u64 lost_owners;             /* target ids the owners map had no room for */
+    __u64 skipped_cgroup;          /* execs into a target's name outside the --cgroup subtree */
 };
 
 struct sg_life {
@@ -100,7 +121,7 @@ struct sg_life {
     __u32 tgid;
     __u32 other;                   /* fork: child pid; exec: old pid */
     __u32 group_dead;              /* exit: the whole process is gone */
-    __u32 pad;
+    __u32 target;                  /* the process's target id after the event (0: unknown) */
     char comm[SG_COMM_LEN];
     char filename[SG_FILENAME_LEN]; /* exec only */
 };

@@ -19,9 +19,14 @@ from sysgram.bpf.sizes import (  # noqa: F401  (re-exported: the collector's one
     LIFE_FORK,
     LIFE_PAGES,
     LOSSES_PAGES,
+    MAX_OWNERS,
     MAX_REQUESTS,
+    MAX_TARGETS,
     REQ_MARK,
+    REQ_OP_SHIFT,
     REQ_PID_MASK,
+    REQ_TARGET_MASK,
+    REQ_TARGET_SHIFT,
     REQ_UNMARK,
     RingPages,
     cflags,
@@ -42,10 +47,17 @@ LIFE = np.dtype(
         ("tgid", "<u4"),
         ("other", "<u4"),
         ("group_dead", "<u4"),
-        ("pad", "<u4"),
+        ("target", "<u4"),
         ("comm", f"S{COMM_LEN}"),
         ("filename", f"S{FILENAME_LEN}"),
     ]
 )
-COUNTER_FIELDS = ("lost_events", "lost_batches", "unattributed_events", "lost_lifecycle", "batches")
+COUNTER_FIELDS = ("lost_events", "lost_batches", "unattributed_events", "lost_lifecycle", "batches",
+                  "lost_owners", "skipped_cgroup")
+
+
+def request_word(op: int, pid: int, target: int = 0) -> int:
+    """One mark/unmark request as the kernel reads it (layout in sysgram.h)."""
+    return ((op << REQ_OP_SHIFT) | ((target & REQ_TARGET_MASK) << REQ_TARGET_SHIFT)
+            | (pid & REQ_PID_MASK))
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from sysgram.collector import abi, procinfo
+from sysgram.bpf.memory import release_compiler_memory
+from sysgram.collector import abi, cgroups, procinfo
 from sysgram.collector.decode import (
     KIND_EVENTS,
     KIND_EXEC,
@@ -28,7 +30,6 @@ from sysgram.collector.decode import (
     decode_life,
     decode_losses,
 )
-from sysgram.collector.exefilter import ExeFilter
 from sysgram.collector.items import (
     CollectorStats,
     Drain,
@@ -39,7 +40,9 @@ from sysgram.collector.items import (
     ThreadEvents,
 )
 from sysgram.collector.ordering import ReorderBuffer, Segment
+from sysgram.collector.procfilter import ProcessFilter
 from sysgram.collector.program import Program
+from sysgram.collector.targets import TargetSet
 from sysgram.collector.threads import ThreadBook
 from sysgram.errors import UserError
 
@@ -79,13 +82,17 @@ def online_cpus() -> list[int]:
 
 
 class Collector:
-    """Records the syscall ids of every thread of the processes named `target.comm`."""
+    """Records the syscall ids of every thread of the processes of its targets.
 
-    def __init__(self, target: TargetSpec, *, flush_interval: float = FLUSH_INTERVAL_S,
-                 pid_limit: int | None = None, rings: abi.RingPages | None = None) -> None:
-        if not target.comm or len(target.comm.encode("utf-8", "surrogateescape")) > 15:
-            raise UserError(f"'{target.comm}' is not a kernel process name (1-15 bytes).")
-        self.target = target
+    One kernel program serves every target; targets can be added and removed while it
+    runs (`add_target`, `remove_target`), and each ThreadStart / Exec names the target
+    its process belongs to.
+    """
+
+    def __init__(self, targets: TargetSpec | Iterable[TargetSpec], *,
+                 flush_interval: float = FLUSH_INTERVAL_S, pid_limit: int | None = None,
+                 rings: abi.RingPages | None = None, cgroup: str | None = None) -> None:
+        self.targets = TargetSet([targets] if isinstance(targets, TargetSpec) else targets)
         self.flush_interval = flush_interval
         self._pid_limit = pid_limit
         self._rings = rings
@@ -110,14 +117,16 @@ class Collector:
         self._polled_rounds = 0
         self._life: dict[int, np.void] = {}      # lifecycle records waiting for release
         self._next_ref = 0
-        self._book = ThreadBook()
-        self._exe = ExeFilter(target)
-        self._marks: list[tuple[int, int]] = []  # (REQ_MARK, pid) seeds for the kernel
+        self._book = ThreadBook(target_name=self.targets.name_of, kernel_owner=self._kernel_owner)
+        self._subtree = cgroups.resolve_subtree(cgroup) if cgroup else None
+        self._exe = ProcessFilter(self.targets, self._subtree)
+        self._marks: list[tuple[int, int, int]] = []  # (REQ_MARK, pid, target) seeds
         self._events = 0
         self._batches = 0
         self._counters = dict.fromkeys(abi.COUNTER_FIELDS, 0)
         self._misses = 0
         self._detached = False
+        self.flusher_tid = 0        # the flusher thread's kernel id (its CPU time is metered)
 
     @property
     def program(self) -> Program | None:
@@ -139,7 +148,9 @@ class Collector:
         `with Collector(...)` never reaches `__exit__` when `start` raises, and a
         half-started collector must not leave a hook on every syscall of the host.
         """
-        self._program = Program(self.target.comm, pid_limit=self._pid_limit, rings=self._rings)
+        self._program = Program(pid_limit=self._pid_limit, rings=self._rings)
+        # The compiler has done its work: a watcher runs for months, its pages need not stay.
+        release_compiler_memory()
         try:
             self._start_tracing()
         except BaseException:
@@ -147,11 +158,16 @@ class Collector:
             raise
 
     def _start_tracing(self) -> None:
-        flusher_tid = self._start_flusher()
-        self._program.configure(flusher_tid=flusher_tid, self_tgid=os.getpid())
+        flusher_tid = self.flusher_tid = self._start_flusher()
+        subtree = self._subtree
+        self._program.configure(flusher_tid=flusher_tid, self_tgid=os.getpid(),
+                                cgroup=(subtree.id, subtree.level) if subtree else (0, 0))
         self._program.open_ring_buffers(self._batch_blobs.append, self._loss_blobs.append,
                                         self._life_blobs.append)
-        self._seed()
+        with self._cond:
+            for spec in self.targets.specs():
+                self._program.set_target(spec.comm, self.targets.id_of(spec.comm))
+            self._seed(self.targets.specs())
         self._go.set()
         # The first round applies the seed marks: after it, the running targets are traced.
         self._first_round.wait(timeout=5.0)
@@ -179,11 +195,60 @@ class Collector:
         ready.wait()
         return tid_box[0]
 
-    def _seed(self) -> None:
-        """Mark the processes that already run under the name (threads share the tgid)."""
-        for pid in procinfo.pids_with_comm(self.target.comm):
-            if pid != os.getpid() and self._exe.accepts_seed(pid):
-                self._marks.append((abi.REQ_MARK, pid))
+    def _seed(self, specs: list[TargetSpec]) -> None:
+        """Mark the processes that already run under the names (threads share the tgid).
+
+        Called under self._cond, after the names are in the kernel's map: a process that
+        execs into a name meanwhile is marked by the kernel, and marking twice is harmless.
+        """
+        running = procinfo.pids_by_comm({spec.comm for spec in specs})
+        for spec in specs:
+            target_id = self.targets.id_of(spec.comm)
+            for pid in running[spec.comm]:
+                if pid != os.getpid() and self._exe.accepts_seed(pid, spec):
+                    self._marks.append((abi.REQ_MARK, pid, target_id))
+                    self._book.set_owner(pid, target_id)
+                    self._book.note_process(pid)
+
+    def _kernel_owner(self, pid: int) -> int:
+        program = self._program
+        return program.owner_of(pid) if program is not None and not self._detached else 0
+
+    # -- targets while running ---------------------------------------------------------
+    def add_target(self, spec: TargetSpec) -> None:
+        """Start watching another binary: its running processes and every later exec."""
+        with self._cond:
+            if self.targets.id_of(spec.comm) is not None:
+                return
+            target_id = self.targets.add(spec)
+            if self._program is not None and not self._detached:
+                self._program.set_target(spec.comm, target_id)
+                self._seed([spec])
+
+    def remove_target(self, comm: str) -> None:
+        """Stop watching a binary: its processes are unmarked and their items dropped.
+
+        Items of its processes already released stay released; a consumer that routes by
+        target discards them with the target (no ThreadExit follows for those threads).
+        """
+        with self._cond:
+            target_id = self.targets.remove(comm)
+            if target_id is None:
+                return
+            if self._program is not None and not self._detached:
+                self._program.clear_target(comm)
+            self._marks = [m for m in self._marks if m[2] != target_id]
+            for pid in self._book.processes_of(target_id):
+                self._drop_process(pid)
+
+    def _drop_process(self, tgid: int) -> None:
+        """A process of a removed target: unmark it, discard and forget what it sent."""
+        self._exe.drop(tgid, wrong_exe=False)
+        self._book.forget_process(tgid)
+
+    def _owned_elsewhere(self, tgid: int, target_id: int) -> bool:
+        """Whether a process belongs to a target that is no longer watched."""
+        return target_id != 0 and not self.targets.is_active(target_id)
 
     def stop(self) -> None:
         """Stop tracing after one last flush round; `poll` still returns what was held."""
@@ -277,15 +342,19 @@ class Collector:
         kept: list[tuple[int, int, int, int, int]] = []     # ts, kind, tid, tgid, ref
         for rec in records:
             kind, tid, tgid = int(rec["kind"]), int(rec["tid"]), int(rec["tgid"])
+            target = int(rec["target"])
             if kind == abi.LIFE_FORK:
-                self._book.on_fork(int(rec["other"]), tgid)
+                self._exe.on_fork(int(rec["other"]))
+                self._book.on_fork(int(rec["other"]), tgid, target)
                 continue
             if kind == abi.LIFE_EXEC:
                 filename, comm = _text(rec["filename"]), _text(rec["comm"])
                 self._exe.on_exec(tgid, comm, filename)
+                if self._owned_elsewhere(tgid, target):
+                    self._drop_process(tgid)
                 if self._exe.is_dropped(tgid):
                     continue
-                self._book.on_exec(tid, tgid, filename, comm)
+                self._book.on_exec(tid, tgid, filename, comm, target)
                 run_kind = KIND_EXEC
                 old_tid = int(rec["other"])
                 if old_tid != tgid:
@@ -322,6 +391,9 @@ class Collector:
                 continue
             if not self._book.knows_process(tgid) and not self._exe.check_new_process(tgid):
                 continue
+            if self._owned_elsewhere(tgid, self._book.owner(tgid)):
+                self._drop_process(tgid)
+                continue
             self._book.snapshot(tid, tgid)
 
     # -- draining --------------------------------------------------------------------
@@ -339,6 +411,10 @@ class Collector:
     def _items(self, segments: list[Segment]) -> list[DrainItem]:
         items: list[DrainItem] = []
         for seg in segments:
+            if self._exe.is_dropped(seg.tgid):    # dropped after its runs were queued
+                if seg.ref >= 0:
+                    self._life.pop(seg.ref, None)
+                continue
             if seg.kind == KIND_EXIT:
                 rec = self._life.pop(seg.ref)
                 end = self._book.exit_item(seg.tid, seg.tgid, seg.ts, bool(rec["group_dead"]))
@@ -355,7 +431,9 @@ class Collector:
             elif seg.kind == KIND_EXEC:
                 rec = self._life.pop(seg.ref)
                 items.append(Exec(tid=seg.tid, pid=seg.tgid, filename=_text(rec["filename"]),
-                                  comm=_text(rec["comm"]), ts_ns=seg.ts))
+                                  comm=_text(rec["comm"]), ts_ns=seg.ts,
+                                  target=self.targets.name_of(int(rec["target"]))
+                                  or self._book.target_of(seg.tgid)))
         return items
 
     def held(self) -> dict[str, int]:
@@ -381,4 +459,6 @@ class Collector:
                 dropped_exe=self._exe.dropped_count, processes=len(book.live_processes),
                 threads=len(book.live_threads), processes_seen=book.processes_seen,
                 threads_seen=book.threads_seen, cpus_unvisited=len(self._unvisited_cpus),
+                lost_owners=c["lost_owners"], targets=len(self.targets),
+                dropped_cgroup=self._exe.dropped_cgroup + c["skipped_cgroup"],
             )

@@ -22,6 +22,9 @@ class ThreadStart:
     exe: str | None
     exe_sha256: str | None
     ts_ns: int
+    target: str | None = None  # the watched binary (TargetSpec.comm) the process belongs to
+    cgroup: str | None = None  # the process's cgroup path (/proc/PID/cgroup)
+    container: str | None = None  # "RUNTIME://ID" when the cgroup is a container's
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Exec:
     filename: str
     comm: str
     ts_ns: int
+    target: str | None = None  # the process's target after the exec (it may change)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class CollectorStats:
     processes_seen: int
     threads_seen: int
     cpus_unvisited: int = 0   # CPUs the flusher may not run on: their batches wait until full
+    lost_owners: int = 0      # processes the kernel could not give a target id (map full)
+    targets: int = 1          # binaries watched now
+    dropped_cgroup: int = 0   # processes outside the --cgroup subtree skipped
 
     @property
     def lost(self) -> int:

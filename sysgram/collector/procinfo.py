@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sysgram.collector.cgroups import cgroup_path, unified_path
+
 PROC = Path("/proc")
 
 
@@ -17,6 +19,7 @@ class ProcessInfo:
     comm: str | None
     exe: str | None
     exe_sha256: str | None
+    cgroup: str | None = None
 
 
 def _read(path: Path) -> str | None:
@@ -44,6 +47,18 @@ def read_ppid(pid: int) -> int | None:
         return None
 
 
+def read_cgroup(pid: int) -> str | None:
+    """The process's cgroup path (see cgroups.cgroup_path), None when it is gone."""
+    text = _read(PROC / str(pid) / "cgroup")
+    return cgroup_path(text) if text else None
+
+
+def read_unified_cgroup(pid: int) -> str | None:
+    """The process's cgroup v2 path (what --cgroup compares), None when it is gone."""
+    text = _read(PROC / str(pid) / "cgroup")
+    return unified_path(text) if text else None
+
+
 def read_exe(pid: int) -> str | None:
     try:
         return os.readlink(PROC / str(pid) / "exe")
@@ -57,6 +72,17 @@ def pids_with_comm(comm: str) -> list[int]:
     for entry in os.scandir(PROC):
         if entry.name.isdigit() and read_comm(int(entry.name)) == comm:
             found.append(int(entry.name))
+    return found
+
+
+def pids_by_comm(comms: set[str]) -> dict[str, list[int]]:
+    """Processes whose kernel name is one of `comms` right now (one scan of /proc)."""
+    found: dict[str, list[int]] = {comm: [] for comm in comms}
+    for entry in os.scandir(PROC):
+        if entry.name.isdigit():
+            comm = read_comm(int(entry.name))
+            if comm in found:
+                found[comm].append(int(entry.name))
     return found
 
 
@@ -119,4 +145,4 @@ def process_info(pid: int, hashes: ExeHashes) -> ProcessInfo | None:
     if comm is None:
         return None
     return ProcessInfo(pid=pid, ppid=read_ppid(pid), comm=comm, exe=read_exe(pid),
-                       exe_sha256=hashes.of_process(pid))
+                       exe_sha256=hashes.of_process(pid), cgroup=read_cgroup(pid))

@@ -2,13 +2,15 @@
 
 bcc attaches RAW_TRACEPOINT_PROBE / TRACEPOINT_PROBE functions as it loads them. That is
 safe here: until the config map is written the program tracks nothing (empty bitmap, no
-target comm). After that the bitmap is changed only by the kernel: user space queues
+target comm); target comms are added to and removed from the `targets` map while it runs.
+After that the bitmap is changed only by the kernel: user space queues
 mark/unmark requests that the program applies on the flusher thread's next syscall, so
 no read-modify-write from user space can race with a fork or exec.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from collections.abc import Callable
 
@@ -28,21 +30,26 @@ _BPF_OBJ_GET_INFO_BY_FD = 15
 class Program:
     """sysgram.bpf.c, loaded and attached, with typed access to its maps."""
 
-    def __init__(self, comm: str, *, pid_limit: int | None = None,
+    def __init__(self, *, pid_limit: int | None = None,
                  rings: abi.RingPages | None = None) -> None:
         self.pid_limit = pid_limit or pid_max()
         self.bpf = compile_program(self.pid_limit, rings)
-        self._comm = comm.encode("utf-8", "surrogateescape")[: abi.COMM_LEN - 1]
         self._requests_written = 0
         self._known_done = 0
         self._bpf_nr = _bpf_syscall_number()
 
     # -- configuration ---------------------------------------------------------------
-    def configure(self, *, flusher_tid: int, self_tgid: int) -> None:
-        """Mark the collector's own process and arm the program for the target comm."""
+    def configure(self, *, flusher_tid: int, self_tgid: int,
+                  cgroup: tuple[int, int] = (0, 0)) -> None:
+        """Mark the collector's own process and start applying requests.
+
+        `cgroup` is (id, level) of the cgroup v2 subtree execs must be in to become
+        targets ((0, 0): anywhere).
+        """
         # Config first: once our bit is set, our syscalls must already be recognised as ours.
         self._flusher_tid = flusher_tid
         self._self_tgid = self_tgid
+        self._cgroup = cgroup
         self._write_config()
         word = self_tgid >> 6
         self.bpf[b"tracked"][ctypes.c_int(word)] = ctypes.c_uint64(1 << (self_tgid & 63))
@@ -50,25 +57,45 @@ class Program:
     def _write_config(self) -> None:
         table = self.bpf[b"config"]
         leaf = table.Leaf()
-        leaf.comm = self._comm
         leaf.flusher_tid = self._flusher_tid
         leaf.self_tgid = self._self_tgid
         leaf.flags = 0
         leaf.req_count = self._requests_written
+        leaf.cgroup_id, leaf.cgroup_level = self._cgroup
         table[ctypes.c_int(0)] = leaf
+
+    # -- targets: comm -> target id (a process execing into the comm becomes that target) --
+    def _comm_key(self, comm: str):
+        key = self.bpf[b"targets"].Key()
+        key.comm = comm.encode("utf-8", "surrogateescape")[: abi.COMM_LEN - 1]
+        return key
+
+    def set_target(self, comm: str, target_id: int) -> None:
+        self.bpf[b"targets"][self._comm_key(comm)] = ctypes.c_uint32(target_id)
+
+    def clear_target(self, comm: str) -> None:
+        with contextlib.suppress(KeyError):    # never set, or already gone
+            del self.bpf[b"targets"][self._comm_key(comm)]
+
+    def owner_of(self, pid: int) -> int:
+        """The target id the kernel holds for a tracked pid (0: none)."""
+        try:
+            return int(self.bpf[b"owners"][ctypes.c_uint32(pid)].value)
+        except KeyError:
+            return 0
 
     # -- mark / unmark requests (applied by the kernel on the flusher's syscalls) -------
     def requests_done(self) -> int:
         return int(self.bpf[b"state"][ctypes.c_int(0)].req_done)
 
-    def queue_requests(self, requests: list[tuple[int, int]]) -> int:
-        """Write (op, pid) requests; returns how many fitted (the rest wait for room)."""
+    def queue_requests(self, requests: list[tuple[int, int, int]]) -> int:
+        """Write (op, pid, target id) requests; returns how many fitted (the rest wait)."""
         room = abi.MAX_REQUESTS - (self._requests_written - self.requests_done())
         todo = requests[: max(0, room)]
         table = self.bpf[b"requests"]
-        for op, pid in todo:
+        for op, pid, target in todo:
             slot = self._requests_written % abi.MAX_REQUESTS
-            table[ctypes.c_int(slot)] = ctypes.c_uint32((op << 30) | (pid & abi.REQ_PID_MASK))
+            table[ctypes.c_int(slot)] = ctypes.c_uint64(abi.request_word(op, pid, target))
             self._requests_written += 1
         if todo:
             self._write_config()

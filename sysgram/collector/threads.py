@@ -4,13 +4,19 @@ A thread is snapshotted as soon as the collector first sees it (its ThreadStart 
 for the watermark); a process already gone from /proc is described from its fork and
 exec records instead. Everything about a thread is freed when its exit is released, so
 memory stays bounded however many threads come and go.
+
+Each process also has an owner: the id of the target it belongs to, as the kernel's
+lifecycle records (fork, exec) and the collector's seeds say, else as the kernel's
+`owners` map says when first asked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sysgram.collector import procinfo
+from sysgram.collector.cgroups import container_of
 from sysgram.collector.items import ThreadExit, ThreadStart
 
 
@@ -24,7 +30,11 @@ class _Thread:
 class ThreadBook:
     """Per-thread and per-process facts, from first sight to the released exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, target_name: Callable[[int], str | None] = lambda _id: None,
+                 kernel_owner: Callable[[int], int] = lambda _pid: 0) -> None:
+        self._target_name = target_name
+        self._kernel_owner = kernel_owner
+        self._owner: dict[int, int] = {}             # pid (or thread id) -> target id
         self._threads: dict[int, _Thread] = {}
         self._procs: dict[int, procinfo.ProcessInfo] = {}
         self._parent: dict[int, int] = {}            # child pid (or thread id) -> parent tgid
@@ -37,15 +47,38 @@ class ThreadBook:
         self.processes_seen = 0
 
     # -- lifecycle records, as they arrive -------------------------------------------
-    def on_fork(self, child: int, parent_tgid: int) -> None:
+    def on_fork(self, child: int, parent_tgid: int, target: int) -> None:
         self._parent[child] = parent_tgid
+        self.set_owner(child, target)
 
-    def on_exec(self, tid: int, tgid: int, filename: str, comm: str) -> None:
+    def on_exec(self, tid: int, tgid: int, filename: str, comm: str, target: int) -> None:
         self._exec_info[tgid] = (filename, comm)
+        self.set_owner(tgid, target)
         self.snapshot(tid, tgid, refresh=True)
 
     def on_exit_record(self, tid: int, comm: str) -> None:
         self._exit_comm[tid] = comm
+
+    def set_owner(self, pid: int, target: int) -> None:
+        if target:
+            self._owner[pid] = target
+
+    def owner(self, tgid: int) -> int:
+        """The process's target id (0: unknown), asking the kernel once if no record said."""
+        if tgid not in self._owner:
+            self.set_owner(tgid, self._kernel_owner(tgid))
+        return self._owner.get(tgid, 0)
+
+    def processes_of(self, target: int) -> list[int]:
+        """Processes (and thread ids) owned by a target: seeded, snapshotted or released."""
+        return [pid for pid, owner in self._owner.items() if owner == target]
+
+    def note_process(self, tgid: int) -> None:
+        """Snapshot a process now (a seed: it may be gone by the time its events arrive)."""
+        self._process(tgid, refresh=False)
+
+    def target_of(self, tgid: int) -> str | None:
+        return self._target_name(self.owner(tgid))
 
     # -- first sight -----------------------------------------------------------------
     def knows(self, tid: int) -> bool:
@@ -62,8 +95,11 @@ class ThreadBook:
         comm = procinfo.read_comm(tgid, tid) or self._exit_comm.get(tid) or proc.comm
         state = self._threads.get(tid) or _Thread(pid=tgid)
         if not state.emitted:
-            state.start = ThreadStart(tid=tid, pid=tgid, ppid=proc.ppid, comm=comm,
-                                      exe=proc.exe, exe_sha256=proc.exe_sha256, ts_ns=0)
+            container = container_of(proc.cgroup)
+            state.start = ThreadStart(
+                tid=tid, pid=tgid, ppid=proc.ppid, comm=comm, exe=proc.exe,
+                exe_sha256=proc.exe_sha256, ts_ns=0, cgroup=proc.cgroup,
+                container=f"{container.runtime}://{container.id}" if container else None)
         self._threads[tid] = state
 
     def _process(self, tgid: int, refresh: bool) -> procinfo.ProcessInfo:
@@ -76,7 +112,8 @@ class ThreadBook:
                 fallback = self._process_from_life(tgid)
                 info = fallback if info is None else procinfo.ProcessInfo(
                     pid=tgid, ppid=info.ppid if info.ppid is not None else fallback.ppid,
-                    comm=info.comm, exe=fallback.exe, exe_sha256=fallback.exe_sha256)
+                    comm=info.comm, exe=fallback.exe, exe_sha256=fallback.exe_sha256,
+                    cgroup=info.cgroup or fallback.cgroup)
             self._procs[tgid] = info
         return self._procs[tgid]
 
@@ -84,14 +121,18 @@ class ThreadBook:
         """A process already gone from /proc: what its fork and exec records said."""
         parent = self._parent.get(tgid)
         inherited = self._procs.get(parent) if parent is not None else None
+        # A child starts in its parent's cgroup (it may be moved, but rarely at once).
+        cgroup = inherited.cgroup if inherited is not None else None
         exec_rec = self._exec_info.get(tgid)
         if exec_rec is not None:
             filename, comm = exec_rec
             return procinfo.ProcessInfo(pid=tgid, ppid=parent, comm=comm, exe=filename,
-                                        exe_sha256=self._hashes.of_path(filename))
+                                        exe_sha256=self._hashes.of_path(filename),
+                                        cgroup=cgroup)
         if inherited is not None:     # a forked child runs its parent's executable
             return procinfo.ProcessInfo(pid=tgid, ppid=parent, comm=inherited.comm,
-                                        exe=inherited.exe, exe_sha256=inherited.exe_sha256)
+                                        exe=inherited.exe, exe_sha256=inherited.exe_sha256,
+                                        cgroup=cgroup)
         return procinfo.ProcessInfo(pid=tgid, ppid=parent, comm=None, exe=None, exe_sha256=None)
 
     # -- release ---------------------------------------------------------------------
@@ -108,7 +149,8 @@ class ThreadBook:
         self.live_processes.add(tgid)
         self.threads_seen += 1
         return ThreadStart(tid=tid, pid=tgid, ppid=snap.ppid, comm=snap.comm, exe=snap.exe,
-                           exe_sha256=snap.exe_sha256, ts_ns=ts_ns)
+                           exe_sha256=snap.exe_sha256, ts_ns=ts_ns, target=self.target_of(tgid),
+                           cgroup=snap.cgroup, container=snap.container)
 
     def exit_item(self, tid: int, tgid: int, ts_ns: int, group_dead: bool) -> ThreadExit | None:
         """The thread's ThreadExit (None if it never started), and forget the thread."""
@@ -117,8 +159,10 @@ class ThreadBook:
         self.live_threads.discard(tid)
         if tid != tgid:
             self._parent.pop(tid, None)    # fork records name threads as children too
+            self._owner.pop(tid, None)
         if group_dead:
             self.live_processes.discard(tgid)
+            self._owner.pop(tgid, None)
             self._parent.pop(tgid, None)
             self._procs.pop(tgid, None)
             self._exec_info.pop(tgid, None)
@@ -126,8 +170,20 @@ class ThreadBook:
             return None
         return ThreadExit(tid=tid, pid=tgid, ts_ns=ts_ns, group_dead=group_dead)
 
+    def forget_process(self, tgid: int) -> None:
+        """Free everything about a process that stopped being traced (no exits will come)."""
+        for tid in [tid for tid, state in self._threads.items() if state.pid == tgid]:
+            del self._threads[tid]
+            self._exit_comm.pop(tid, None)
+            self._owner.pop(tid, None)
+            self._parent.pop(tid, None)
+            self.live_threads.discard(tid)
+        self.live_processes.discard(tgid)
+        for table in (self._owner, self._parent, self._procs, self._exec_info):
+            table.pop(tgid, None)
+
     def held(self) -> dict[str, int]:
         """Sizes of what is held (tests check that it returns to zero)."""
         return {"threads": len(self._threads), "processes": len(self._procs),
                 "parents": len(self._parent), "execs": len(self._exec_info),
-                "exit_comms": len(self._exit_comm)}
+                "exit_comms": len(self._exit_comm), "owners": len(self._owner)}

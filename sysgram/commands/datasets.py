@@ -55,12 +55,13 @@ def _tally_line(tally: dict[str, int]) -> str:
 
 def format_summary(s: dict) -> list[str]:
     """The human-readable lines of `sysgram datasets info`."""
-    target = s.get("target") or {}
+    target = s.get("target") if isinstance(s.get("target"), dict) else {}
+    # One binary ("comm"), or several recorded together ("comms").
+    names = target.get("comm") or ", ".join(str(c) for c in target.get("comms") or [])
     lines = [
         f"dataset    {printable(s['path'])} ({printable(s['status'])})",
         f"source     {printable(s['source'])}"
-        + (f", target {printable(target.get('comm'))}" if isinstance(target, dict)
-           and target.get("comm") else ""),
+        + (f", target {printable(names)}" if names else ""),
         f"recorded   {printable(s['created'])} on {printable(s['host'])}, kernel "
         f"{printable(s['kernel'])}, syscall table {printable(s['arch'])}",
         f"threads    {s['threads']:,} in {s['processes']:,} processes",

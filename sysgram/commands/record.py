@@ -56,7 +56,9 @@ def write_items(writer, items) -> list:
             writer.append(item.tid, item.ids, ts_ns=item.ts_ns)
         elif isinstance(item, ThreadStart):
             writer.start_thread(item.tid, pid=item.pid, ppid=item.ppid, comm=item.comm,
-                                exe=item.exe, exe_sha256=item.exe_sha256, start_ns=item.ts_ns)
+                                exe=item.exe, exe_sha256=item.exe_sha256, start_ns=item.ts_ns,
+                                target=item.target, cgroup=item.cgroup,
+                                container=item.container)
             if item.tid == item.pid:
                 started.append(item)
         elif isinstance(item, Gap):
@@ -81,6 +83,8 @@ def _summary(stats, seconds: float, out: Path) -> str:
             f"{stats.lost_lifecycle:,}")
     dropped = (f"; {stats.dropped_exe} processes with the name but another executable skipped"
                if stats.dropped_exe else "")
+    if stats.dropped_cgroup:
+        dropped += f"; {stats.dropped_cgroup} processes outside the --cgroup subtree skipped"
     cpus = (f"; {stats.cpus_unvisited} CPUs were off limits to the flusher (cpuset), so events "
             "from them arrived late and their order may be off" if stats.cpus_unvisited else "")
     return (f"recorded {stats.events:,} syscalls from {stats.processes_seen} processes "
@@ -89,24 +93,30 @@ def _summary(stats, seconds: float, out: Path) -> str:
 
 
 def record(
-    proc: Annotated[str, typer.Option("--proc", help="Process name to record (as ps shows it).")],
+    proc: Annotated[list[str], typer.Option(
+        "--proc", help="Process name to record (as ps shows it); repeat it to record several "
+        "binaries into one dataset (each thread tagged with its binary).")],
     exe: Annotated[Path | None, typer.Option(
         "--exe", help="Only processes running this executable.")] = None,
     duration: Annotated[str | None, typer.Option(
         "--duration", help="Stop after this long (30s, 10m).")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="New or empty directory for the dataset.")] = None,
+    cgroup: Annotated[str | None, typer.Option(
+        "--cgroup", help="Only processes in this cgroup subtree (e.g. /system.slice).")] = None,
 ) -> None:
     """Record the syscalls of every thread of the processes named PROC into a dataset."""
-    comm = kernel_comm(proc)
+    comms = list(dict.fromkeys(kernel_comm(p) for p in proc))
     seconds = parse_duration(duration)
+    if exe is not None and len(comms) > 1:
+        raise UserError("--exe names one binary's executable; give it with a single --proc.")
     exe_path = _checked_exe(exe)
     from sysgram.bpf.privileges import PRIVILEGE_FIX, can_trace
 
     if not can_trace():
         raise UserError(f"recording needs BPF tracing privileges; {PRIVILEGE_FIX}.")
-    out = out or default_out(comm)
-    run_recording(comm, exe_path, seconds, out)
+    out = out or default_out("+".join(comms))
+    run_recording(comms, exe_path, seconds, out, cgroup)
 
 
 def _checked_exe(exe: Path | None) -> str | None:
@@ -117,28 +127,35 @@ def _checked_exe(exe: Path | None) -> str | None:
     return str(exe.resolve())
 
 
-def run_recording(comm: str, exe: str | None, seconds: float | None, out: Path) -> None:
+def run_recording(comms: list[str], exe: str | None, seconds: float | None, out: Path,
+                  cgroup: str | None = None) -> None:
     from sysgram.collector import Collector, TargetSpec
-    from sysgram.collector.procinfo import pids_with_comm
+    from sysgram.collector.procinfo import pids_by_comm
     from sysgram.datasets import DatasetWriter
     from sysgram.syscalls import host_arch
 
-    target = {"comm": comm, "exe": exe}
+    # One binary keeps the one-target form readers know; several are listed.
+    target = ({"comm": comms[0], "exe": exe} if len(comms) == 1
+              else {"comms": comms, "exe": None})
+    if cgroup is not None:
+        target["cgroup"] = cgroup
+    names = "', '".join(comms)
     meta = {"clock": "CLOCK_MONOTONIC (ns)", "monotonic_at_start_ns": time.monotonic_ns(),
             "wall_at_start": time.time(), "recorder_pid": os.getpid()}
     writer = DatasetWriter(out, arch=host_arch(), source="record", target=target, meta=meta)
     stop = _StopFlag()
     stop.install()
-    collector = Collector(TargetSpec(comm, exe=exe))
+    collector = Collector([TargetSpec(comm, exe=exe) for comm in comms], cgroup=cgroup)
     started_at = time.monotonic()
     try:
         collector.start()
         started_at = time.monotonic()     # the duration counts from when tracing is live
-        _line(f"attached: recording processes named '{comm}'"
-             + (f" running {exe}" if exe else "") + f" into {out}")
-        waiting = not pids_with_comm(comm)
+        _line(f"attached: recording processes named '{names}'"
+             + (f" running {exe}" if exe else "")
+             + (f" in cgroup {cgroup}" if cgroup else "") + f" into {out}")
+        waiting = not any(pids_by_comm(set(comms)).values())
         if waiting:
-            _line(f"no process is named '{comm}' yet; waiting for one to start "
+            _line(f"no process is named '{names}' yet; waiting for one to start "
                  "(Ctrl-C to stop).")
         _record_loop(collector, writer, stop, started_at, seconds, announce_first=waiting)
         collector.stop()                  # one last flush round, then what it held

@@ -35,7 +35,9 @@ def register(app: typer.Typer) -> None:
 
 # -- sysgram train -----------------------------------------------------------------------
 def train(
-    proc: Annotated[str, typer.Option("--proc", help="Process name (as `ps -o comm` shows it).")],
+    proc: Annotated[list[str], typer.Option(
+        "--proc", help="Process name (as `ps -o comm` shows it); repeat it to train several "
+        "binaries at once (one collector; one profile each).")],
     sources: Annotated[
         list[Path] | None,
         typer.Option("--from", help="Train from these recordings instead of live (repeatable)."),
@@ -70,11 +72,9 @@ def train(
     store: StoreOption = None,
 ) -> None:
     """Learn a binary's profile, live or from recordings, and save it in the store."""
-    from sysgram.models.profile import Profile
     from sysgram.models.store import ProfileStore
-    from sysgram.syscalls import host_arch
 
-    comm = kernel_comm(proc)
+    comms = list(dict.fromkeys(kernel_comm(p) for p in proc))
     _check_options(window, stride, target_far, stable_rate)
     if sources and (duration is not None or until_stable):
         raise UserError("--duration and --until-stable say how long to record live; drop them "
@@ -82,15 +82,29 @@ def train(
     if append and not sources:
         raise UserError("--append extends a profile with recordings; give them with --from.")
     profile_store = ProfileStore(store)
-    profile_store.path(comm)  # a bad name fails before any recording
-    previous = _previous(profile_store, comm, append)
+    for comm in comms:
+        profile_store.path(comm)  # a bad name fails before any recording
+    if append and len(comms) > 1:
+        raise UserError("--append extends one profile; give a single --proc with it.")
+    previous = _previous(profile_store, comms[0], append)
     if sources:
-        threads, arch, described = _threads_from_datasets(sources)
+        learned = {comm: _threads_from_datasets(sources, comm) for comm in comms}
     else:
-        threads, arch, described = _threads_live(
-            comm, parse_duration(duration or DEFAULT_DURATION), until_stable, stable_rate,
+        learned = _threads_live(
+            comms, parse_duration(duration or DEFAULT_DURATION), until_stable, stable_rate,
             parse_duration(stable_for), (window, stride),
         )
+    for comm, (threads, arch, described) in learned.items():
+        _train_one(profile_store, comm, threads, arch, described, previous,
+                   model, window, stride, target_far)
+
+
+def _train_one(profile_store, comm: str, threads: list, arch: str | None, described: list,
+               previous, model, window, stride, target_far) -> None:
+    """Fit one binary's profile on its threads and save it."""
+    from sysgram.models.profile import Profile
+    from sysgram.syscalls import host_arch
+
     if previous is not None:
         if model or window or stride:
             raise UserError("--append keeps the profile's detector and windows; drop --model, "
@@ -129,7 +143,9 @@ def _previous(profile_store, comm: str, append: bool):
     return loaded
 
 
-def _threads_from_datasets(paths: list[Path]) -> tuple[list, str, list[dict]]:
+def _threads_from_datasets(paths: list[Path], comm: str) -> tuple[list, str, list[dict]]:
+    """The normal threads of `comm` in the recordings (one holding several binaries tags
+    each thread with its `target`; untagged threads are taken as they are)."""
     from sysgram.datasets import Dataset
 
     threads, described, arch = [], [], None
@@ -138,8 +154,9 @@ def _threads_from_datasets(paths: list[Path]) -> tuple[list, str, list[dict]]:
         for message in dataset.warnings:
             warn(f"{path}: {message}")
         arch = arch or dataset.arch
-        normal = [t for t in dataset.threads if t.label != "attack"]
-        skipped = len(dataset.threads) - len(normal)
+        mine = [t for t in dataset.threads if t.target in (None, comm)]
+        normal = [t for t in mine if t.label != "attack"]
+        skipped = len(mine) - len(normal)
         if skipped:
             say(f"{path}: left out {skipped:,} threads labelled as attacks.")
         threads.extend(normal)
@@ -150,53 +167,64 @@ def _threads_from_datasets(paths: list[Path]) -> tuple[list, str, list[dict]]:
 
 
 def _threads_live(
-    comm: str, duration: float, until_stable: bool, stable_rate: float, stable_for: float,
-    shape: tuple[int | None, int | None] = (None, None),
-) -> tuple[list, str, list[dict]]:
+    comms: list[str], duration: float, until_stable: bool, stable_rate: float,
+    stable_for: float, shape: tuple[int | None, int | None] = (None, None),
+) -> dict[str, tuple[list, str, list[dict]]]:
+    """Record every binary with one collector; each one's threads, arch and description."""
     from sysgram.collector import Collector, TargetSpec
     from sysgram.models import defaults
     from sysgram.models.training_data import LiveLearning
     from sysgram.syscalls import host_arch
 
-    learning = LiveLearning(
+    learnings = {comm: LiveLearning(
         host_arch(), shape[0] or defaults.DEFAULT_WINDOW, shape[1] or defaults.DEFAULT_STRIDE,
         tuple(defaults.DEFAULT_ORDERS), stable_rate=stable_rate, stable_for=stable_for,
-    )
-    with Collector(TargetSpec(comm)) as collector:
+    ) for comm in comms}
+    names = "', '".join(comms)
+    with Collector([TargetSpec(comm) for comm in comms]) as collector:
         started = time.monotonic()  # after attaching: compiling must not eat the duration
-        say(f"recording '{comm}' for up to {duration:g}s"
+        say(f"recording '{names}' for up to {duration:g}s"
             + (" (until novelty settles)" if until_stable else "") + "; Ctrl-C stops early.")
-        stable = _record(collector, learning, started, duration, until_stable)
+        stable = _record(collector, learnings, started, duration, until_stable)
         stats = collector.stats()
     seconds = time.monotonic() - started
-    _report_recording(learning, stats, until_stable, stable, duration)
-    described = [{"kind": "live", "comm": comm, "seconds": round(seconds, 1),
-                  "syscalls": learning.recording.events, "lost": int(stats.lost),
-                  "threads": len(learning.recording.traces()),
-                  "stable": stable if until_stable else None}]
-    if not learning.recording.events:
-        raise UserError(f"no process named '{comm}' made a system call while recording; start "
-                        "it (check the name with `ps -o comm`) and train again.")
-    return learning.recording.traces(), learning.recording.arch, described
+    out = {}
+    for comm, learning in learnings.items():
+        _report_recording(learning, stats, until_stable, stable, duration)
+        described = [{"kind": "live", "comm": comm, "seconds": round(seconds, 1),
+                      "syscalls": learning.recording.events, "lost": int(stats.lost),
+                      "threads": len(learning.recording.traces()),
+                      "stable": stable if until_stable else None}]
+        if not learning.recording.events:
+            raise UserError(f"no process named '{comm}' made a system call while recording; "
+                            "start it (check the name with `ps -o comm`) and train again.")
+        out[comm] = (learning.recording.traces(), learning.recording.arch, described)
+    return out
 
 
-def _record(collector, learning, started: float, duration: float, until_stable: bool) -> bool:
-    """Poll until the duration ends, novelty settles (--until-stable) or memory is full."""
+def _record(collector, learnings: dict, started: float, duration: float,
+            until_stable: bool) -> bool:
+    """Poll until the duration ends, novelty settles for every binary (--until-stable) or
+    memory is full; each binary's items go to its own learning."""
+    from sysgram.watch.host import ItemRouting
+
+    routing = ItemRouting()
     last_line = started
     try:
         while (now := time.monotonic()) - started < duration:
             unattributed = collector.stats().unattributed  # before the poll: cut first
-            learning.add(collector.poll(0.2).items, now, unattributed)
+            parts, _ = routing.split(collector.poll(0.2).items, learnings)
+            for comm, learning in learnings.items():
+                learning.add(parts.get(comm, []), now, unattributed)
             if stderr_is_tty():
-                _progress(now - started, duration, learning)
+                _progress(now - started, duration, learnings)
             elif now - last_line >= 30:  # logs get a line every 30 s instead of a bar
                 last_line = now
-                say(_status(now - started, learning))
-            if until_stable and learning.stable(now):
+                say(_status(now - started, learnings))
+            if until_stable and all(lr.stable(now) for lr in learnings.values()):
                 return True
-            if learning.full:
-                loud(f"stopped recording at {learning.recording.events:,} calls to bound "
-                     "memory; training on those.")
+            if any(lr.full for lr in learnings.values()):
+                loud("stopped recording to bound memory; training on what was recorded.")
                 return False
     except KeyboardInterrupt:
         say("stopped early by Ctrl-C; training on what was recorded.")
@@ -218,18 +246,23 @@ def _report_recording(learning, stats, until_stable: bool, stable: bool,
         warn(f"{stats.lost:,} events were lost while recording; windows never span a loss.")
 
 
-def _status(elapsed: float, learning) -> str:
-    rate = learning.rate()
-    return (f"{elapsed:5.0f}s  {learning.recording.events:,} calls  "
-            f"{len(learning.recording.threads):,} threads  {learning.novelty.windows:,} windows  "
-            f"novelty {'—' if rate is None else f'{rate:.1f}'}/1k windows")
+def _status(elapsed: float, learnings: dict) -> str:
+    parts = []
+    for comm, learning in learnings.items():
+        rate = learning.rate()
+        name = f"{comm}: " if len(learnings) > 1 else ""
+        parts.append(f"{name}{learning.recording.events:,} calls  "
+                     f"{len(learning.recording.threads):,} threads  "
+                     f"{learning.novelty.windows:,} windows  "
+                     f"novelty {'—' if rate is None else f'{rate:.1f}'}/1k windows")
+    return f"{elapsed:5.0f}s  " + "; ".join(parts)
 
 
-def _progress(elapsed: float, duration: float, learning) -> None:
+def _progress(elapsed: float, duration: float, learnings: dict) -> None:
     width = 24
     done = int(width * min(elapsed / duration, 1.0))
     bar = f"[{'#' * done}{'.' * (width - done)}]"
-    sys.stderr.write(f"\r\x1b[2K{bar} {_status(elapsed, learning)}")
+    sys.stderr.write(f"\r\x1b[2K{bar} {_status(elapsed, learnings)}")
     sys.stderr.flush()
 
 

@@ -9,7 +9,6 @@ JSON lines; the status line, `attached` and the summary go to stderr.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import threading
@@ -106,16 +105,10 @@ def _load_profile(store: str | None, name: str):
     return ProfileStore(store).load(name)
 
 
-def _open_alerts_file(path: Path) -> TextIO:
-    try:
-        # Owner-only whatever the umask: a SIEM trusts this file, so others must not
-        # be able to forge alerts in it.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        return os.fdopen(fd, "a", encoding="utf-8")
-    except OSError as exc:
-        raise UserError(
-            f"cannot write alerts to {path} ({exc.strerror}); choose a writable file for --alerts."
-        ) from None
+def _open_alerts_file(path: Path):
+    from sysgram.watch.alertfile import AlertFile
+
+    return AlertFile(path)
 
 
 def _save_learned(store: str | None, name: str, loaded, learner) -> None:
@@ -169,9 +162,26 @@ def _stop_on_signals(stop: threading.Event):
             signal.signal(sig, old)
 
 
+@contextlib.contextmanager
+def _reopen_on_hup(alert_file):
+    """SIGHUP reopens the alerts file, as logrotate expects (without one: the default)."""
+    if alert_file is None:
+        yield
+        return
+    previous = signal.signal(signal.SIGHUP, lambda _s, _f: alert_file.reopen())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def watch(
-    proc: Annotated[str, typer.Option("--proc", help="Process name to watch (as `ps -o comm` "
-                                      "shows it).")],
+    proc: Annotated[list[str] | None, typer.Option(
+        "--proc", help="Process name to watch (as `ps -o comm` shows it); repeat it to watch "
+        "several binaries with one collector.")] = None,
+    all_profiles: Annotated[bool, typer.Option(
+        "--all", help="Watch every binary with a profile in the store (SIGHUP re-reads the "
+        "store and reopens --alerts).")] = False,
     store: StoreOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Write alerts as JSON lines on "
                                            "stdout.")] = False,
@@ -179,11 +189,12 @@ def watch(
         "--alerts", help="Also append alerts as JSON lines to this file.")] = None,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", help="Alert above this window score (default: the profile's).")] = None,
-    warmup: Annotated[str, typer.Option(
-        "--warmup", help="Quiet period after each process start or restart (0 to disable).")
-    ] = "2s",
-    aggregate: Annotated[str, typer.Option(
-        "--aggregate", help="Fold further alerts of a process within this period.")] = "5s",
+    warmup: Annotated[str | None, typer.Option(
+        "--warmup", help="Quiet period after each process start or restart (0 to disable; "
+        "default 2s).")] = None,
+    aggregate: Annotated[str | None, typer.Option(
+        "--aggregate", help="Fold further alerts of a process within this period (default "
+        "5s).")] = None,
     exit_on_alert: Annotated[bool, typer.Option(
         "--exit-on-alert", help="Stop at the first alert (exit code 1).")] = False,
     max_alerts: Annotated[int | None, typer.Option(
@@ -193,6 +204,17 @@ def watch(
     ] = False,
     duration: Annotated[str | None, typer.Option(
         "--duration", help="Stop after this long (e.g. 10m).")] = None,
+    metrics: Annotated[str | None, typer.Option(
+        "--metrics", help="Serve Prometheus metrics on ADDR:PORT (docs/metrics.md).")] = None,
+    syslog: Annotated[str | None, typer.Option(
+        "--syslog", help="Also send alerts to syslog (RFC 5424) on this Unix socket ('-' for "
+        "/dev/log).")] = None,
+    cgroup: Annotated[str | None, typer.Option(
+        "--cgroup", help="Only processes in this cgroup v2 subtree (e.g. "
+        "/system.slice/nginx.service).")] = None,
+    config: Annotated[str | None, typer.Option(
+        "--config", help="Settings file (default /etc/sysgram/sysgram.toml if it exists; "
+        "docs/daemon.md); command-line options win.")] = None,
 ) -> None:
     """Watch live processes of a binary and alert when a window of syscalls is anomalous.
 
@@ -201,14 +223,49 @@ def watch(
     """
     from sysgram.syscalls import host_arch, table
     from sysgram.watch import ThresholdScorer, WatchConfig, WatchEngine
+    from sysgram.watch.hostconfig import load_config
     from sysgram.watch.learning import StreamLearner
     from sysgram.watch.render import summary_text
     from sysgram.watch.session import StopRules, WatchSession
 
-    comm = kernel_comm(proc)
-    warmup_s = _warmup_seconds(warmup)
-    aggregate_s = parse_duration(aggregate)
+    settings = load_config(config)
+    given = settings.watch
+    store = store or given.get("store")
+    json_out = json_out or given.get("json", False)
+    alerts_file = alerts_file or given.get("alerts")
+    metrics = metrics if metrics is not None else given.get("metrics")
+    syslog = syslog if syslog is not None else given.get("syslog")
+    cgroup = cgroup or given.get("cgroup")
+    procs = [kernel_comm(p) for p in proc or []]
+    warmup_s = _warmup_seconds(warmup or given.get("warmup") or "2s")
+    aggregate_s = parse_duration(aggregate or given.get("aggregate") or "5s")
     duration_s = parse_duration(duration)
+    if all_profiles and procs:
+        raise UserError("give either --all or --proc NAME (repeatable), not both.")
+    if not all_profiles and not procs:
+        raise UserError("name a binary to watch with --proc NAME, or watch every profile "
+                        "with --all.")
+    host_options = (metrics, syslog, cgroup)
+    if all_profiles or len(procs) > 1 or any(o is not None for o in host_options):
+        if learn:
+            raise UserError("--learn refits one binary's profile; use it with one --proc "
+                            "and without --all, --metrics, --syslog or --cgroup.")
+        from sysgram.commands.watch_host import HostOptions, run_host
+
+        reason = run_host(HostOptions(
+            names=None if all_profiles else procs, store=store, json_out=json_out,
+            alerts_file=alerts_file, warmup_s=warmup_s,
+            threshold=threshold if threshold is not None else given.get("threshold"),
+            thresholds=settings.thresholds, excluded=settings.excluded,
+            aggregate_s=aggregate_s, duration_s=duration_s, exit_on_alert=exit_on_alert,
+            max_alerts=max_alerts, metrics=metrics, cgroup=cgroup,
+            syslog=None if syslog is None else ("" if syslog in ("-", "/dev/log") else syslog)))
+        if reason in {"alert", "max-alerts"}:
+            raise SystemExit(EXIT_ALERTED)
+        return
+    comm = procs[0]
+    if threshold is None:    # the command line, then the file's binary, then its [watch]
+        threshold = settings.thresholds.get(comm, given.get("threshold"))
     loaded = _load_profile(store, comm)
     for message in loaded.warnings:
         warn(message)
@@ -232,7 +289,8 @@ def watch(
     rules = StopRules(duration_s=duration_s, exit_on_alert=exit_on_alert, max_alerts=max_alerts)
     started = time.monotonic()
     try:
-        with _stop_on_signals(stop), Collector(TargetSpec(comm)) as collector:  # starts it
+        with (_stop_on_signals(stop), _reopen_on_hup(alerts_stream),
+              Collector(TargetSpec(comm)) as collector):  # starts it
             print("attached", file=sys.stderr, flush=True)
             session = WatchSession(
                 collector, engine, sinks, rules,

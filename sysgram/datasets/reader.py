@@ -21,7 +21,8 @@ from sysgram.datasets.summary import summarise
 from sysgram.datasets.trace import ThreadTrace
 from sysgram.errors import UserError
 
-_TEXT_FIELDS = ("comm", "exe", "exe_sha256", "label", "family", "split", "source")
+_TEXT_FIELDS = ("comm", "exe", "exe_sha256", "label", "family", "split", "source", "target",
+                "cgroup", "container")
 _INT_FIELDS = ("ppid", "start_ns")
 # No real loss comes near this; larger counts come from damage and are clamped.
 MAX_GAP = 1 << 40

@@ -42,6 +42,9 @@ class ThreadTrace:
     split: str | None = None
     arch: str = field(default_factory=host_arch)
     source: str | None = None
+    target: str | None = None     # recorded: the watched binary the process belonged to
+    cgroup: str | None = None     # recorded: the process's cgroup path
+    container: str | None = None  # recorded: "RUNTIME://ID" when that cgroup is a container's
 
     @property
     def lost(self) -> int:

@@ -128,6 +128,9 @@ class DatasetWriter:
         family: str | None = None,
         split: str | None = None,
         source: str | None = None,
+        target: str | None = None,
+        cgroup: str | None = None,
+        container: str | None = None,
     ) -> None:
         """Begin a new trace for `tid` (a reused tid starts a new trace)."""
         self._check_usable()
@@ -138,6 +141,9 @@ class DatasetWriter:
         self._pids.add(pid)
         fields = dict(tid=tid, pid=pid, ppid=ppid, comm=comm, exe=exe, exe_sha256=exe_sha256,
                       start_ns=start_ns, label=label, family=family, split=split, source=source)
+        # Recording fields only when known: imported corpora's records stay as they were.
+        fields.update({k: v for k, v in (("target", target), ("cgroup", cgroup),
+                                          ("container", container)) if v is not None})
         self._emit(fmt.THREAD_START, tid, pid, fmt.encode_json(fields), ts_ns=start_ns)
 
     def append(self, tid: int, ids: np.ndarray, ts_ns: int | None = None) -> None:

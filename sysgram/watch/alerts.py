@@ -39,6 +39,8 @@ class ProcessContext:
     exe: str | None
     exe_sha256: str | None
     root_pid: int | None = None  # the first watched ancestor (itself when not a fork child)
+    cgroup: str | None = None  # the process's cgroup path
+    container: str | None = None  # "RUNTIME://ID" when that cgroup is a container's
 
     @property
     def group(self) -> int:
@@ -86,6 +88,7 @@ class Alert:
             },
             "new_syscalls": exp.new_syscalls,
             **({"stream_calls": self.stream_calls} if self.scope == "thread" else {}),
+            **({"cgroup": proc.cgroup, "container": proc.container} if proc.cgroup else {}),
         }
 
 

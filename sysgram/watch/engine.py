@@ -141,13 +141,15 @@ class WatchEngine:
         held = sum(t.stream.buffered for t in self._threads.values())
         return held + (self.verdicts.buffered if self.verdicts is not None else 0)
 
-    def _new_process(self, pid: int, ppid: int | None, comm, exe, sha, ts_ns: int) -> _Process:
+    def _new_process(self, pid: int, ppid: int | None, comm, exe, sha, ts_ns: int,
+                     cgroup: str | None = None, container: str | None = None) -> _Process:
         # A fork of a watched process continues its parent's program: no start-up burst of
         # its own, only what is left of its parent's warm-up.
         parent = self._procs.get(ppid) if ppid is not None else None
         warm_until = parent.warm_until_ns if parent is not None else ts_ns + self.warmup_ns
         root = parent.ctx.group if parent is not None else pid
-        proc = _Process(ProcessContext(pid, ppid, comm, exe, sha, root), warm_until)
+        proc = _Process(ProcessContext(pid, ppid, comm, exe, sha, root, cgroup, container),
+                        warm_until)
         self._procs[pid] = proc
         self.stats.processes_seen += 1
         return proc
@@ -174,7 +176,8 @@ class WatchEngine:
         proc = self._procs.get(item.pid)
         if proc is None:
             proc = self._new_process(
-                item.pid, item.ppid, item.comm, item.exe, item.exe_sha256, item.ts_ns
+                item.pid, item.ppid, item.comm, item.exe, item.exe_sha256, item.ts_ns,
+                item.cgroup, item.container,
             )
         self._add_thread(item.tid, proc)
 
@@ -240,7 +243,8 @@ class WatchEngine:
         self._close(thread, item.ts_ns)
         proc = thread.proc
         old = proc.ctx
-        proc.ctx = ProcessContext(old.pid, old.ppid, item.comm, item.filename, None, old.root_pid)
+        proc.ctx = ProcessContext(old.pid, old.ppid, item.comm, item.filename, None, old.root_pid,
+                                  old.cgroup, old.container)
         # A restart of the watched binary gets a warm-up; a descendant that execs another
         # program (the shell an exploited server spawns, or a copy of anything named like
         # the binary) is exactly what is watched for, so it gets none.

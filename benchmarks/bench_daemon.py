@@ -1,0 +1,381 @@
+"""One daemon for a host: what many watched binaries cost the machine and the daemon.
+
+usage: .venv/bin/python benchmarks/bench_daemon.py [--reps 5] [--calls 1000000]
+           [--only untargeted,daemon,nginx,postgres] [--json]
+Needs root and bcc (nginx and wrk for the last part). Reports:
+  - untargeted: extra CPU per syscall of a process no watcher targets, with one
+    collector watching 1, 5 and 20 binaries (its syscall hook on vs off, interleaved;
+    medians of --reps). Goal: the same within noise (one hook, one bitmap lookup).
+  - daemon: `sysgram watch --all` over a store of copies of one trained profile: start to
+    `attached` with 20 profiles (goal <= 1 s), RSS with 5 (goal <= 150 MiB), CPU over
+    10 s idle with 5 (goal <= 1 % of a core); RSS per live thread (1,024 parked threads).
+  - nginx: requests/s of nginx saturated by wrk, untraced and watched by `sysgram watch
+    --all` (nginx's profile trained live first), interleaved (goal >= 95 %).
+  - postgres: the same for PostgreSQL under `pgbench -S` (a throwaway cluster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_collector import SPIN_SOURCE, spin  # noqa: E402
+
+SYSGRAM = [sys.executable, "-m", "sysgram"]
+GOALS = {"attach_s": 1.0, "rss_mib": 150.0, "idle_cpu_pct": 1.0, "nginx_ratio": 0.95}
+PROFILES_ATTACH, PROFILES_RSS = 20, 5
+
+
+def _env() -> dict:
+    return dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+# -- untargeted processes ----------------------------------------------------------------
+def untargeted(reps: int, calls: int, work: Path) -> dict:
+    """Extra thread-CPU ns per getppid() of an untargeted loop, per number of targets."""
+    from sysgram.collector import Collector, TargetSpec
+
+    spin_bin = work / "sgb_spin"
+    subprocess.run(["gcc", "-O2", "-o", str(spin_bin), str(SPIN_SOURCE)], check=True)
+    extra: dict[int, list[float]] = {1: [], 5: [], 20: []}
+    for _ in range(reps):
+        for n in extra:            # interleaved: every count once per repetition
+            targets = [TargetSpec(f"sgb_none{i}") for i in range(n)]
+            with Collector(targets) as collector:
+                on = spin(spin_bin, calls)[1]
+                collector.program.set_syscall_hook(False)
+                off = spin(spin_bin, calls)[1]
+            extra[n].append(on - off)
+    return {f"untargeted_extra_ns_{n}": statistics.median(v) for n, v in extra.items()} | {
+        "untargeted_runs": {n: [round(x, 1) for x in v] for n, v in extra.items()}}
+
+
+# -- the daemon itself -------------------------------------------------------------------
+def _train_victim(work: Path, store: Path, seconds: int = 8) -> str:
+    """A trained profile of tests/workloads/victim.c (returns its name)."""
+    comm = "sgb_victim"
+    exe = work / comm
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(ROOT / "tests/workloads/victim.c")],
+                   check=True)
+    victim = subprocess.Popen([str(exe), "0", str(work / "stamps")], stdout=subprocess.DEVNULL)
+    try:
+        subprocess.run([*SYSGRAM, "train", "--proc", comm, "--duration", f"{seconds}s",
+                        "--store", str(store)], check=True, env=_env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finally:
+        victim.kill()
+        victim.wait()
+    return comm
+
+
+def _store_of(work: Path, source: Path, count: int, name: str) -> Path:
+    """A store holding `count` copies of one profile under distinct binary names."""
+    store = work / f"store{count}"
+    store.mkdir(mode=0o700)
+    for i in range(count):
+        shutil.copy2(source, store / f"sgb_bin{i:02d}.profile")
+    return store
+
+
+class Watcher:
+    def __init__(self, store: Path, *extra: str) -> None:
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([*SYSGRAM, "watch", "--all", "--store", str(store), *extra],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     env=_env())
+        self.attached_s = None
+        for line in self.proc.stderr:
+            if line.strip() == "attached":
+                self.attached_s = time.monotonic() - self.started
+                break
+        if self.attached_s is None:
+            raise SystemExit("sysgram watch --all never attached; run `sysgram doctor`.")
+
+    def wait_loaded(self) -> None:
+        """Until the profiles are loaded (the watcher attaches first, then loads them)."""
+        for line in self.proc.stderr:
+            if line.startswith("sysgram: watching"):
+                return
+        raise SystemExit("sysgram watch --all never loaded its profiles.")
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def cpu_s(self) -> float:
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat[stat.rfind(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.communicate(timeout=30)
+
+
+def daemon(reps: int, work: Path) -> dict:
+    trained = work / "trained"
+    name = _train_victim(work, trained)
+    source = trained / f"{name}.profile"
+    many = _store_of(work, source, PROFILES_ATTACH, name)
+    few = _store_of(work, source, PROFILES_RSS, name)
+    attach = []
+    rss_many = float("nan")
+    for rep in range(min(reps, 3)):
+        watcher = Watcher(many)
+        attach.append(watcher.attached_s)
+        if rep == 0:
+            watcher.wait_loaded()
+            time.sleep(1)
+            rss_many = watcher.rss_mib()
+        watcher.stop()
+    watcher = Watcher(few)
+    try:
+        watcher.wait_loaded()
+        time.sleep(1)                 # settled: first rounds run
+        rss = watcher.rss_mib()
+        before, at = watcher.cpu_s(), time.monotonic()
+        time.sleep(10)
+        idle_pct = 100 * (watcher.cpu_s() - before) / (time.monotonic() - at)
+    finally:
+        watcher.stop()
+    return {"attach_s_20": statistics.median(attach), "attach_runs": attach,
+            "rss_mib_5": rss, "rss_mib_20": rss_many, "idle_cpu_pct_5": idle_pct,
+            **_per_thread(work, source)}
+
+
+THREAD_PROCS, THREADS_EACH = 16, 64
+
+
+def _per_thread(work: Path, profile: Path) -> dict:
+    """RSS a watcher holds per live thread: 1,024 threads of a watched binary, parked."""
+    exe = work / "sgb_pat"
+    subprocess.run(["gcc", "-O2", "-pthread", "-o", str(exe),
+                    str(ROOT / "tests/workloads/pattern.c")], check=True)
+    store = work / "store-threads"
+    store.mkdir(mode=0o700)
+    shutil.copy2(profile, store / f"{exe.name}.profile")
+    watcher = Watcher(store, "--warmup", "0")
+    procs = []
+    try:
+        watcher.wait_loaded()
+        time.sleep(1)
+        before = watcher.rss_mib()
+        procs = [subprocess.Popen([str(exe), str(THREADS_EACH), "1", "0", "2"],
+                                  stdin=subprocess.PIPE) for _ in range(THREAD_PROCS)]
+        time.sleep(3)                  # every thread started, seen and held by the engine
+        during = watcher.rss_mib()
+    finally:
+        for proc in procs:
+            proc.communicate(b"go\n", timeout=30)
+        watcher.stop()
+    threads = THREAD_PROCS * THREADS_EACH
+    return {"rss_kib_per_thread": (during - before) * 1024 / threads, "threads_held": threads}
+
+
+def _paired(reps: int, untraced_run, watched_run) -> tuple[list[float], list[float]]:
+    """Untraced and watched runs in pairs, the order flipped every pair (ABBA): a server
+    that warms up (caches, buffers) over the run favours neither side."""
+    untraced, watched = [], []
+    for rep in range(reps):
+        order = (untraced_run, watched_run) if rep % 2 == 0 else (watched_run, untraced_run)
+        for run in order:
+            (untraced if run is untraced_run else watched).append(run())
+    return untraced, watched
+
+
+# -- nginx under wrk ---------------------------------------------------------------------
+def _wrk(port: int, seconds: int) -> float:
+    out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+                         check=True, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1])
+    raise SystemExit(f"wrk printed no rate:\n{out}")
+
+
+def nginx(reps: int, work: Path, seconds: int = 5) -> dict:
+    from bench_scenarios import ensure_packages, free_port, start_nginx
+
+    from sysgram.demo.target import stop_session
+
+    ensure_packages()
+    port = free_port()
+    server = start_nginx(work, port)
+    store = work / "nginx-store"
+    try:
+        trainer = subprocess.Popen([*SYSGRAM, "train", "--proc", "nginx", "--duration", "15s",
+                                    "--store", str(store)], env=_env(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+        while trainer.poll() is None:
+            _wrk(port, 3)
+        watcher_cores = []
+
+        def watched_run() -> float:
+            watcher = Watcher(store)
+            try:
+                watcher.wait_loaded()
+                before, at = watcher.cpu_s(), time.monotonic()
+                rate = _wrk(port, seconds)
+                watcher_cores.append((watcher.cpu_s() - before) / (time.monotonic() - at))
+                return rate
+            finally:
+                watcher.stop()
+
+        untraced, watched = _paired(reps, lambda: _wrk(port, seconds), watched_run)
+    finally:
+        stop_session(server)
+    return {"nginx_untraced_rps": statistics.median(untraced),
+            "nginx_watched_rps": statistics.median(watched),
+            "nginx_ratio": statistics.median(w / u for w, u in zip(watched, untraced,
+                                                                   strict=True)),
+            "nginx_watcher_cores": statistics.median(watcher_cores),
+            "nginx_runs": {"untraced": untraced, "watched": watched}}
+
+
+# -- PostgreSQL under pgbench ------------------------------------------------------------
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(PG_BIN.glob(f"*/bin/{name}"))
+    if not found:
+        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql).")
+    return str(found[-1])
+
+
+def _as_postgres(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, **kwargs)
+
+
+def _pgbench(sock: Path, port: int, seconds: int) -> float:
+    out = _as_postgres(["pgbench", "-h", str(sock), "-p", str(port), "-c", "8", "-j", "2",
+                        "-S", "-T", str(seconds), "postgres"],
+                       capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith("tps = "):
+            return float(line.split()[2])
+    raise SystemExit(f"pgbench printed no rate:\n{out}")
+
+
+def postgres(reps: int, work: Path, seconds: int = 5) -> dict:
+    """pgbench (select-only, 8 clients) on a throwaway cluster, untraced and watched."""
+    base = Path(tempfile.mkdtemp(prefix="sgb-pg-"))    # the postgres user must reach it
+    os.chmod(base, 0o755)
+    shutil.chown(base, "postgres", "postgres")
+    data, sock, port = base / "data", base, 54329
+    server = None
+    try:
+        _as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+                     stdout=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            ["runuser", "-u", "postgres", "--", _pg_bin("postgres"), "-D", str(data),
+             "-k", str(sock), "-p", str(port), "-c", "listen_addresses=", "-c", "fsync=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        for _ in range(100):
+            if (sock / f".s.PGSQL.{port}").exists():
+                break
+            time.sleep(0.1)
+        _as_postgres(["pgbench", "-i", "-s", "5", "-h", str(sock), "-p", str(port), "postgres"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        store = work / "pg-store"
+        trainer = subprocess.Popen([*SYSGRAM, "train", "--proc", "postgres", "--duration", "15s",
+                                    "--store", str(store)], env=_env(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+        while trainer.poll() is None:
+            _pgbench(sock, port, 3)
+        def watched_run() -> float:
+            watcher = Watcher(store)
+            try:
+                watcher.wait_loaded()
+                return _pgbench(sock, port, seconds)
+            finally:
+                watcher.stop()
+
+        untraced, watched = _paired(reps, lambda: _pgbench(sock, port, seconds), watched_run)
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+    return {"pg_untraced_tps": statistics.median(untraced),
+            "pg_watched_tps": statistics.median(watched),
+            "pg_ratio": statistics.median(w / u for w, u in zip(watched, untraced, strict=True)),
+            "pg_runs": {"untraced": untraced, "watched": watched}}
+
+
+def report(r: dict) -> str:
+    def goal(value, limit, above=False) -> str:
+        ok = value >= limit if above else value <= limit
+        return "ok" if ok else "MISSED"
+
+    lines = []
+    if "untargeted_extra_ns_1" in r:
+        lines.append("untargeted extra CPU per syscall, 1 / 5 / 20 binaries watched: "
+                     + " / ".join(f"{r[f'untargeted_extra_ns_{n}']:.1f}" for n in (1, 5, 20))
+                     + " ns (medians)")
+    if "attach_s_20" in r:
+        lines += [
+            f"start to attached, --all with 20 profiles: {r['attach_s_20']:.2f} s "
+            f"{goal(r['attach_s_20'], GOALS['attach_s'])}",
+            f"RSS with 5 profiles: {r['rss_mib_5']:.0f} MiB "
+            f"{goal(r['rss_mib_5'], GOALS['rss_mib'])} (with 20: {r['rss_mib_20']:.0f} MiB)",
+            f"idle CPU with 5 profiles: {r['idle_cpu_pct_5']:.2f} % of a core "
+            f"{goal(r['idle_cpu_pct_5'], GOALS['idle_cpu_pct'])}",
+            f"RSS per live watched thread: {r['rss_kib_per_thread']:.1f} KiB "
+            f"({r['threads_held']} threads parked)",
+        ]
+    if "nginx_ratio" in r:
+        lines.append(f"nginx under wrk: {r['nginx_untraced_rps']:,.0f} req/s untraced, "
+                     f"{r['nginx_watched_rps']:,.0f} watched: {100 * r['nginx_ratio']:.1f} % "
+                     f"{goal(r['nginx_ratio'], GOALS['nginx_ratio'], above=True)}; the watcher "
+                     f"used {r['nginx_watcher_cores']:.2f} of the machine's cores meanwhile")
+    if "pg_ratio" in r:
+        lines.append(f"PostgreSQL under pgbench -S: {r['pg_untraced_tps']:,.0f} tps untraced, "
+                     f"{r['pg_watched_tps']:,.0f} watched: {100 * r['pg_ratio']:.1f} % "
+                     f"{goal(r['pg_ratio'], GOALS['nginx_ratio'], above=True)}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--only", default="untargeted,daemon,nginx,postgres")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    result: dict = {}
+    with tempfile.TemporaryDirectory(prefix="sgb-daemon-") as tmp:
+        work = Path(tmp)
+        os.chmod(work, 0o700)
+        if "untargeted" in parts:
+            result |= untargeted(args.reps, args.calls, work)
+        if "daemon" in parts:
+            result |= daemon(args.reps, work)
+        if "nginx" in parts:
+            result |= nginx(args.reps, work)
+        if "postgres" in parts:
+            result |= postgres(args.reps, work)
+    print(json.dumps(result) if args.json else report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

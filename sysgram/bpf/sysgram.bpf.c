@@ -11,8 +11,11 @@
  * - sched_switch / exec close the open run, so a run never spans a reschedule: user
  *   space restores each thread's order across CPUs by sorting runs by their start time.
  * - sched_process_fork/exec/exit keep the bitmap current and report lifecycle events.
- * No kernel structure is read: only tracepoint fields and helpers (the headers on the
- * build machine may not match the running kernel).
+ * - touched.bpf.c (included): the arguments of a few calls (paths, exec names, peers) of
+ *   targeted threads only, through their own ring buffer.
+ * No kernel structure is read but the syscall entry's saved registers (pt_regs, a stable
+ * layout): only tracepoint fields and helpers (the headers on the build machine may not
+ * match the running kernel).
  */
 #include "sysgram.h"
 
@@ -121,6 +124,8 @@ static __always_inline void apply_requests(struct sg_config *cfg)
     }
 }
 
+#include "touched.bpf.c"          /* what targets touch: its own maps, ring and exits */
+
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -140,6 +145,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         }
         return 0;
     }
+    touched_enter(ctx, tgid, tid);
 
     struct sg_batch *b = batch.lookup(&zero);
     if (!b)

@@ -1,0 +1,88 @@
+"""What a target touched, read in the kernel: files, peers and programs, once each, exact."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections import Counter
+
+import pytest
+from helpers import collect_items
+
+from sysgram.collector import TargetSpec, Touched, TouchedGap
+from sysgram.collector.items import Peer
+from sysgram.sanitize import for_terminal
+
+pytestmark = pytest.mark.kernel
+
+HOSTILE = ["plain", "new\nline", "esc\x1b[31m", os.fsdecode(b"\xff\xfe")]
+
+
+def run_touch(build_workload, tmp_path, *, comm: str | None = None) -> tuple[list, dict, str]:
+    """tests/workloads/touch.c under the collector; (items, ports, comm)."""
+    binary = build_workload("touch", comm)
+    sock = tmp_path / "listener.sock"
+    box: dict = {}
+
+    def action() -> None:
+        proc = subprocess.Popen([str(binary), str(tmp_path), str(sock)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        out, _ = proc.communicate(b"go\n", timeout=30)
+        assert proc.returncode == 0
+        _, p4, p6 = out.split()
+        box.update(tcp4=int(p4), tcp6=int(p6))
+
+    items, stats = collect_items(TargetSpec(binary.name), action)
+    assert stats.lost_touched == 0
+    assert not [i for i in items if isinstance(i, TouchedGap)]
+    return [i for i in items if isinstance(i, Touched)], box, str(sock)
+
+
+def test_every_file_peer_and_program_arrives_once_with_its_values(build_workload, tmp_path):
+    touched, ports, sock = run_touch(build_workload, tmp_path)
+    opens = Counter(t.path for t in touched if t.kind == "open")
+    for name in HOSTILE:
+        assert opens[f"{tmp_path}/{name}"] == 1, opens
+    assert {t.open_flags for t in touched if t.kind == "open" and t.path.endswith("/plain")} \
+        == {os.O_CREAT | os.O_WRONLY}
+
+    def net(kind: str) -> list[tuple]:
+        return sorted((t.peer.family, t.peer.address, t.protocol) + (
+            (t.peer.port,) if kind != "accept" else ())
+            for t in touched if t.kind == kind and t.peer is not None)
+
+    assert net("connect") == sorted([("ipv4", "127.0.0.1", "tcp", ports["tcp4"]),
+                                     ("ipv6", "::1", "tcp", ports["tcp6"]),
+                                     ("unix", sock, "unix-stream", 0)])
+    assert net("bind") == sorted([("ipv4", "127.0.0.1", "tcp", 0), ("ipv6", "::1", "tcp", 0),
+                                  ("unix", sock, "unix-stream", 0)])
+    assert net("accept") == sorted([("ipv4", "127.0.0.1", "tcp"), ("ipv6", "::1", "tcp")])
+    accepts = [t for t in touched if t.kind == "accept"]
+    assert len(accepts) == 3 and all(t.result >= 0 for t in accepts)   # unix: no address asked
+    assert all(t.result == 0 for t in touched if t.kind == "connect")
+    assert [(t.peer, t.protocol) for t in touched if t.kind == "send"] \
+        == [(Peer("ipv4", "127.0.0.1", 9), "udp")]
+    execs = [t for t in touched if t.kind == "exec"]
+    assert [(t.path, t.argv, t.more_args, t.result) for t in execs] \
+        == [("/bin/true", ("true", "a1", "a2", "a3"), True, 0)]
+
+
+def test_hostile_paths_are_kept_faithfully_and_printed_escaped(build_workload, tmp_path):
+    touched, _, _ = run_touch(build_workload, tmp_path)
+    paths = [t for t in touched if t.kind == "open" and t.path.startswith(str(tmp_path))]
+    by_name = {os.fsencode(t.path)[len(os.fsencode(str(tmp_path))) + 1:]: t for t in paths}
+    assert b"\xff\xfe" in by_name and b"new\nline" in by_name and b"esc\x1b[31m" in by_name
+    long = [t for t in paths if t.path.endswith("LLLL")]
+    assert len(long) == 1 and long[0].cut and len(os.fsencode(long[0].path)) == 255
+    assert not any(t.cut for t in paths if t is not long[0])
+    shown = [for_terminal(t.path, limit=None) for t in paths]
+    assert all("\n" not in s and "\x1b" not in s for s in shown)
+    assert f"{tmp_path}/new\\x0aline" in shown and f"{tmp_path}/esc\\x1b[31m" in shown
+
+
+def test_an_untargeted_process_sends_no_touched_records(build_workload, tmp_path):
+    other = build_workload("touch")
+    items, stats = collect_items(TargetSpec("sgnobodyhere"), lambda: subprocess.run(
+        [str(other), str(tmp_path), str(tmp_path / "s")], input=b"go\n", check=True,
+        capture_output=True, timeout=30))
+    assert not [i for i in items if isinstance(i, Touched)] and stats.touched == 0

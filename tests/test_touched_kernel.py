@@ -86,3 +86,24 @@ def test_an_untargeted_process_sends_no_touched_records(build_workload, tmp_path
         [str(other), str(tmp_path), str(tmp_path / "s")], input=b"go\n", check=True,
         capture_output=True, timeout=30))
     assert not [i for i in items if isinstance(i, Touched)] and stats.touched == 0
+
+
+def test_a_recording_keeps_what_was_touched_and_info_lists_it(build_workload, tmp_path):
+    from sysgram.commands.datasets import format_summary
+    from sysgram.commands.record import write_items
+    from sysgram.datasets import Dataset, DatasetWriter
+
+    binary = build_workload("touch")
+    items, _ = collect_items(TargetSpec(binary.name), lambda: subprocess.run(
+        [str(binary), str(tmp_path), str(tmp_path / "l.sock")], input=b"go\n", check=True,
+        capture_output=True, timeout=30))
+    with DatasetWriter(tmp_path / "ds", arch="x86_64", source="record") as writer:
+        write_items(writer, items)
+    dataset = Dataset.open(tmp_path / "ds")
+    paths = [t["path"] for t in dataset.touched if t["kind"] == "open"]
+    assert paths.count(f"{tmp_path}/{HOSTILE[3]}") == 1          # non-UTF-8, faithful
+    assert [t["argv"] for t in dataset.touched if t["kind"] == "exec"] \
+        == [["true", "a1", "a2", "a3"]]
+    lines = "\n".join(format_summary(dataset.summary(top=50)))
+    assert "touched " in lines and "/bin/true" in lines and "\\x0a" in lines
+    assert "\n" not in "".join(line for line in lines.splitlines())

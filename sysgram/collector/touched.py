@@ -10,6 +10,7 @@ socket()/accept() told (`SocketTypes`); a socket created before tracing began is
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import socket
 
@@ -131,3 +132,10 @@ def decode(record: bytes, sockets: SocketTypes) -> Touched | None:
     result = ret if kind in (CONNECT, ACCEPT) else None
     return Touched(**common, fd=arg0, result=result, peer=peer,
                    protocol=sockets.protocol(pid, arg0))
+
+
+def as_fields(item: Touched) -> dict:
+    """A Touched item as plain fields (the peer as a dict), e.g. for a dataset record."""
+    fields = dataclasses.asdict(item)
+    fields["argv"] = list(item.argv)
+    return fields

@@ -46,7 +46,16 @@ class _StopFlag:
 
 def write_items(writer, items) -> list:
     """Hand drain items to the dataset writer; returns the processes that started."""
-    from sysgram.collector import Exec, Gap, ThreadEvents, ThreadExit, ThreadStart
+    from sysgram.collector import (
+        Exec,
+        Gap,
+        ThreadEvents,
+        ThreadExit,
+        ThreadStart,
+        Touched,
+        TouchedGap,
+    )
+    from sysgram.collector.touched import as_fields as touched_fields
 
     started = []
     for item in items:
@@ -64,6 +73,10 @@ def write_items(writer, items) -> list:
                         comm=item.comm, ts_ns=item.ts_ns)
         elif isinstance(item, ThreadExit):
             writer.end_thread(item.tid, end_ns=item.ts_ns)
+        elif isinstance(item, Touched):
+            writer.touched(**touched_fields(item))
+        elif isinstance(item, TouchedGap):
+            writer.touched(item.tid, item.pid, item.ts_ns, kind="lost", lost=item.lost)
     return started
 
 

@@ -1,0 +1,152 @@
+"""What reading paths and peers in the kernel costs, against an untraced baseline, one run.
+
+usage: .venv/bin/python benchmarks/bench_touched.py [--reps 5] [--calls 200000]
+Needs root and bcc. Reports (medians of --reps repetitions, interleaved):
+  - an open()+close() loop on a 40-byte path traced with its path, over its untraced
+    time (goal <= 2x), and every open delivered (0 lost)
+  - the same loop under another name while the target is traced (untargeted: goal, no
+    measurable extra cost over the untraced loop)
+The traced getppid slowdown (syscalls without arguments) is bench_collector.py's.
+The collector runs in its own process (this file with --serve); its syscall hook is
+taken off for the baseline runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "tests" / "workloads" / "openloop.c"
+GOALS = {"open_ratio": 2.0}
+LOOP_CPU = max(os.sched_getaffinity(0))
+
+
+def serve(comm: str) -> None:
+    """Collector process: on / off / count / stop lines on stdin, one JSON line each."""
+    from sysgram.collector import Collector, TargetSpec, Touched
+
+    commands: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [commands.put(line.strip()) for line in sys.stdin],
+                     daemon=True).start()
+    opens = 0
+    with Collector(TargetSpec(comm)) as collector:
+        print(json.dumps({"attached": True}), flush=True)
+        while True:
+            opens += sum(1 for i in collector.poll(0.05).items
+                         if isinstance(i, Touched) and i.kind == "open")
+            try:
+                command = commands.get_nowait()
+            except queue.Empty:
+                continue
+            if command in ("on", "off"):
+                collector.program.set_syscall_hook(command == "on")
+            elif command == "stop":
+                collector.stop()
+                opens += sum(1 for i in collector.poll(0).items
+                             if isinstance(i, Touched) and i.kind == "open")
+                print(json.dumps({"opens": opens, "stats": collector.stats().as_dict()}),
+                      flush=True)
+                return
+            print(json.dumps({"opens": opens}), flush=True)
+
+
+class CollectorProcess:
+    def __init__(self, comm: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", comm],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     cwd=ROOT)
+        if "attached" not in json.loads(self.proc.stdout.readline() or "{}"):
+            raise SystemExit("the collector did not attach; run `sysgram doctor`.")
+
+    def ask(self, command: str) -> dict:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+
+def loop(binary: Path, calls: int, path: Path) -> float:
+    """Thread CPU ns per open()+close() pair of one run (pinned to the last CPU)."""
+    out = subprocess.run([str(binary), str(calls), str(path)], check=True, capture_output=True,
+                         text=True, preexec_fn=lambda: os.sched_setaffinity(0, {LOOP_CPU}))
+    return float(out.stdout.split()[1])
+
+
+def measure(reps: int, calls: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="sgbench-touched-"))
+    try:
+        compiled = work / "openloop"
+        subprocess.run(["gcc", "-O2", "-o", str(compiled), str(SOURCE)], check=True)
+        target, other = work / "sgt_target", work / "sgt_other"
+        shutil.copy2(compiled, target)
+        shutil.copy2(compiled, other)
+        path = work / ("p" * 40)
+        path.write_text("x")
+        collector = CollectorProcess(target.name)
+        base, traced, untargeted = [], [], []
+        for _ in range(reps):
+            collector.ask("off")
+            base.append(loop(other, calls, path))
+            collector.ask("on")
+            traced.append(loop(target, calls, path))
+            untargeted.append(loop(other, calls, path))
+        final = collector.ask("stop")
+        collector.proc.wait(timeout=30)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base_ns, traced_ns, other_ns = (statistics.median(x) for x in (base, traced, untargeted))
+    return {
+        "baseline_ns": base_ns, "traced_ns": traced_ns, "open_ratio": traced_ns / base_ns,
+        "untargeted_ns": other_ns, "untargeted_extra_ns": other_ns - base_ns,
+        "opens": reps * calls, "delivered": final["opens"],
+        "lost_touched": final["stats"]["lost_touched"], "lost": final["stats"]["lost"],
+        "load_avg": os.getloadavg()[0], "reps": reps, "calls": calls,
+    }
+
+
+def report(r: dict) -> str:
+    ok = r["open_ratio"] <= GOALS["open_ratio"]
+    return "\n".join([
+        f"load average during the run: {r['load_avg']:.1f} on {os.cpu_count()} CPUs; costs are "
+        f"the looping thread's CPU time, medians of {r['reps']} x {r['calls']:,} pairs",
+        f"open+close untraced:     {r['baseline_ns']:.0f} ns/pair",
+        f"traced with paths:       {r['traced_ns']:.0f} ns/pair = {r['open_ratio']:.2f}x  "
+        f"{'meets goal' if ok else 'MISSES goal'} (<= {GOALS['open_ratio']}x)",
+        f"opens delivered:         {r['delivered']:,} / {r['opens']:,}, {r['lost_touched']} "
+        f"touched records lost, {r['lost']} syscall events lost",
+        f"untargeted process:      {r['untargeted_ns']:.0f} ns/pair "
+        f"({r['untargeted_extra_ns']:+.0f} ns over untraced)",
+    ])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--serve", metavar="COMM", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print the numbers as JSON too")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return 0
+    if os.geteuid() != 0:
+        print("bench_touched: needs root (BPF); skipped.", file=sys.stderr)
+        return 0
+    results = measure(args.reps, args.calls)
+    print(report(results))
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

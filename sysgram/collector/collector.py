@@ -46,7 +46,7 @@ from sysgram.collector.ordering import ReorderBuffer, Segment
 from sysgram.collector.program import Program
 from sysgram.collector.threads import ThreadBook
 from sysgram.collector.touched import SocketTypes
-from sysgram.collector.touched import decode as decode_touched
+from sysgram.collector.touched import decode_all as decode_touched
 from sysgram.errors import UserError
 
 # Each flusher syscall applies up to 32 queued requests; this many extra syscalls per
@@ -298,9 +298,8 @@ class Collector:
                         watermark: int) -> None:
         """Touched records become zero-length runs, ordered with the syscalls around them."""
         kept: list[tuple[int, int, int, int]] = []          # ts, tid, tgid, ref
-        for record in records:
-            item = decode_touched(record, self._sockets)
-            if item is None or self._exe.is_dropped(item.pid):
+        for item in decode_touched(records, self._sockets):
+            if self._exe.is_dropped(item.pid):
                 continue
             ref = self._next_ref
             self._next_ref += 1

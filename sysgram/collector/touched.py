@@ -101,6 +101,37 @@ class SocketTypes:
         return sum(len(fds) for fds in self._types.values())
 
 
+def decode_all(records: list[bytes], sockets: SocketTypes) -> list[Touched]:
+    """A round's records -> Touched items (opens, the bulk, decoded as one array).
+
+    Net records go one by one, in order: a connect's protocol depends on the socket()
+    before it. The items are ordered later, by time, with the syscalls around them.
+    """
+    opens: list[bytes] = []
+    items: list[Touched] = []
+    for record in records:
+        if record_kind(record) == OPEN and len(record) == OPEN_REC.itemsize:
+            opens.append(record)
+        else:
+            item = decode(record, sockets)
+            if item is not None:
+                items.append(item)
+    if opens:
+        items += _decode_opens(np.frombuffer(b"".join(opens), dtype=OPEN_REC))
+    return items
+
+
+def _decode_opens(recs: np.ndarray) -> list[Touched]:
+    hdr = recs["hdr"]
+    columns = zip(hdr["tid"].tolist(), hdr["tgid"].tolist(), hdr["ts"].tolist(),
+                  hdr["nr"].tolist(), hdr["flags"].tolist(), hdr["arg0"].tolist(),
+                  hdr["arg1"].tolist(), recs["path"].tolist(), strict=True)
+    return [Touched(tid=tid, pid=pid, ts_ns=ts, kind="open", syscall=nr, path=text(path),
+                    dirfd=dirfd, open_flags=open_flags, cut=bool(flags & F_PATH_CUT),
+                    unreadable=bool(flags & F_UNREADABLE))
+            for tid, pid, ts, nr, flags, dirfd, open_flags, path in columns]
+
+
 def decode(record: bytes, sockets: SocketTypes) -> Touched | None:
     """One ring-buffer record -> a Touched item (None for a record of an unknown kind)."""
     kind = record_kind(record)

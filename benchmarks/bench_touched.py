@@ -1,6 +1,7 @@
 """What reading paths and peers in the kernel costs, against an untraced baseline, one run.
 
 usage: .venv/bin/python benchmarks/bench_touched.py [--reps 5] [--calls 200000]
+       [--baseline TREE]   (TREE: a checkout without touched capture, e.g. main before it)
 Needs root and bcc. Reports (medians of --reps repetitions, interleaved):
   - an open()+close() loop on a 40-byte path traced with its path, over its untraced
     time (goal <= 2x), and every open delivered (0 lost)
@@ -9,7 +10,8 @@ Needs root and bcc. Reports (medians of --reps repetitions, interleaved):
   - delivered / generated opens: of the tight loops (~1.5 M opens/s, more than the
     Python reader can take: the rest are counted as lost) and of loops paced at rates a
     busy server opens files at (goal: all)
-The traced getppid slowdown (syscalls without arguments) is bench_collector.py's.
+  - with --baseline: the getppid loop (syscalls whose arguments are not read) traced by
+    the baseline tree's program and by this one, interleaved (goal: the same within noise)
 The collector runs in its own process (this file with --serve); its syscall hook is
 taken off for the baseline runs.
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "tests" / "workloads" / "openloop.c"
+SPIN = ROOT / "tests" / "workloads" / "spin.c"
 GOALS = {"open_ratio": 2.0}
 PACED_RATES = (10_000.0, 50_000.0, 200_000.0)   # opens per second
 PACED_S = 2.0
@@ -105,6 +108,70 @@ def drained(collector: CollectorProcess) -> dict:
         last = now
 
 
+class BenchCollector:
+    """bench_collector.py --serve COMM of a source tree (this one, or a baseline's)."""
+
+    def __init__(self, tree: Path, comm: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(tree / "benchmarks" / "bench_collector.py"), "--serve", comm],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tree, env=env)
+        if "attached" not in json.loads(self.proc.stdout.readline() or "{}"):
+            raise SystemExit(f"the collector of {tree} did not attach.")
+
+    def ask(self, command: str) -> dict:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def stop(self) -> dict:
+        result = self.ask("stop")
+        self.proc.wait(timeout=30)
+        return result
+
+
+def getppid_ab(reps: int, calls: int, baseline: Path) -> dict:
+    """The getppid loop traced by the baseline tree's program and by this one, interleaved.
+
+    Both collectors are loaded at once; only one has its syscall hook on at a time, so
+    each traced run pays exactly one program, and the machine's drifting load hits both.
+    """
+    work = Path(tempfile.mkdtemp(prefix="sgbench-ab-"))
+    try:
+        compiled = work / "spin"
+        subprocess.run(["gcc", "-O2", "-o", str(compiled), str(SPIN)], check=True)
+        target, other = work / "sgab_target", work / "sgab_other"
+        shutil.copy2(compiled, target)
+        shutil.copy2(compiled, other)
+        trees = {"baseline": BenchCollector(baseline, target.name),
+                 "this": BenchCollector(ROOT, target.name)}
+        for collector in trees.values():
+            collector.ask("off")
+        runs: dict[str, list[float]] = {name: [] for name in (
+            "untraced", "baseline", "this", "baseline_untargeted", "this_untargeted")}
+        for _ in range(reps):
+            runs["untraced"].append(spin_cpu(target, calls))
+            for name, collector in trees.items():
+                collector.ask("on")
+                runs[name].append(spin_cpu(target, calls))
+                collector.ask("mark")                 # drained enough: its rounds are short
+                runs[f"{name}_untargeted"].append(spin_cpu(other, calls))
+                collector.ask("off")
+        lost = {name: c.stop()["stats"]["lost"] for name, c in trees.items()}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    medians = {name: statistics.median(v) for name, v in runs.items()}
+    return {"getppid_ns": medians, "lost": lost,
+            "baseline_ratio": medians["baseline"] / medians["untraced"],
+            "this_ratio": medians["this"] / medians["untraced"]}
+
+
+def spin_cpu(binary: Path, calls: int) -> float:
+    out = subprocess.run([str(binary), str(calls)], check=True, capture_output=True, text=True,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {LOOP_CPU}))
+    return float(out.stdout.split()[1])
+
+
 def measure(reps: int, calls: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="sgbench-touched-"))
     try:
@@ -170,6 +237,10 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--serve", metavar="COMM", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="also time the getppid loop traced by TREE's program (a checkout "
+                             "without touched capture) against this one's, interleaved")
+    parser.add_argument("--getppid-calls", type=int, default=2_000_000)
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON too")
     args = parser.parse_args()
     if args.serve:
@@ -180,6 +251,16 @@ def main() -> int:
         return 0
     results = measure(args.reps, args.calls)
     print(report(results))
+    if args.baseline:
+        ab = getppid_ab(args.reps, args.getppid_calls, args.baseline.resolve())
+        results["getppid_ab"] = ab
+        ns = ab["getppid_ns"]
+        print(f"getppid loop (no arguments read), medians of {args.reps} x "
+              f"{args.getppid_calls:,} calls, interleaved: untraced {ns['untraced']:.0f} ns, "
+              f"traced by {args.baseline} {ns['baseline']:.0f} ns ({ab['baseline_ratio']:.2f}x), "
+              f"by this tree {ns['this']:.0f} ns ({ab['this_ratio']:.2f}x); lost {ab['lost']}; "
+              f"an untargeted loop meanwhile: {ns['baseline_untargeted']:.0f} ns under the "
+              f"baseline's hook, {ns['this_untargeted']:.0f} ns under this one's")
     if args.json:
         print(json.dumps(results))
     return 0

@@ -170,3 +170,8 @@ def as_fields(item: Touched) -> dict:
     fields = dataclasses.asdict(item)
     fields["argv"] = list(item.argv)
     return fields
+
+
+def touched_records(items) -> list[dict]:
+    """The Touched items of a drain as plain records (the fields a dataset keeps)."""
+    return [as_fields(i) for i in items if isinstance(i, Touched)]

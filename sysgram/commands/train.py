@@ -15,6 +15,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from sysgram.commands.allow import register as register_allow
 from sysgram.commands.common import kernel_comm, parse_duration, stderr_is_tty, warn
 from sysgram.errors import UserError
 from sysgram.sanitize import printable
@@ -33,6 +34,7 @@ def register(app: typer.Typer) -> None:
     group.command("list")(profiles_list)
     group.command("show")(profiles_show)
     group.command("rm")(profiles_rm)
+    register_allow(group)
     app.add_typer(group, name="profiles")
 
 
@@ -84,6 +86,7 @@ def train(
     """Learn a binary's profile, live or from recordings, and save it in the store."""
     from sysgram.models.profile import Profile
     from sysgram.models.store import ProfileStore
+    from sysgram.models.touched import FirstSeen, host_networks
     from sysgram.syscalls import host_arch
 
     comm = kernel_comm(proc)
@@ -91,14 +94,15 @@ def train(
     profile_store = ProfileStore(store)
     profile_store.path(comm)  # a bad name fails before any recording
     previous = _previous(profile_store, comm, append)
+    touched = FirstSeen(host_networks())     # what the binary touched, learned beside
     if sources:
-        threads, arch, described = _threads_from_datasets(sources)
+        threads, arch, described = _threads_from_datasets(sources, touched)
     else:
         if append:
             raise UserError("--append extends a profile with recordings; give them with --from.")
         threads, arch, described = _threads_live(
             comm, parse_duration(duration), until_stable, stable_rate, parse_duration(stable_for),
-            (window, stride),
+            (window, stride), touched,
         )
     if previous is not None:
         if model or window or stride:
@@ -109,7 +113,7 @@ def train(
     else:
         params = {"detector": model, "window": window, "stride": stride, "target_far": target_far,
                   "arch": arch or host_arch()}
-    _fit_and_save(profile_store, comm, Profile(**params), threads, described, previous)
+    _fit_and_save(profile_store, comm, Profile(**params), threads, described, previous, touched)
 
 
 def _check_options(window: int | None, stride: int | None, target_far: float,
@@ -137,7 +141,7 @@ def _previous(profile_store, comm: str, append: bool):
     return loaded
 
 
-def _threads_from_datasets(paths: list[Path]) -> tuple[list, str, list[dict]]:
+def _threads_from_datasets(paths: list[Path], touched=None) -> tuple[list, str, list[dict]]:
     from sysgram.datasets import Dataset
 
     threads, described, arch = [], [], None
@@ -151,6 +155,9 @@ def _threads_from_datasets(paths: list[Path]) -> tuple[list, str, list[dict]]:
         if skipped:
             say(f"{path}: left out {skipped:,} threads labelled as attacks.")
         threads.extend(normal)
+        if touched is not None:      # what attack-labelled processes touched is left out too
+            attack_pids = {t.pid for t in dataset.threads if t.label == "attack"}
+            touched.add(r for r in dataset.touched if r.get("pid") not in attack_pids)
         described.append({"kind": "dataset", "path": str(Path(path).resolve()),
                           "threads": len(normal), "syscalls": int(sum(len(t) for t in normal)),
                           "attack_threads_left_out": skipped})
@@ -159,7 +166,7 @@ def _threads_from_datasets(paths: list[Path]) -> tuple[list, str, list[dict]]:
 
 def _threads_live(
     comm: str, duration: float, until_stable: bool, stable_rate: float, stable_for: float,
-    shape: tuple[int | None, int | None] = (None, None),
+    shape: tuple[int | None, int | None] = (None, None), touched=None,
 ) -> tuple[list, str, list[dict]]:
     from sysgram.collector import Collector, TargetSpec
     from sysgram.models import defaults
@@ -174,7 +181,7 @@ def _threads_live(
         started = time.monotonic()  # after attaching: compiling must not eat the duration
         say(f"recording '{comm}' for up to {duration:g}s"
             + (" (until novelty settles)" if until_stable else "") + "; Ctrl-C stops early.")
-        stable = _record(collector, learning, started, duration, until_stable)
+        stable = _record(collector, learning, started, duration, until_stable, touched)
         stats = collector.stats()
     seconds = time.monotonic() - started
     _report_recording(learning, stats, until_stable, stable, duration)
@@ -188,12 +195,18 @@ def _threads_live(
     return learning.recording.traces(), learning.recording.arch, described
 
 
-def _record(collector, learning, started: float, duration: float, until_stable: bool) -> bool:
+def _record(collector, learning, started: float, duration: float, until_stable: bool,
+            touched=None) -> bool:
     """Poll until the duration ends, novelty settles (--until-stable) or memory is full."""
+    from sysgram.collector.touched import touched_records
+
     last_line = started
     try:
         while (now := time.monotonic()) - started < duration:
-            learning.add(collector.poll(0.2).items, now)
+            items = collector.poll(0.2).items
+            learning.add(items, now)
+            if touched is not None:
+                touched.add(touched_records(items))
             if stderr_is_tty():
                 _progress(now - started, duration, learning)
             elif now - last_line >= 30:  # logs get a line every 30 s instead of a bar
@@ -241,8 +254,9 @@ def _progress(elapsed: float, duration: float, learning) -> None:
 
 
 def _fit_and_save(profile_store, comm: str, profile, threads: list, described: list[dict],
-                  previous) -> None:
+                  previous, touched=None) -> None:
     from sysgram.models.store import profile_meta
+    from sysgram.models.touched import touched_meta
     from sysgram.models.training_data import binary_identity, to_streams
 
     streams = to_streams(threads, profile.arch or "x86_64")
@@ -264,8 +278,31 @@ def _fit_and_save(profile_store, comm: str, profile, threads: list, described: l
     if previous is not None and not binary.get("sha256"):
         binary = previous.header.get("binary") or binary
     meta = profile_meta(profile, binary=binary, sources=described, thread_profile=thread_profile)
-    path = profile_store.save(comm, profile, meta, pieces, thread_profile)
-    print("\n".join(_fit_summary(profile, took, path)))
+    sets = _fit_touched(touched, previous)
+    if sets is not None:
+        meta["touched"] = touched_meta(sets)
+    path = profile_store.save(comm, profile, meta, pieces, thread_profile, touched=sets)
+    print("\n".join(_fit_summary(profile, took, path) + _touched_summary(meta.get("touched"))))
+
+
+def _fit_touched(touched, previous):
+    """The touched sets: from this training's records, plus what --append's profile had."""
+    from sysgram.models.touched import TouchedSets, extend_sets
+
+    prior = previous.touched if previous is not None else None
+    if touched is None or not touched.records:
+        return prior
+    sets = TouchedSets().fit(touched.first_records(), span_ns=touched.span)
+    sets.records_ = touched.records
+    return extend_sets(sets, prior)
+
+
+def _touched_summary(meta: dict | None) -> list[str]:
+    if not meta:
+        return ["touched    nothing recorded (no files, programs or peers in the training)"]
+    sizes = ", ".join(f"{name} {len(keys):,}" for name, keys in meta["sets"].items())
+    return [f"touched    {meta['records']:,} records; learned {sizes}",
+            f"           {_curve_text(meta['novelty_per_minute'])} new items per minute"]
 
 
 def _fit_thread_profile(pieces, arch: str):
@@ -420,6 +457,20 @@ def _show_lines(header: dict) -> list[str]:
     ]
     for src in t.get("sources") or []:
         lines.append(f"source     {printable(json.dumps(src))}")
+    return lines + _touched_show_lines(header.get("touched"))
+
+
+def _touched_show_lines(touched: dict | None) -> list[str]:
+    """The learned sets (file templates, programs, peers, listens) and the allow-lists."""
+    if not touched:
+        return ["touched    no sets (trained without what the binary touched)"]
+    lines = [f"touched    {touched.get('records', 0):,} records, new items per minute "
+             f"{_curve_text(touched.get('novelty_per_minute') or [], 20)}"]
+    for name, keys in (touched.get("sets") or {}).items():
+        lines.append(f"  {name} ({len(keys):,})")
+        lines += [f"    {printable(k)}" for k in keys]
+    for name, patterns in (touched.get("allow") or {}).items():
+        lines += [f"  allowed {name[:-1]:<5} {printable(p)}" for p in patterns]
     return lines
 
 

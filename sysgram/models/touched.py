@@ -35,6 +35,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from sysgram.errors import UserError
+from sysgram.sanitize import printable
+
 SETS = ("programs", "files", "peers", "listens")
 _TEMP_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/user/")
 _SYSTEM_DIRS = ("/usr/", "/lib", "/bin/", "/sbin/", "/etc/", "/opt/", "/boot/")
@@ -201,23 +204,25 @@ class TouchedSets(BaseEstimator):
         self.allow_peers = allow_peers
         self.allow_execs = allow_execs
 
-    def fit(self, X: Sequence[dict], y=None) -> TouchedSets:
+    def fit(self, X: Iterable[dict], y=None, span_ns: tuple[int, int] | None = None
+            ) -> TouchedSets:
+        """Learn the sets from touched records (any iterable, read once).
+
+        span_ns: the training's (first, last) time, when X holds only each key's first
+        record (FirstSeen); by default the span of X's own times.
+        """
         networks = self._networks()
         self.networks_ = tuple(str(n) for n in networks)
+        first_seen = FirstSeen(networks)
+        first_seen.add(X)
         learned: dict[str, set[str]] = {name: set() for name in SETS}
-        firsts: list[int] = []           # time each new key was first seen
-        stamps = [t for t in (int(r.get("ts_ns") or 0) for r in X) if t]
-        for record in X:
-            key = item_key(record, networks)
-            if key is None or key[1] in learned[key[0]]:
-                continue
-            learned[key[0]].add(key[1])
-            firsts.append(int(record.get("ts_ns") or 0))
+        for name, key in first_seen.keys:
+            learned[name].add(key)
         learned["files"] = collapse(learned["files"], self.collapse_after)
         self.sets_ = {name: frozenset(keys) for name, keys in learned.items()}
-        self.records_ = len(X)
-        self.novelty_curve_ = novelty_per_minute(firsts, min(stamps, default=0),
-                                                 max(stamps, default=0))
+        self.records_ = first_seen.records
+        start, end = span_ns or first_seen.span
+        self.novelty_curve_ = novelty_per_minute(first_seen.times, start, end)
         return self
 
     def _networks(self) -> list:
@@ -249,6 +254,90 @@ class TouchedSets(BaseEstimator):
         if name == "programs":
             return any(fnmatch.fnmatchcase(record["path"], p) for p in self.allow_execs)
         return _peer_allowed(record, self.allow_peers)
+
+
+class FirstSeen:
+    """The first record of each key and the span of all records: what fitting needs.
+
+    Memory grows with the distinct keys, not with the records, so a live training of
+    hours keeps only a few thousand records.
+    """
+
+    def __init__(self, networks: Sequence = ()) -> None:
+        self._networks = list(networks)
+        self._first: dict[tuple[str, str], dict] = {}
+        self.records = 0
+        self.span = (0, 0)
+
+    def add(self, records: Iterable[dict]) -> None:
+        start, end = self.span
+        for record in records:
+            self.records += 1
+            ts = int(record.get("ts_ns") or 0)
+            if ts:
+                start, end = min(start or ts, ts), max(end, ts)
+            key = item_key(record, self._networks)
+            if key is not None and key not in self._first:
+                self._first[key] = record
+        self.span = (start, end)
+
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        return list(self._first)
+
+    @property
+    def times(self) -> list[int]:
+        return [int(r.get("ts_ns") or 0) for r in self._first.values()]
+
+    def first_records(self) -> list[dict]:
+        return list(self._first.values())
+
+
+def extend_sets(sets: TouchedSets, previous: TouchedSets | None) -> TouchedSets:
+    """`sets` with everything `previous` learned (and its allow-lists) added."""
+    if previous is None:
+        return sets
+    for name in SETS:
+        sets.sets_[name] = sets.sets_[name] | previous.sets_.get(name, frozenset())
+    sets.set_params(allow_files=previous.allow_files, allow_peers=previous.allow_peers,
+                    allow_execs=previous.allow_execs)
+    return sets
+
+
+def allow(sets: TouchedSets, *, files: Sequence[str] = (), peers: Sequence[str] = (),
+          execs: Sequence[str] = ()) -> TouchedSets:
+    """`sets` with these patterns added to its allow-lists (checked, duplicates dropped)."""
+    for pattern in (*files, *execs):
+        if not pattern.startswith("/") and not pattern.startswith("*"):
+            raise UserError(f"'{printable(pattern)}' is not an absolute path or pattern; "
+                            "give one starting with / (or *).")
+    for pattern in peers:
+        address, _ = split_peer_pattern(pattern)
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            if not address.startswith("/") and not address.startswith("@"):
+                raise UserError(f"'{printable(pattern)}' is not ADDR[:PORT], [ADDR6][:PORT] "
+                                "or a unix socket path; e.g. 10.0.0.5:5432.") from None
+
+    def merged(old: tuple, new: Sequence[str]) -> tuple:
+        return tuple(dict.fromkeys([*old, *new]))
+
+    return sets.set_params(allow_files=merged(sets.allow_files, files),
+                           allow_peers=merged(sets.allow_peers, peers),
+                           allow_execs=merged(sets.allow_execs, execs))
+
+
+def touched_meta(sets: TouchedSets) -> dict:
+    """Header fields of fitted sets (for `profiles show` without unpickling)."""
+    return {
+        "records": sets.records_,
+        "sets": {name: sorted(keys) for name, keys in sets.sets_.items()},
+        "novelty_per_minute": list(sets.novelty_curve_),
+        "networks": list(sets.networks_),
+        "allow": {"files": list(sets.allow_files), "peers": list(sets.allow_peers),
+                  "execs": list(sets.allow_execs)},
+    }
 
 
 def _peer_allowed(record: dict, patterns: Sequence[str]) -> bool:

@@ -210,6 +210,7 @@ def watch(
     from sysgram.watch.learning import WindowLearner
     from sysgram.watch.render import summary_text
     from sysgram.watch.session import StopRules, WatchSession
+    from sysgram.watch.touched import TouchedWatch
 
     comm = kernel_comm(proc)
     warmup_s = _warmup_seconds(warmup)
@@ -228,6 +229,7 @@ def watch(
         WatchConfig(binary=comm, warmup_s=warmup_s, aggregate_s=aggregate_s),
         table(arch),
         verdicts=verdicts,
+        touched=TouchedWatch(loaded.touched, comm),
     )
     status_line = StatusLine(sys.stderr, comm) if sys.stderr.isatty() else None
     sink_class = JsonSink if json_out else TextSink

@@ -9,7 +9,9 @@ execs and exits as the collector reports them (design §2) and frees a thread's 
 its exit. Nothing here prints.
 
 Items are dispatched by their class name (ThreadStart, ThreadEvents, Gap, Exec,
-ThreadExit), so the engine needs neither bcc nor the collector to be tested.
+ThreadExit), so the engine needs neither bcc nor the collector to be tested. With a
+`TouchedWatch`, every item is also shown to it (files, programs and peers: alerts of
+their own, and listed in each window alert).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sysgram.watch.aggregate import Aggregator
 from sysgram.watch.alerts import Alert, ProcessContext, Repeat
 from sysgram.watch.explain import Explanation, explain_stream, explain_window
 from sysgram.watch.scoring import ThresholdScorer
+from sysgram.watch.touched import TouchedWatch
 from sysgram.watch.verdicts import ThreadVerdicts
 
 
@@ -97,8 +100,10 @@ class WatchEngine:
         names: SyscallTable,
         explainer: object | None = None,
         verdicts: ThreadVerdicts | None = None,
+        touched: TouchedWatch | None = None,
     ) -> None:
         self.scorer = scorer
+        self.touched = touched  # what processes touch: its own alerts, listed in window alerts
         self.verdicts = verdicts
         self.config = config
         self.names = names
@@ -255,9 +260,25 @@ class WatchEngine:
             handler = dispatch.get(kind)
             if handler is not None:
                 handler(item)
+            if self.touched is not None:
+                proc = self._procs.get(getattr(item, "pid", -1))
+                self.touched.observe(item, proc.ctx if proc is not None else None)
         for thread in threads.values():
             self._feed(thread)
-        return self._score()
+        return self._score() + self._touched_alerts()
+
+    def _touched_alerts(self) -> list:
+        if self.touched is None:
+            return []
+        alerts = self.touched.take_alerts()
+        self.stats.alerts += len(alerts)
+        return alerts
+
+    def _with_touched(self, alert: Alert, calls: int) -> Alert:
+        """The alert, listing what its thread touched over its last `calls` calls."""
+        if self.touched is not None:
+            alert.touched = self.touched.window_items(alert.tid, calls)
+        return alert
 
     def _score(self) -> list[Alert]:
         return self._score_windows() + self._judge_streams()
@@ -280,7 +301,7 @@ class WatchEngine:
             emitted = self.aggregator.offer(alert)
             if emitted is not None:
                 self.stats.alerts += 1
-                out.append(emitted)
+                out.append(self._with_touched(emitted, len(ended.ids)))
         return out
 
     def _score_windows(self) -> list[Alert]:
@@ -327,12 +348,14 @@ class WatchEngine:
                 if new_calls is not None:
                     emitted.explanation = explain_window(self.explainer, window, self.names)
                 self.stats.alerts += 1
-                out.append(emitted)
+                out.append(self._with_touched(emitted, self.length + self.stride))
         return out
 
     def expire(self, now_ns: int) -> list[Repeat]:
         """Close aggregation periods that ended by `now_ns` (kernel monotonic time)."""
         repeats = self.aggregator.expire(now_ns)
+        if self.touched is not None:
+            repeats += self.touched.expire(now_ns)
         self.stats.repeats += len(repeats)
         return repeats
 
@@ -350,7 +373,9 @@ class WatchEngine:
         """At exit: score what is pending and close every aggregation period."""
         for thread in self._threads.values():
             self._feed(thread)
-        alerts = self._score()
+        alerts = self._score() + self._touched_alerts()
         repeats = self.aggregator.finish()
+        if self.touched is not None:
+            repeats += self.touched.expire(2**63 - 1)
         self.stats.repeats += len(repeats)
         return alerts, repeats

@@ -107,3 +107,57 @@ def test_a_recording_keeps_what_was_touched_and_info_lists_it(build_workload, tm
     lines = "\n".join(format_summary(dataset.summary(top=50)))
     assert "touched " in lines and "/bin/true" in lines and "\\x0a" in lines
     assert "\n" not in "".join(line for line in lines.splitlines())
+
+
+def test_record_train_then_new_files_and_peers_of_a_second_run_are_flagged(build_workload,
+                                                                          tmp_path):
+    """sysgram record -> train --from -> the sets flag what only the second run touched."""
+    import signal
+    import sys
+    import time
+
+    from helpers import start_recorder
+
+    from sysgram.collector.touched import touched_records
+    from sysgram.models.store import ProfileStore
+    from sysgram.models.touched import path_template
+
+    binary = build_workload("touch")
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    recorder = start_recorder("--proc", binary.name, "--out", str(tmp_path / "rec"))
+    for _ in range(80):          # enough windows for the n-gram profile trained beside
+        subprocess.run([str(binary), str(first), str(first / "l.sock")], input=b"go\n",
+                       check=True, capture_output=True, timeout=30)
+    time.sleep(0.5)
+    recorder.send_signal(signal.SIGINT)
+    _, err = recorder.communicate(timeout=30)
+    assert recorder.returncode == 0, err
+    store = tmp_path / "store"
+    store.mkdir(mode=0o700)
+    train = subprocess.run([sys.executable, "-m", "sysgram", "train", "--proc", binary.name,
+                            "--from", str(tmp_path / "rec"), "--store", str(store)],
+                           capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr
+    assert "learned programs 1" in train.stdout
+    sets = ProfileStore(store).load(binary.name).touched
+
+    items, _ = collect_items(TargetSpec(binary.name), lambda: subprocess.run(
+        [str(binary), str(second), str(second / "l.sock")], input=b"go\n", check=True,
+        capture_output=True, timeout=30))
+    new = {(name, key) for name, key, _ in sets.new_items(touched_records(items))}
+    files = {key for name, key in new if name == "files"}
+    names = ("plain", "new\nline", "esc\x1b[31m", "\udcff\udcfe")
+    assert files == {path_template(f"{second}/{n}") for n in names} | {
+        path_template(f"{second}/{'L' * (255 - len(str(second)) - 1)}")}   # cut at 255 bytes
+    programs = {key for name, key in new if name == "programs"}
+    assert programs == set()                                  # /bin/true was learned
+    peers = {key for name, key in new if name in ("peers", "listens")}
+    # The listeners' ports are ephemeral (new each run); the unix socket moved; UDP to :9,
+    # accepts (any client) and binds to port 0 were learned.
+    tcp = [k for k in peers if k.startswith("connect tcp")]
+    assert 1 <= len(tcp) <= 2 and all(k.startswith("connect tcp loopback:") for k in tcp)
+    sock = path_template(f"{second}/l.sock")
+    assert f"unix-stream {sock}" in peers and f"connect unix-stream {sock}" in peers
+    assert not any(k.startswith(("accept", "send")) for k in peers)

@@ -133,3 +133,11 @@ def test_without_sets_nothing_alerts_but_windows_still_list():
     eng = WatchEngine(ThresholdScorer(WindowProfile()), WatchConfig(binary="victim", warmup_s=0),
                       NAMES, touched=TouchedWatch(None, "victim"))
     assert eng.ingest([start(7), opened(7, "/etc/shadow", S)]) == []
+
+
+def test_touched_alerts_share_the_runs_id_sequence():
+    eng = engine()
+    items = [start(7), ThreadEvents(7, 7, np.array([EXECVE] * 4, np.uint16), S),
+             opened(7, "/etc/shadow", 2 * S)]
+    alerts = eng.ingest(items)
+    assert sorted(a.id for a in alerts) == list(range(1, len(alerts) + 1)) and len(alerts) == 2

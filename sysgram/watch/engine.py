@@ -115,6 +115,8 @@ class WatchEngine:
         self.warmup_ns = int(config.warmup_s * 1e9)
         self.stats = WatchStats()
         self.aggregator = Aggregator(config.aggregate_s, config.burst)
+        if touched is not None:  # one id sequence for every alert and repeat of the run
+            touched.next_id = self.aggregator.next_id
         self._procs: dict[int, _Process] = {}
         self._threads: dict[int, _Thread] = {}
         self._cuts: list[_Cut] = []

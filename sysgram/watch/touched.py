@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sysgram.sanitize import for_terminal as safe
@@ -116,14 +117,14 @@ class TouchedRepeat:
 class TouchedWatch:
     """Per-thread recent touched records, and new-item alerts against learned sets."""
 
-    def __init__(self, sets, binary: str, period_s: float = 60.0, burst: int = 20,
-                 ids: itertools.count | None = None) -> None:
+    def __init__(self, sets, binary: str, period_s: float = 60.0, burst: int = 20) -> None:
         self.sets = sets                      # a fitted TouchedSets, or None: list only
         self.binary = binary
         self.period_ns = int(period_s * 1e9)
         self.period_s = period_s
         self.burst = burst
-        self._ids = ids or itertools.count(1)
+        # Ids of alerts and repeats; the engine hands over its own sequence's.
+        self.next_id: Callable[[], int] = itertools.count(1).__next__
         self._recent: dict[int, deque] = {}   # tid -> (position, record), the newest
         self._calls: dict[int, int] = {}      # tid -> calls seen so far (positions)
         self._closed: list[TouchedRepeat] = []
@@ -171,7 +172,7 @@ class TouchedWatch:
                 repeat.keys[text] = repeat.keys.get(text, 0) + 1
                 return
             alerted.add(key)
-        alert.id = next(self._ids)
+        alert.id = self.next_id()
         if open_ is None:
             self._periods[group] = (TouchedRepeat(0, alert.id, self.binary, alert.process,
                                                   self.period_s, alert.ts_ns, alert.ts_ns),
@@ -182,7 +183,7 @@ class TouchedWatch:
         open_ = self._periods.pop(group, None)
         if open_ is None or not open_[0].occurrences:
             return None
-        open_[0].id = next(self._ids)
+        open_[0].id = self.next_id()
         return open_[0]
 
     def take_alerts(self) -> list[TouchedAlert]:

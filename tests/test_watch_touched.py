@@ -68,7 +68,8 @@ def test_a_new_file_alerts_once_per_period_and_repeats_are_counted():
     assert record["new"] == {"set": "files", "key": "/etc/shadow",
                              "item": {"kind": "open", "path": "/etc/shadow"}}
     assert record["pid"] == 7 and record["comm"] == "victim"
-    assert eng.stats.alerts == 1
+    assert record["new_syscalls"] == []          # every record of the schema has it
+    assert eng.stats.alerts == 1 and eng.stats.touched_new == 3
     repeats = eng.expire(62 * S)
     assert [(r.occurrences, r.keys) for r in repeats] == [(2, {"files /etc/shadow": 2})]
     assert "+2 touched in 60 s" in repeat_text(repeats[0])
@@ -141,3 +142,14 @@ def test_touched_alerts_share_the_runs_id_sequence():
              opened(7, "/etc/shadow", 2 * S)]
     alerts = eng.ingest(items)
     assert sorted(a.id for a in alerts) == list(range(1, len(alerts) + 1)) and len(alerts) == 2
+
+
+def test_lost_touched_records_are_counted_and_shown():
+    from sysgram.collector.items import TouchedGap
+    from sysgram.watch.render import summary_text
+
+    eng = engine()
+    eng.ingest([start(7), TouchedGap(7, 7, 5, S), opened(7, "/etc/shadow", S)])
+    assert eng.stats.touched_lost == 5
+    assert "1 touched records outside the learned sets; 5 touched records lost" in summary_text(
+        "victim", eng.stats, 1.0, 0, "signal")

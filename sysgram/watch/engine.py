@@ -58,6 +58,8 @@ class WatchStats:
     streams_judged: int = 0  # thread streams scored whole by the thread profile
     streams_anomalous: int = 0
     streams_too_long: int = 0  # ended without a whole-stream verdict (too long to keep)
+    touched_new: int = 0  # touched records outside the learned sets (alerted or folded)
+    touched_lost: int = 0  # touched records the kernel could not hand over
     max_score: float = float("-inf")  # highest window score since the last reset
 
     def as_dict(self) -> dict:
@@ -274,6 +276,8 @@ class WatchEngine:
             return []
         alerts = self.touched.take_alerts()
         self.stats.alerts += len(alerts)
+        self.stats.touched_new = self.touched.new_items
+        self.stats.touched_lost = self.touched.lost
         return alerts
 
     def _with_touched(self, alert: Alert, calls: int) -> Alert:

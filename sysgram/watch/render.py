@@ -115,4 +115,7 @@ def summary_text(binary: str, stats: WatchStats, elapsed_s: float, lost: int, re
                      "long to judge whole")
     if stats.learned_windows:
         lines.append(f"  learned from {stats.learned_windows:,} normal windows")
+    if stats.touched_new or stats.touched_lost:
+        lines.append(f"  {stats.touched_new:,} touched records outside the learned sets; "
+                     f"{stats.touched_lost:,} touched records lost")
     return "\n".join(lines)

@@ -85,6 +85,7 @@ class TouchedAlert:
             "pid": proc.pid, "tid": self.tid, "ppid": proc.ppid, "root_pid": proc.group,
             "comm": proc.comm, "exe": proc.exe, "exe_sha256": proc.exe_sha256,
             "new": {"set": self.set_name, "key": self.key, "item": self.item},
+            "new_syscalls": [],           # every sysgram.alert/1 record has it
         }
 
 
@@ -111,6 +112,7 @@ class TouchedRepeat:
             "binary": self.binary, "pid": self.process.pid, "root_pid": self.process.group,
             "comm": self.process.comm, "period_s": self.period_s,
             "occurrences": self.occurrences, "keys": dict(self.keys),
+            "new_syscalls": [],
         }
 
 

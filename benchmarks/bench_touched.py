@@ -75,49 +75,16 @@ def serve(comm: str) -> None:
             print(json.dumps({"opens": opens}), flush=True)
 
 
-class CollectorProcess:
-    def __init__(self, comm: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", comm],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     cwd=ROOT)
-        if "attached" not in json.loads(self.proc.stdout.readline() or "{}"):
-            raise SystemExit("the collector did not attach; run `sysgram doctor`.")
+class ServeProcess:
+    """A benchmark script's --serve COMM collector of a source tree, spoken to over stdio."""
 
-    def ask(self, command: str) -> dict:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
-
-
-def loop(binary: Path, calls: int, path: Path, rate: float = 0) -> float:
-    """Thread CPU ns per open()+close() pair of one run (pinned to the last CPU)."""
-    out = subprocess.run([str(binary), str(calls), str(path), str(rate)], check=True,
-                         capture_output=True, text=True,
-                         preexec_fn=lambda: os.sched_setaffinity(0, {LOOP_CPU}))
-    return float(out.stdout.split()[1])
-
-
-def drained(collector: CollectorProcess) -> dict:
-    """Wait until the collector delivers nothing new (two polls 0.15 s apart)."""
-    last = collector.ask("count")
-    while True:
-        time.sleep(0.15)
-        now = collector.ask("count")
-        if now["opens"] == last["opens"]:
-            return now
-        last = now
-
-
-class BenchCollector:
-    """bench_collector.py --serve COMM of a source tree (this one, or a baseline's)."""
-
-    def __init__(self, tree: Path, comm: str) -> None:
+    def __init__(self, script: Path, tree: Path, comm: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(tree)}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(tree / "benchmarks" / "bench_collector.py"), "--serve", comm],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tree, env=env)
+        self.proc = subprocess.Popen([sys.executable, str(script), "--serve", comm],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     cwd=tree, env=env)
         if "attached" not in json.loads(self.proc.stdout.readline() or "{}"):
-            raise SystemExit(f"the collector of {tree} did not attach.")
+            raise SystemExit(f"the collector of {tree} did not attach; run `sysgram doctor`.")
 
     def ask(self, command: str) -> dict:
         self.proc.stdin.write(command + "\n")
@@ -130,6 +97,34 @@ class BenchCollector:
         return result
 
 
+def loop(binary: Path, *args: object) -> float:
+    """Thread CPU ns per call (or pair) of one run of a workload, pinned to the last CPU."""
+    out = subprocess.run([str(binary), *map(str, args)], check=True, capture_output=True,
+                         text=True, preexec_fn=lambda: os.sched_setaffinity(0, {LOOP_CPU}))
+    return float(out.stdout.split()[1])
+
+
+def build_pair(work: Path, source: Path, prefix: str) -> tuple[Path, Path]:
+    """The workload compiled, as two copies: a target name and another (untargeted)."""
+    compiled = work / source.stem
+    subprocess.run(["gcc", "-O2", "-o", str(compiled), str(source)], check=True)
+    target, other = work / f"{prefix}_target", work / f"{prefix}_other"
+    shutil.copy2(compiled, target)
+    shutil.copy2(compiled, other)
+    return target, other
+
+
+def drained(collector: ServeProcess) -> dict:
+    """Wait until the collector delivers nothing new (two polls 0.15 s apart)."""
+    last = collector.ask("count")
+    while True:
+        time.sleep(0.15)
+        now = collector.ask("count")
+        if now["opens"] == last["opens"]:
+            return now
+        last = now
+
+
 def getppid_ab(reps: int, calls: int, baseline: Path) -> dict:
     """The getppid loop traced by the baseline tree's program and by this one, interleaved.
 
@@ -138,24 +133,20 @@ def getppid_ab(reps: int, calls: int, baseline: Path) -> dict:
     """
     work = Path(tempfile.mkdtemp(prefix="sgbench-ab-"))
     try:
-        compiled = work / "spin"
-        subprocess.run(["gcc", "-O2", "-o", str(compiled), str(SPIN)], check=True)
-        target, other = work / "sgab_target", work / "sgab_other"
-        shutil.copy2(compiled, target)
-        shutil.copy2(compiled, other)
-        trees = {"baseline": BenchCollector(baseline, target.name),
-                 "this": BenchCollector(ROOT, target.name)}
+        target, other = build_pair(work, SPIN, "sgab")
+        trees = {name: ServeProcess(tree / "benchmarks" / "bench_collector.py", tree, target.name)
+                 for name, tree in (("baseline", baseline), ("this", ROOT))}
         for collector in trees.values():
             collector.ask("off")
         runs: dict[str, list[float]] = {name: [] for name in (
             "untraced", "baseline", "this", "baseline_untargeted", "this_untargeted")}
         for _ in range(reps):
-            runs["untraced"].append(spin_cpu(target, calls))
+            runs["untraced"].append(loop(target, calls))
             for name, collector in trees.items():
                 collector.ask("on")
-                runs[name].append(spin_cpu(target, calls))
+                runs[name].append(loop(target, calls))
                 collector.ask("mark")                 # drained enough: its rounds are short
-                runs[f"{name}_untargeted"].append(spin_cpu(other, calls))
+                runs[f"{name}_untargeted"].append(loop(other, calls))
                 collector.ask("off")
         lost = {name: c.stop()["stats"]["lost"] for name, c in trees.items()}
     finally:
@@ -166,23 +157,13 @@ def getppid_ab(reps: int, calls: int, baseline: Path) -> dict:
             "this_ratio": medians["this"] / medians["untraced"]}
 
 
-def spin_cpu(binary: Path, calls: int) -> float:
-    out = subprocess.run([str(binary), str(calls)], check=True, capture_output=True, text=True,
-                         preexec_fn=lambda: os.sched_setaffinity(0, {LOOP_CPU}))
-    return float(out.stdout.split()[1])
-
-
 def measure(reps: int, calls: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="sgbench-touched-"))
     try:
-        compiled = work / "openloop"
-        subprocess.run(["gcc", "-O2", "-o", str(compiled), str(SOURCE)], check=True)
-        target, other = work / "sgt_target", work / "sgt_other"
-        shutil.copy2(compiled, target)
-        shutil.copy2(compiled, other)
+        target, other = build_pair(work, SOURCE, "sgt")
         path = work / PATH_NAME
         path.write_text("x")
-        collector = CollectorProcess(target.name)
+        collector = ServeProcess(Path(__file__).resolve(), ROOT, target.name)
         base, traced, untargeted = [], [], []
         for _ in range(reps):
             collector.ask("off")
@@ -198,8 +179,7 @@ def measure(reps: int, calls: int) -> dict:
             before = drained(collector)["opens"]
             loop(target, int(rate * PACED_S), path, rate)
             paced[rate] = drained(collector)["opens"] - before
-        final = collector.ask("stop")
-        collector.proc.wait(timeout=30)
+        final = collector.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base_ns, traced_ns, other_ns = (statistics.median(x) for x in (base, traced, untargeted))

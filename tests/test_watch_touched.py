@@ -153,3 +153,15 @@ def test_lost_touched_records_are_counted_and_shown():
     assert eng.stats.touched_lost == 5
     assert "1 touched records outside the learned sets; 5 touched records lost" in summary_text(
         "victim", eng.stats, 1.0, 0, "signal")
+
+
+def test_a_refused_connect_does_not_hide_a_later_one_in_progress():
+    eng = engine()
+    peer = Peer("ipv4", "203.0.113.9", 4444)
+
+    def connect(result):
+        return Touched(tid=7, pid=7, ts_ns=S, kind="connect", syscall=42, result=result,
+                       protocol="tcp", peer=peer)
+
+    assert eng.ingest([start(7), connect(-111)]) == []              # refused: touched nothing
+    assert [a.key for a in eng.ingest([connect(-115)])] == ["connect tcp 203.0.113.9:4444"]

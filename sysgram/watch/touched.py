@@ -25,6 +25,9 @@ from sysgram.watch.alerts import SCHEMA, ProcessContext, wall_time
 
 # Touched records kept per thread for the window listings (the most recent ones).
 KEEP_PER_THREAD = 64
+# Records already found inside the sets, remembered so a busy server's repeated opens
+# skip the template rules (cleared when full).
+KNOWN_CACHE = 8192
 
 
 def record_fields(item) -> dict:
@@ -132,6 +135,7 @@ class TouchedWatch:
         self._closed: list[TouchedRepeat] = []
         self._periods: dict[int, tuple[TouchedRepeat, set[tuple[str, str]]]] = {}
         self._alerts: list[TouchedAlert] = []
+        self._known: set[tuple] = set()
         self.new_items = 0                    # occurrences of items outside the sets
         self.lost = 0                         # touched records the kernel could not deliver
 
@@ -153,7 +157,16 @@ class TouchedWatch:
             self._calls.pop(item.tid, None)
 
     def _check(self, item, record: dict, ctx: ProcessContext) -> None:
-        for set_name, key, _ in self.sets.new_items([record]):
+        failed = item.result if (item.result or 0) < 0 else 0     # which failure matters
+        seen = (item.kind, item.path, item.peer, item.protocol, failed)
+        if seen in self._known:
+            return
+        new = self.sets.new_items([record])
+        if not new:
+            if len(self._known) >= KNOWN_CACHE:
+                self._known.clear()
+            self._known.add(seen)
+        for set_name, key, _ in new:
             self.new_items += 1
             self._offer(TouchedAlert(0, item.ts_ns, self.binary, ctx, item.tid, set_name, key,
                                      record))

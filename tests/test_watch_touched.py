@@ -124,9 +124,13 @@ def test_a_window_alert_lists_what_its_thread_touched_escaped_on_a_terminal():
     assert "\n" not in line and json.loads(line)["touched"]["files"][1] == hostile
 
 
-def test_thread_state_is_freed_at_exit():
+def test_thread_state_is_freed_at_exit_after_its_last_window_listed_it():
     eng = engine()
-    eng.ingest([start(7), opened(7, "/proc/5/stat", S), ThreadExit(7, 7, 2 * S, True)])
+    alerts = eng.ingest([start(7), opened(7, "/proc/5/stat", S),
+                         ThreadEvents(7, 7, np.array([EXECVE] * 3, np.uint16), S),
+                         ThreadExit(7, 7, 2 * S, True)])
+    (last,) = [a for a in alerts if a.scope == "window"]     # the short last window
+    assert last.touched["files"] == ["/proc/5/stat"]
     assert eng.touched.threads == 0
 
 

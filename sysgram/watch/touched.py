@@ -133,6 +133,7 @@ class TouchedWatch:
         self._recent: dict[int, deque] = {}   # tid -> (position, record), the newest
         self._calls: dict[int, int] = {}      # tid -> calls seen so far (positions)
         self._closed: list[TouchedRepeat] = []
+        self._exited: list[int] = []
         self._periods: dict[int, tuple[TouchedRepeat, set[tuple[str, str]]]] = {}
         self._alerts: list[TouchedAlert] = []
         self._known: set[tuple] = set()
@@ -153,8 +154,7 @@ class TouchedWatch:
             if self.sets is not None and ctx is not None:
                 self._check(item, record, ctx)
         elif kind == "ThreadExit":
-            self._recent.pop(item.tid, None)
-            self._calls.pop(item.tid, None)
+            self._exited.append(item.tid)     # freed after this drain's alerts listed it
 
     def _check(self, item, record: dict, ctx: ProcessContext) -> None:
         failed = item.result if (item.result or 0) < 0 else 0     # which failure matters
@@ -202,6 +202,12 @@ class TouchedWatch:
         return open_[0]
 
     def take_alerts(self) -> list[TouchedAlert]:
+        """The touched alerts of this drain; the engine calls it after scoring the drain's
+        windows and threads, so the threads that exited in it are freed now."""
+        for tid in self._exited:
+            self._recent.pop(tid, None)
+            self._calls.pop(tid, None)
+        self._exited.clear()
         alerts, self._alerts = self._alerts, []
         return alerts
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections import Counter
@@ -161,3 +162,26 @@ def test_record_train_then_new_files_and_peers_of_a_second_run_are_flagged(build
     sock = path_template(f"{second}/l.sock")
     assert f"unix-stream {sock}" in peers and f"connect unix-stream {sock}" in peers
     assert not any(k.startswith(("accept", "send")) for k in peers)
+
+    # The same through `sysgram watch --json`: touched alerts name the second run's files.
+    third = tmp_path / "c"
+    third.mkdir()
+    watch = subprocess.Popen([sys.executable, "-m", "sysgram", "watch", "--proc", binary.name,
+                              "--store", str(store), "--json", "--duration", "6s"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watch.stderr.readline().strip() == "attached"
+        subprocess.run([str(binary), str(third), str(third / "l.sock")], input=b"go\n",
+                       check=True, capture_output=True, timeout=30)
+        out, err = watch.communicate(timeout=60)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    flagged = {r["new"]["key"] for r in records if r.get("scope") == "touched"
+               and r["kind"] == "alert" and r["new"]["set"] == "files"}
+    assert flagged == {path_template(f"{third}/{n}") for n in names} | {
+        path_template(f"{third}/{'L' * (255 - len(str(third)) - 1)}")}
+    assert all(r["new_syscalls"] == [] for r in records if r.get("scope") == "touched")
+    assert "touched records outside the learned sets; 0 touched records lost" in err

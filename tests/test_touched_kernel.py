@@ -65,7 +65,7 @@ def test_every_file_peer_and_program_arrives_once_with_its_values(build_workload
         == [(Peer("ipv4", "127.0.0.1", 9), "udp")]
     execs = [t for t in touched if t.kind == "exec"]
     assert [(t.path, t.argv, t.more_args, t.result) for t in execs] \
-        == [("/bin/true", ("true", "a1", "a2", "a3"), True, 0)]
+        == [("/bin/true", ("true", "", "a2", "a3"), True, 0)]
 
 
 def test_hostile_paths_are_kept_faithfully_and_printed_escaped(build_workload, tmp_path):
@@ -104,7 +104,7 @@ def test_a_recording_keeps_what_was_touched_and_info_lists_it(build_workload, tm
     paths = [t["path"] for t in dataset.touched if t["kind"] == "open"]
     assert paths.count(f"{tmp_path}/{HOSTILE[3]}") == 1          # non-UTF-8, faithful
     assert [t["argv"] for t in dataset.touched if t["kind"] == "exec"] \
-        == [["true", "a1", "a2", "a3"]]
+        == [["true", "", "a2", "a3"]]
     lines = "\n".join(format_summary(dataset.summary(top=50)))
     assert "touched " in lines and "/bin/true" in lines and "\\x0a" in lines
     assert "\n" not in "".join(line for line in lines.splitlines())

@@ -149,10 +149,11 @@ static __always_inline void touch_net_now(u32 tid, u32 tgid, u16 kind, u16 nr, s
     touch_count_record();
 }
 
-/* argv[0..SG_TOUCH_ARGS-1] from a user array of string pointers. */
+/* argv[0..SG_TOUCH_ARGS-1] from a user array of string pointers; hdr.arg1 = how many. */
 static __always_inline u32 touch_argv(struct sg_touch_exec *e, u64 argv)
 {
     u32 flags = 0;
+    e->hdr.arg1 = 0;
 #pragma unroll
     for (int i = 0; i < SG_TOUCH_ARGS; i++)
         e->argv[i][0] = 0;
@@ -166,6 +167,7 @@ static __always_inline u32 touch_argv(struct sg_touch_exec *e, u64 argv)
         if (!p)
             return flags;
         flags |= touch_str(e->argv[i], SG_TOUCH_ARG_LEN, p, SG_TF_ARG_CUT);
+        e->hdr.arg1 = i + 1;
     }
     u64 more = 0;
     bpf_probe_read_user(&more, sizeof(more), (void *)(argv + 8 * SG_TOUCH_ARGS));

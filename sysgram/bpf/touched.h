@@ -67,7 +67,7 @@
 
 /* Record kinds. */
 #define SG_TOUCH_OPEN    1         /* at enter: arg0 = dirfd, arg1 = flags, path */
-#define SG_TOUCH_EXEC    2         /* at exit: ret, arg0 = dirfd (execveat), path, argv */
+#define SG_TOUCH_EXEC    2         /* at exit: ret, arg0 = dirfd, arg1 = argv read, path, argv */
 #define SG_TOUCH_CONNECT 3         /* at exit: ret, arg0 = fd, addr */
 #define SG_TOUCH_ACCEPT  4         /* at exit: ret = new fd, arg0 = listening fd, addr */
 #define SG_TOUCH_BIND    5         /* at enter: arg0 = fd, addr */

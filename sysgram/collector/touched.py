@@ -148,10 +148,10 @@ def decode(record: bytes, sockets: SocketTypes) -> Touched | None:
         return Touched(**common, path=text(rec["path"]), dirfd=arg0, open_flags=arg1,
                        cut=bool(flags & F_PATH_CUT))
     if kind == EXEC:
-        argv = tuple(text(a) for a in rec["argv"])
-        count = next((i for i, a in enumerate(rec["argv"]) if not a), TOUCH_ARGS)
+        count = max(0, min(arg1, TOUCH_ARGS))        # the entries the kernel read
+        argv = tuple(text(a) for a in rec["argv"][:count])
         return Touched(**common, path=text(rec["path"]), dirfd=arg0, result=ret,
-                       argv=argv[:count], cut=bool(flags & (F_PATH_CUT | F_ARG_CUT)),
+                       argv=argv, cut=bool(flags & (F_PATH_CUT | F_ARG_CUT)),
                        more_args=bool(flags & F_MORE_ARGS))
     if kind == SOCKET:
         if ret >= 0:

@@ -6,7 +6,7 @@
  *   - TCP: listens on 127.0.0.1 and ::1 (ephemeral ports), connects to each, accepts;
  *   - Unix stream: listens on UNIXPATH, connects, accepts;
  *   - UDP: sendto 127.0.0.1:9 (discard) once;
- *   - forks and execs /bin/true with argv "true a1 a2 a3 a4" and waits for it.
+ *   - forks and execs /bin/true with argv {"true", "", "a2", "a3", "a4"} and waits for it.
  * Prints "ports <tcp4 port> <tcp6 port> <udp source irrelevant>" and exits.
  */
 #define _GNU_SOURCE
@@ -114,7 +114,7 @@ int main(int argc, char **argv)
 
     pid_t child = fork();
     if (child == 0) {
-        char *args[] = {"true", "a1", "a2", "a3", "a4", NULL};
+        char *args[] = {"true", "", "a2", "a3", "a4", NULL};   /* an empty one too */
         execv("/bin/true", args);
         _exit(127);
     }

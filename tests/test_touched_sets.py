@@ -117,3 +117,12 @@ def test_thread_ids_template_even_for_a_fresh_thread():
     worker.join()
     assert path_template(f"/proc/{os.getpid()}/task/{seen[0]}/stat") \
         == "/proc/<pid>/task/<tid>/stat"
+
+
+def test_an_unreadable_path_is_an_item_of_its_own_not_a_blind_spot():
+    unreadable = {"kind": "open", "path": "", "unreadable": True}
+    assert item_key(unreadable) == ("files", "<unreadable>")
+    sets = TouchedSets(networks=()).fit([{"kind": "open", "path": "/etc/hosts", "ts_ns": 1}])
+    assert [k for _, k, _ in sets.new_items([unreadable])] == ["<unreadable>"]
+    learned = TouchedSets(networks=()).fit([dict(unreadable, ts_ns=1)])
+    assert learned.new_items([unreadable]) == []

@@ -17,7 +17,9 @@ per connection match what was learned:
   - outside the system directories (/usr, /lib*, /bin, /sbin, /etc, /opt, /boot),
     digit runs inside a component are `<n>` (rotated logs `x.log.3`, `pgsql_tmp123.0`);
   - at fit, a directory with more than `collapse_after` distinct templates below it is
-    learned as `dir/*` (any name in it: a web root served file by file).
+    learned as `dir/*` (any name in it: a web root served file by file);
+  - a path the kernel could not read (its page not yet in memory) is `<unreadable>`, an
+    item like any other, so it is never a blind spot.
 Peers: loopback addresses are `loopback`, addresses in the host's subnets `subnet`
 (ports kept), anything else exactly; an accepted connection is "any client" of its
 protocol; a bind is a listening address and port (port 0: `ephemeral`).
@@ -47,6 +49,7 @@ _RUN = re.compile(r"[A-Za-z0-9_]{6,}")
 _PY_TEMP = re.compile(r"^tmp[a-z0-9_]{8}")      # Python's tempfile: tmp + 8 random chars
 _DIGIT_RUN = re.compile(r"\d+")
 NET_KINDS = ("connect", "accept", "bind", "send")
+UNREADABLE = "<unreadable>"
 
 
 # -- templates ---------------------------------------------------------------------------
@@ -176,7 +179,11 @@ def item_key(record: dict, networks: Sequence = ()) -> tuple[str, str] | None:
             return None
         return "programs", path_template(record["path"])
     if kind == "open":
-        return ("files", path_template(record["path"])) if record.get("path") else None
+        if record.get("path"):
+            return "files", path_template(record["path"])
+        # A path the kernel could not read (not paged in): learned and flagged as such,
+        # so it cannot hide a file.
+        return ("files", UNREADABLE) if record.get("unreadable") else None
     if kind in NET_KINDS:
         if isinstance(result, int) and result < 0 and result != -115:   # EINPROGRESS
             return None
@@ -246,6 +253,8 @@ class TouchedSets(BaseEstimator):
     def known(self, key: tuple[str, str], record: dict) -> bool:
         """Whether the item was learned or is allowed."""
         name, value = key
+        if value == UNREADABLE:
+            return value in self.sets_[name]
         if name == "files":
             return matches_template(record["path"], self.sets_["files"]) or any(
                 fnmatch.fnmatchcase(record["path"], p) for p in self.allow_files)

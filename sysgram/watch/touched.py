@@ -33,7 +33,8 @@ KNOWN_CACHE = 8192
 def record_fields(item) -> dict:
     """A Touched item as the plain record the sets and the alerts use (no tid/pid/ts)."""
     out = {"kind": item.kind}
-    for name in ("path", "argv", "peer", "protocol", "result", "open_flags", "fd", "cut"):
+    for name in ("path", "argv", "peer", "protocol", "result", "open_flags", "fd", "cut",
+                 "unreadable"):
         value = getattr(item, name, None)
         if value is None or value is False or value == ():
             continue
@@ -158,7 +159,7 @@ class TouchedWatch:
 
     def _check(self, item, record: dict, ctx: ProcessContext) -> None:
         failed = item.result if (item.result or 0) < 0 else 0     # which failure matters
-        seen = (item.kind, item.path, item.peer, item.protocol, failed)
+        seen = (item.kind, item.path, item.peer, item.protocol, failed, item.unreadable)
         if seen in self._known:
             return
         new = self.sets.new_items([record])

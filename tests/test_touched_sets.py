@@ -126,3 +126,5 @@ def test_an_unreadable_path_is_an_item_of_its_own_not_a_blind_spot():
     assert [k for _, k, _ in sets.new_items([unreadable])] == ["<unreadable>"]
     learned = TouchedSets(networks=()).fit([dict(unreadable, ts_ns=1)])
     assert learned.new_items([unreadable]) == []
+    hidden_peer = {"kind": "connect", "result": 0, "protocol": "tcp", "unreadable": True}
+    assert item_key(hidden_peer) == ("peers", "connect tcp <unreadable>")

@@ -153,7 +153,10 @@ def peer_key(record: dict, networks: Sequence = ()) -> tuple[str, str] | None:
     if kind == "accept":
         return "peers", f"accept {protocol} any-client"
     if not isinstance(peer, dict):
-        return None
+        if not record.get("unreadable"):
+            return None                       # no address given: nothing to learn
+        return ("listens", f"{protocol} {UNREADABLE}") if kind == "bind" else (
+            "peers", f"{kind} {protocol} {UNREADABLE}")
     family, address, port = peer.get("family"), str(peer.get("address")), peer.get("port") or 0
     if family == "unix":
         where = path_template(address) if address.startswith("/") else address

@@ -135,6 +135,7 @@ def test_record_train_then_new_files_and_peers_of_a_second_run_are_flagged(build
     recorder.send_signal(signal.SIGINT)
     _, err = recorder.communicate(timeout=30)
     assert recorder.returncode == 0, err
+    assert "touched records (files, programs, peers): " in err and ", lost 0" in err
     store = tmp_path / "store"
     store.mkdir(mode=0o700)
     train = subprocess.run([sys.executable, "-m", "sysgram", "train", "--proc", binary.name,

@@ -89,7 +89,8 @@ def _summary(stats, seconds: float, out: Path) -> str:
     lost = (f"{stats.lost:,} events lost (ring buffer full: {stats.lost_events:,}, of them "
             f"{stats.lost_unattributed:,} not attributable to a thread; program runs skipped "
             f"by the kernel: {stats.recursion_misses:,}); lifecycle records lost: "
-            f"{stats.lost_lifecycle:,}")
+            f"{stats.lost_lifecycle:,}; touched records (files, programs, peers): "
+            f"{stats.touched:,}, lost {stats.lost_touched:,}")
     dropped = (f"; {stats.dropped_exe} processes with the name but another executable skipped"
                if stats.dropped_exe else "")
     cpus = (f"; {stats.cpus_unvisited} CPUs were off limits to the flusher (cpuset), so events "

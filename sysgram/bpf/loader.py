@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import re
 import signal
 import threading
 from concurrent.futures import Future
@@ -18,6 +19,9 @@ from concurrent.futures import Future
 from sysgram.bpf import PROGRAM, SOURCE_DIR
 from sysgram.bpf.sizes import RingPages, cflags, pid_max
 from sysgram.errors import UserError
+
+# `#include "name.bpf.c"`: a part of the program in its own file (see program_text).
+_PART_INCLUDE = re.compile(r'^#include "([\w.-]+\.bpf\.c)".*$', re.MULTILINE)
 
 # (flags, future BPF object) of a compile started by `start_compiling`, until taken.
 _early: tuple[list[str], Future] | None = None
@@ -109,9 +113,21 @@ def _compile(flags: list[str]):
                 raise
 
     try:
-        return _DetachOnFailureBPF(src_file=str(PROGRAM).encode(), cflags=flags)
+        return _DetachOnFailureBPF(text=program_text(PROGRAM).encode(), cflags=flags)
     except Exception as exc:  # bcc raises bare Exceptions for compile/load/attach failures
         raise UserError(
             f"the kernel program could not be compiled or loaded ({str(exc).strip()[:200]}); "
             "run 'sysgram doctor' to see what is missing."
         ) from exc
+
+
+def program_text(path) -> str:
+    """The program's source with its `#include "*.bpf.c"` parts written in place.
+
+    bcc rewrites map calls (`ring.ringbuf_reserve(...)`) and generates tracepoint
+    structs only in the main file it is given, so parts kept in their own files (for
+    separate ownership) must reach it as one text. Parts are read from the package's
+    source directory, wherever the main file is.
+    """
+    text = path.read_text()
+    return _PART_INCLUDE.sub(lambda m: (SOURCE_DIR / m.group(1)).read_text(), text)

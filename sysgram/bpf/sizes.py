@@ -21,6 +21,21 @@ MAX_OWNERS = 65536         # tracked processes and threads with a target id
 COMM_LEN = 16
 FILENAME_LEN = 256
 
+TOUCHED_PAGES = 2048       # 8 MiB: ~29,000 open records (288 B) per drain interval
+TOUCH_PATH_LEN = 256       # bytes of a path or exec file name kept (with its NUL)
+TOUCH_ARG_LEN = 64         # bytes of each argv[i] kept
+TOUCH_ARGS = 4             # argv[0..3]
+TOUCH_ADDR_LEN = 112       # bytes of a sockaddr kept (sockaddr_un is 110)
+TOUCH_LOST_THREADS = 4096  # threads the per-thread loss table of the touched ring holds
+
+# The calls whose arguments touched.bpf.c reads: their -D name -> the syscall's name.
+TOUCHED_SYSCALLS = {
+    "SG_NR_OPEN": "open", "SG_NR_OPENAT": "openat", "SG_NR_OPENAT2": "openat2",
+    "SG_NR_EXECVE": "execve", "SG_NR_EXECVEAT": "execveat", "SG_NR_CONNECT": "connect",
+    "SG_NR_ACCEPT": "accept", "SG_NR_ACCEPT4": "accept4", "SG_NR_BIND": "bind",
+    "SG_NR_SENDTO": "sendto", "SG_NR_SENDMSG": "sendmsg", "SG_NR_SOCKET": "socket",
+}
+
 LIFE_FORK, LIFE_EXEC, LIFE_EXIT = 1, 2, 3
 REQ_MARK, REQ_UNMARK = 1, 2
 REQ_OP_SHIFT, REQ_TARGET_SHIFT = 56, 32
@@ -34,6 +49,7 @@ class RingPages:
     events: int = EVENTS_PAGES
     losses: int = LOSSES_PAGES
     life: int = LIFE_PAGES
+    touched: int = TOUCHED_PAGES
 
 
 def pid_max() -> int:
@@ -61,4 +77,30 @@ def cflags(pid_limit: int, rings: RingPages | None = None) -> list[str]:
         f"-DSG_LIFE_PAGES={rings.life}",
         f"-DSG_MAX_TARGETS={MAX_TARGETS}",
         f"-DSG_MAX_OWNERS={MAX_OWNERS}",
+        f"-DSG_TOUCHED_PAGES={rings.touched}",
+        f"-DSG_TOUCH_PATH_LEN={TOUCH_PATH_LEN}",
+        f"-DSG_TOUCH_ARG_LEN={TOUCH_ARG_LEN}",
+        f"-DSG_TOUCH_ARGS={TOUCH_ARGS}",
+        f"-DSG_TOUCH_ADDR_LEN={TOUCH_ADDR_LEN}",
+        f"-DSG_TOUCH_LOST_THREADS={TOUCH_LOST_THREADS}",
+        *(f"-D{flag}={nr}" for flag, nr in touched_syscall_numbers().items()),
     ]
+
+
+def touched_syscall_numbers() -> dict[str, int]:
+    """The host table's numbers of the calls touched.bpf.c reads (-1: not on this host).
+
+    Asked of libseccomp directly (sysgram.syscalls would pull numpy in before the early
+    compile could start); without libseccomp nothing is read (every number -1).
+    """
+    try:
+        import seccomp
+    except ImportError:
+        return dict.fromkeys(TOUCHED_SYSCALLS, -1)
+    numbers = {}
+    for flag, name in TOUCHED_SYSCALLS.items():
+        try:
+            numbers[flag] = int(seccomp.resolve_syscall(seccomp.Arch.NATIVE, name))
+        except (ValueError, RuntimeError):
+            numbers[flag] = -1
+    return numbers

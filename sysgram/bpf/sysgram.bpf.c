@@ -15,8 +15,11 @@
  *   id, and `owners` gives every tracked process (and thread) its target id: set at an
  *   exec into a target comm, inherited at fork, carried in every lifecycle record. The
  *   syscall hook never looks at either, so it costs the same for 1 or 64 targets.
- * No kernel structure is read: only tracepoint fields and helpers (the headers on the
- * build machine may not match the running kernel).
+ * - touched.bpf.c (included): the arguments of a few calls (paths, exec names, peers) of
+ *   targeted threads only, through their own ring buffer.
+ * No kernel structure is read but the syscall entry's saved registers (pt_regs, a stable
+ * layout): only tracepoint fields and helpers (the headers on the build machine may not
+ * match the running kernel).
  */
 #include "sysgram.h"
 
@@ -162,6 +165,8 @@ static __always_inline void apply_requests(struct sg_config *cfg)
     }
 }
 
+#include "touched.bpf.c"          /* what targets touch: its own maps, ring and exits */
+
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -181,6 +186,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         }
         return 0;
     }
+    touched_enter(ctx, tgid, tid);
 
     struct sg_batch *b = batch.lookup(&zero);
     if (!b)

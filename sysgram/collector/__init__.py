@@ -11,9 +11,11 @@ from sysgram.collector.items import (
     ThreadEvents,
     ThreadExit,
     ThreadStart,
+    Touched,
+    TouchedGap,
 )
 
 __all__ = [
     "Collector", "CollectorStats", "Drain", "DrainItem", "Exec", "Gap", "TargetSpec",
-    "ThreadEvents", "ThreadExit", "ThreadStart",
+    "ThreadEvents", "ThreadExit", "ThreadStart", "Touched", "TouchedGap",
 ]

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from sysgram.collector.decode import (
     KIND_EXEC,
     KIND_EXIT,
     KIND_GAP,
+    KIND_TOUCHED,
     Runs,
     decode_batches,
     decode_life,
@@ -38,12 +40,16 @@ from sysgram.collector.items import (
     Gap,
     TargetSpec,
     ThreadEvents,
+    Touched,
+    TouchedGap,
 )
 from sysgram.collector.ordering import ReorderBuffer, Segment
 from sysgram.collector.procfilter import ProcessFilter
 from sysgram.collector.program import Program
 from sysgram.collector.targets import TargetSet
 from sysgram.collector.threads import ThreadBook
+from sysgram.collector.touched import SocketTypes
+from sysgram.collector.touched import decode_all as decode_touched
 from sysgram.errors import UserError
 
 # Each flusher syscall applies up to 32 queued requests; this many extra syscalls per
@@ -109,6 +115,7 @@ class Collector:
         self._batch_blobs: list[bytes] = []
         self._loss_blobs: list[bytes] = []
         self._life_blobs: list[bytes] = []
+        self._touched_blobs: list[bytes] = []    # one record each (sizes differ by kind)
         # Shared between the flusher and poll(), under self._cond.
         self._cond = threading.Condition()
         self._buffer = ReorderBuffer()
@@ -116,6 +123,13 @@ class Collector:
         self._rounds = 0
         self._polled_rounds = 0
         self._life: dict[int, np.void] = {}      # lifecycle records waiting for release
+        self._touched: dict[int, Touched] = {}   # touched records waiting for release
+        self._sockets = SocketTypes()
+        self._exec_files: dict[int, str] = {}    # pid -> file of its last exec (until joined)
+        self._gone: list[int] = []               # processes that exited this round
+        self._touched_gaps: list[TouchedGap] = []
+        self._touched_count = 0
+        self._touched_counters = {"records": 0, "lost": 0, "lost_unattributed": 0}
         self._next_ref = 0
         self._book = ThreadBook(target_name=self.targets.name_of, kernel_owner=self._kernel_owner)
         self._subtree = cgroups.resolve_subtree(cgroup) if cgroup else None
@@ -163,7 +177,7 @@ class Collector:
         self._program.configure(flusher_tid=flusher_tid, self_tgid=os.getpid(),
                                 cgroup=(subtree.id, subtree.level) if subtree else (0, 0))
         self._program.open_ring_buffers(self._batch_blobs.append, self._loss_blobs.append,
-                                        self._life_blobs.append)
+                                        self._life_blobs.append, self._touched_blobs.append)
         with self._cond:
             for spec in self.targets.specs():
                 self._program.set_target(spec.comm, self.targets.id_of(spec.comm))
@@ -258,6 +272,7 @@ class Collector:
             self._thread.join()
         if self._program is not None and not self._detached:
             self._counters = self._program.counters()
+            self._touched_counters = self._program.touched_counters()
             self._misses = self._program.recursion_misses()
             self._program.close()
             self._detached = True
@@ -283,9 +298,16 @@ class Collector:
         self._apply_requests(program)
         program.consume()
         life, losses, batches = self._take_blobs()
+        touched, self._touched_blobs[:] = list(self._touched_blobs), []
+        touched_losses = program.take_touched_losses()
         with self._cond:
             if life or losses or batches:
                 self._ingest(life, losses, batches)
+            if touched or touched_losses:
+                self._ingest_touched(touched, touched_losses, watermark)
+            for pid in self._gone:       # after its last touched records were decoded
+                self._sockets.forget(pid)
+            self._gone.clear()
             self._watermark = watermark
             self._rounds += 1
             self._cond.notify_all()
@@ -337,6 +359,28 @@ class Collector:
         self._buffer.add(Runs.concat([life_runs, gaps]))
         self._buffer.add(runs, ids)
 
+    def _ingest_touched(self, records: list[bytes], losses: list[tuple[int, int, int]],
+                        watermark: int) -> None:
+        """Touched records become zero-length runs, ordered with the syscalls around them."""
+        kept: list[tuple[int, int, int, int]] = []          # ts, tid, tgid, ref
+        for item in decode_touched(records, self._sockets):
+            if self._exe.is_dropped(item.pid):
+                continue
+            ref = self._next_ref
+            self._next_ref += 1
+            self._touched[ref] = item
+            kept.append((item.ts_ns, item.tid, item.pid, ref))
+        self._touched_count += len(kept)
+        # Lost records are known only by thread: they are released at this round's start.
+        self._touched_gaps += [TouchedGap(tid=tid, pid=tgid, lost=lost, ts_ns=watermark)
+                               for tid, tgid, lost in losses]
+        if kept:
+            ts, tids, tgids, refs = zip(*kept, strict=True)
+            self._buffer.add(Runs.build(
+                tid=np.array(tids, np.uint32), tgid=np.array(tgids, np.uint32),
+                ts=np.array(ts, np.uint64), kind=np.full(len(kept), KIND_TOUCHED, np.uint8),
+                ref=np.array(refs, np.int64)))
+
     def _ingest_life(self, records: np.ndarray) -> Runs:
         """Fork/exec/exit records: update the books; exec and exit become runs to order."""
         kept: list[tuple[int, int, int, int, int]] = []     # ts, kind, tid, tgid, ref
@@ -363,6 +407,8 @@ class Collector:
                     kept.append(self._keep_life(_exit_record(rec, old_tid), KIND_EXIT))
             else:
                 self._book.on_exit_record(tid, _text(rec["comm"]))
+                if rec["group_dead"]:
+                    self._gone.append(tgid)
                 if self._exe.is_dropped(tgid):
                     if rec["group_dead"]:
                         self._exe.on_group_exit(tgid)
@@ -406,7 +452,11 @@ class Collector:
                 raise UserError(f"the collector stopped: {self._error}")
             self._polled_rounds = self._rounds
             segments = self._buffer.release(self._watermark)
-            return Drain(items=self._items(segments), watermark_ns=self._watermark)
+            items = self._items(segments)
+            if self._touched_gaps:
+                items += self._touched_gaps
+                self._touched_gaps = []
+            return Drain(items=items, watermark_ns=self._watermark)
 
     def _items(self, segments: list[Segment]) -> list[DrainItem]:
         items: list[DrainItem] = []
@@ -417,6 +467,8 @@ class Collector:
                 continue
             if seg.kind == KIND_EXIT:
                 rec = self._life.pop(seg.ref)
+                if rec["group_dead"]:
+                    self._exec_files.pop(seg.tgid, None)
                 end = self._book.exit_item(seg.tid, seg.tgid, seg.ts, bool(rec["group_dead"]))
                 if end is not None:
                     items.append(end)
@@ -428,18 +480,36 @@ class Collector:
                 items.append(ThreadEvents(tid=seg.tid, pid=seg.tgid, ids=seg.ids, ts_ns=seg.ts))
             elif seg.kind == KIND_GAP:
                 items.append(Gap(tid=seg.tid, pid=seg.tgid, lost=seg.lost, ts_ns=seg.ts))
+            elif seg.kind == KIND_TOUCHED:
+                items.append(self._with_exec_file(self._touched.pop(seg.ref)))
             elif seg.kind == KIND_EXEC:
                 rec = self._life.pop(seg.ref)
                 items.append(Exec(tid=seg.tid, pid=seg.tgid, filename=_text(rec["filename"]),
                                   comm=_text(rec["comm"]), ts_ns=seg.ts,
                                   target=self.targets.name_of(int(rec["target"]))
                                   or self._book.target_of(seg.tgid)))
+                self._exec_files[seg.tgid] = items[-1].filename
         return items
+
+    def _with_exec_file(self, item: Touched) -> Touched:
+        """A successful exec whose file name was not paged in at enter: the kernel's name.
+
+        The program's sched_process_exec record (released before it, as an Exec item)
+        carries the name the kernel resolved.
+        """
+        if item.kind != "exec" or item.result != 0:
+            return item
+        filename = self._exec_files.pop(item.pid, None)
+        if item.path or filename is None:
+            return item
+        return replace(item, path=filename, unreadable=False)
 
     def held(self) -> dict[str, int]:
         """Sizes of the per-thread state held now (bounded: freed as threads exit)."""
         with self._cond:
             return {**self._book.held(), "lifecycle_records": len(self._life),
+                    "touched_records": len(self._touched), "sockets": len(self._sockets),
+                    "exec_files": len(self._exec_files),
                     "pending_runs": len(self._buffer)}
 
     # -- statistics ------------------------------------------------------------------
@@ -447,6 +517,7 @@ class Collector:
         if self._program is not None and not self._detached:
             try:
                 self._counters = self._program.counters()
+                self._touched_counters = self._program.touched_counters()
                 self._misses = self._program.recursion_misses()
             except Exception:  # maps gone while closing: keep the last reading
                 pass
@@ -461,4 +532,5 @@ class Collector:
                 threads_seen=book.threads_seen, cpus_unvisited=len(self._unvisited_cpus),
                 lost_owners=c["lost_owners"], targets=len(self.targets),
                 dropped_cgroup=self._exe.dropped_cgroup + c["skipped_cgroup"],
+                touched=self._touched_count, lost_touched=self._touched_counters["lost"],
             )

@@ -11,14 +11,14 @@ import numpy as np
 
 from sysgram.collector import abi
 
-KIND_EVENTS, KIND_GAP, KIND_EXEC, KIND_EXIT = 0, 1, 2, 3
+KIND_EVENTS, KIND_GAP, KIND_EXEC, KIND_EXIT, KIND_TOUCHED = 0, 1, 2, 3, 4
 
 
 RUN_TABLE = np.dtype([
     ("ts", "<u8"), ("tid", "<u4"), ("tgid", "<u4"), ("kind", "u1"),
     ("offset", "<i8"),   # events: index of the run's first id in its ids array
     ("length", "<i8"),   # ids (events) or lost events (gaps)
-    ("ref", "<i8"),      # lifecycle record index, -1 otherwise
+    ("ref", "<i8"),      # lifecycle or touched record index, -1 otherwise
 ])
 
 

@@ -61,7 +61,57 @@ class ThreadExit:
     group_dead: bool
 
 
-DrainItem = ThreadStart | ThreadEvents | Gap | Exec | ThreadExit
+@dataclass(frozen=True)
+class Peer:
+    """A socket address: family ("ipv4", "ipv6", "unix"), address text, port (0: none)."""
+
+    family: str
+    address: str
+    port: int
+
+    def __str__(self) -> str:
+        if self.family == "ipv6":
+            return f"[{self.address}]:{self.port}"
+        return f"{self.address}:{self.port}" if self.family == "ipv4" else self.address
+
+
+@dataclass(frozen=True)
+class Touched:
+    """One call whose arguments the kernel read: a file, a program, a network peer.
+
+    kind: open | exec | connect | accept | bind | send. Paths are faithful text
+    (surrogate escapes for non-UTF-8 bytes); `cut` marks one that filled its buffer.
+    """
+
+    tid: int
+    pid: int
+    ts_ns: int
+    kind: str
+    syscall: int                       # its number in the host table
+    path: str | None = None            # open, exec
+    dirfd: int | None = None           # open, exec(at): -100 = the working directory
+    open_flags: int | None = None      # open
+    argv: tuple[str, ...] = ()         # exec: argv[0..3]
+    more_args: bool = False            # exec: argv had more entries
+    fd: int | None = None              # net calls: the socket
+    peer: Peer | None = None           # net calls (accept: the client)
+    protocol: str | None = None        # tcp, udp, unix-stream, ...; None = not known
+    result: int | None = None          # exec, connect, accept: the call's return value
+    cut: bool = False                  # a path or argument filled its buffer
+    unreadable: bool = False           # the user memory could not be read
+
+
+@dataclass(frozen=True)
+class TouchedGap:
+    """`lost` touched records of a thread that the kernel could not hand over."""
+
+    tid: int
+    pid: int
+    lost: int
+    ts_ns: int
+
+
+DrainItem = ThreadStart | ThreadEvents | Gap | Exec | ThreadExit | Touched | TouchedGap
 
 
 @dataclass
@@ -91,6 +141,8 @@ class CollectorStats:
     lost_owners: int = 0      # processes the kernel could not give a target id (map full)
     targets: int = 1          # binaries watched now
     dropped_cgroup: int = 0   # processes outside the --cgroup subtree skipped
+    touched: int = 0          # touched records (paths, programs, peers) delivered
+    lost_touched: int = 0     # touched records the kernel could not hand over
 
     @property
     def lost(self) -> int:

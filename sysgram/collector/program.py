@@ -129,7 +129,7 @@ class Program:
 
     # -- delivery --------------------------------------------------------------------
     def open_ring_buffers(self, on_batch: RingCallback, on_loss: RingCallback,
-                          on_life: RingCallback) -> None:
+                          on_life: RingCallback, on_touched: RingCallback | None = None) -> None:
         def wrap(sink: RingCallback, record_size: int):
             def callback(_ctx, data, size):
                 record = ctypes.string_at(data, size)
@@ -147,6 +147,14 @@ class Program:
         self.bpf[b"events"].open_ring_buffer(self._callbacks[0])
         self.bpf[b"losses"].open_ring_buffer(self._callbacks[1])
         self.bpf[b"life"].open_ring_buffer(self._callbacks[2])
+        if on_touched is not None:
+            # Touched records differ in size by kind: handed over as they are.
+            def touched(_ctx, data, size):
+                on_touched(ctypes.string_at(data, size))
+                return 0
+
+            self._callbacks += (touched,)
+            self.bpf[b"touched"].open_ring_buffer(touched)
 
     def consume(self) -> None:
         """Read everything the ring buffers hold now (never blocks)."""
@@ -156,6 +164,21 @@ class Program:
     def counters(self) -> dict[str, int]:
         per_cpu = self.bpf[b"counters"][ctypes.c_int(0)]
         return {f: int(sum(getattr(c, f) for c in per_cpu)) for f in abi.COUNTER_FIELDS}
+
+    def touched_counters(self) -> dict[str, int]:
+        """Touched records handed over, lost, and lost with no thread to charge them to."""
+        per_cpu = self.bpf[b"touch_counters"][ctypes.c_int(0)]
+        return {f: int(sum(getattr(c, f) for c in per_cpu))
+                for f in ("records", "lost", "lost_unattributed")}
+
+    def take_touched_losses(self) -> list[tuple[int, int, int]]:
+        """(tid, tgid, lost) of each thread that lost touched records since the last call."""
+        table = self.bpf[b"touch_lost"]
+        out = []
+        for key, value in list(table.items()):
+            table.__delitem__(key)
+            out.append((key.value & 0xFFFFFFFF, key.value >> 32, int(value.value)))
+        return out
 
     def recursion_misses(self) -> int:
         """Program runs the kernel skipped because the program was already running on a CPU."""

@@ -84,6 +84,21 @@ def format_summary(s: dict) -> list[str]:
         lines.append("top syscalls")
         lines += [f"  {t['name']:<20} {t['nr']:>4} {t['count']:>12,} {100 * t['share']:6.2f} %"
                   for t in s["top_syscalls"]]
+    if s.get("touched"):
+        lines += _touched_lines(s["touched"])
+    return lines
+
+
+def _touched_lines(t: dict) -> list[str]:
+    """What the threads touched: counts by kind, then files, programs and peers."""
+    lines = [f"touched    {t['records']:,} records ({_tally_line(t['by_kind'])}), "
+             f"{t['lost']:,} lost, {t['distinct_files']:,} distinct files"]
+    for title, rows, key in (("top files", t["top_files"], "path"),
+                             ("programs", t["programs"], "path"),
+                             ("peers", t["peers"], "peer")):
+        if rows:
+            lines.append(title)
+            lines += [f"  {r['count']:>8,}  {printable(r[key])}" for r in rows]
     return lines
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from sysgram.commands.allow import register as register_allow
 from sysgram.commands.common import StoreOption, curve_text, say, warn
 from sysgram.errors import UserError
 from sysgram.sanitize import printable
@@ -17,6 +18,7 @@ def register(app: typer.Typer) -> None:
     group.command("list")(profiles_list)
     group.command("show")(profiles_show)
     group.command("rm")(profiles_rm)
+    register_allow(group)
     app.add_typer(group, name="profiles")
 
 
@@ -120,6 +122,20 @@ def _show_lines(header: dict) -> list[str]:
     lines += [f"probed     {printable(m)}" for m in calibration_warnings(cal)]
     for src in t.get("sources") or []:
         lines.append(f"source     {printable(json.dumps(src))}")
+    return lines + _touched_show_lines(header.get("touched"))
+
+
+def _touched_show_lines(touched: dict | None) -> list[str]:
+    """The learned sets (file templates, programs, peers, listens) and the allow-lists."""
+    if not touched:
+        return ["touched    no sets (trained without what the binary touched)"]
+    lines = [f"touched    {touched.get('records', 0):,} records, new items per minute "
+             f"{curve_text(touched.get('novelty_per_minute') or [], 20)}"]
+    for name, keys in (touched.get("sets") or {}).items():
+        lines.append(f"  {name} ({len(keys):,})")
+        lines += [f"    {printable(k)}" for k in keys]
+    for name, patterns in (touched.get("allow") or {}).items():
+        lines += [f"  allowed {name[:-1]:<5} {printable(p)}" for p in patterns]
     return lines
 
 

@@ -48,7 +48,16 @@ class _StopFlag:
 
 def write_items(writer, items) -> list:
     """Hand drain items to the dataset writer; returns the processes that started."""
-    from sysgram.collector import Exec, Gap, ThreadEvents, ThreadExit, ThreadStart
+    from sysgram.collector import (
+        Exec,
+        Gap,
+        ThreadEvents,
+        ThreadExit,
+        ThreadStart,
+        Touched,
+        TouchedGap,
+    )
+    from sysgram.collector.touched import as_fields as touched_fields
 
     started = []
     for item in items:
@@ -68,6 +77,10 @@ def write_items(writer, items) -> list:
                         comm=item.comm, ts_ns=item.ts_ns)
         elif isinstance(item, ThreadExit):
             writer.end_thread(item.tid, end_ns=item.ts_ns)
+        elif isinstance(item, Touched):
+            writer.touched(**touched_fields(item))
+        elif isinstance(item, TouchedGap):
+            writer.touched(item.tid, item.pid, item.ts_ns, kind="lost", lost=item.lost)
     return started
 
 
@@ -80,7 +93,8 @@ def _summary(stats, seconds: float, out: Path) -> str:
     lost = (f"{stats.lost:,} events lost (ring buffer full: {stats.lost_events:,}, of them "
             f"{stats.lost_unattributed:,} not attributable to a thread; program runs skipped "
             f"by the kernel: {stats.recursion_misses:,}); lifecycle records lost: "
-            f"{stats.lost_lifecycle:,}")
+            f"{stats.lost_lifecycle:,}; touched records (files, programs, peers): "
+            f"{stats.touched:,}, lost {stats.lost_touched:,}")
     dropped = (f"; {stats.dropped_exe} processes with the name but another executable skipped"
                if stats.dropped_exe else "")
     if stats.dropped_cgroup:

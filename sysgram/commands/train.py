@@ -73,6 +73,7 @@ def train(
 ) -> None:
     """Learn a binary's profile, live or from recordings, and save it in the store."""
     from sysgram.models.store import ProfileStore
+    from sysgram.models.touched import FirstSeen, host_networks
 
     comms = list(dict.fromkeys(kernel_comm(p) for p in proc))
     _check_options(window, stride, target_far, stable_rate)
@@ -87,20 +88,21 @@ def train(
     if append and len(comms) > 1:
         raise UserError("--append extends one profile; give a single --proc with it.")
     previous = _previous(profile_store, comms[0], append)
+    touched = {comm: FirstSeen(host_networks()) for comm in comms}  # learned beside
     if sources:
-        learned = {comm: _threads_from_datasets(sources, comm) for comm in comms}
+        learned = {comm: _threads_from_datasets(sources, comm, touched[comm]) for comm in comms}
     else:
         learned = _threads_live(
             comms, parse_duration(duration or DEFAULT_DURATION), until_stable, stable_rate,
-            parse_duration(stable_for), (window, stride),
+            parse_duration(stable_for), (window, stride), touched,
         )
     for comm, (threads, arch, described) in learned.items():
         _train_one(profile_store, comm, threads, arch, described, previous,
-                   model, window, stride, target_far)
+                   model, window, stride, target_far, touched[comm])
 
 
 def _train_one(profile_store, comm: str, threads: list, arch: str | None, described: list,
-               previous, model, window, stride, target_far) -> None:
+               previous, model, window, stride, target_far, touched=None) -> None:
     """Fit one binary's profile on its threads and save it."""
     from sysgram.models.profile import Profile
     from sysgram.syscalls import host_arch
@@ -115,7 +117,7 @@ def _train_one(profile_store, comm: str, threads: list, arch: str | None, descri
     else:
         params = {"detector": model, "window": window, "stride": stride,
                   "target_far": target_far or DEFAULT_TARGET_FAR, "arch": arch or host_arch()}
-    _fit_and_save(profile_store, comm, Profile(**params), threads, described, previous)
+    _fit_and_save(profile_store, comm, Profile(**params), threads, described, previous, touched)
 
 
 def _check_options(window: int | None, stride: int | None, target_far: float | None,
@@ -143,9 +145,11 @@ def _previous(profile_store, comm: str, append: bool):
     return loaded
 
 
-def _threads_from_datasets(paths: list[Path], comm: str) -> tuple[list, str, list[dict]]:
+def _threads_from_datasets(paths: list[Path], comm: str,
+                           touched=None) -> tuple[list, str, list[dict]]:
     """The normal threads of `comm` in the recordings (one holding several binaries tags
-    each thread with its `target`; untagged threads are taken as they are)."""
+    each thread with its `target`; untagged threads are taken as they are), and what their
+    processes touched into `touched` (a FirstSeen)."""
     from sysgram.datasets import Dataset
 
     threads, described, arch = [], [], None
@@ -160,6 +164,9 @@ def _threads_from_datasets(paths: list[Path], comm: str) -> tuple[list, str, lis
         if skipped:
             say(f"{path}: left out {skipped:,} threads labelled as attacks.")
         threads.extend(normal)
+        if touched is not None:      # only this binary's normal processes' records
+            pids = {t.pid for t in normal}
+            touched.add(r for r in dataset.touched if r.get("pid") in pids)
         described.append({"kind": "dataset", "path": str(Path(path).resolve()),
                           "threads": len(normal), "syscalls": int(sum(len(t) for t in normal)),
                           "attack_threads_left_out": skipped})
@@ -169,6 +176,7 @@ def _threads_from_datasets(paths: list[Path], comm: str) -> tuple[list, str, lis
 def _threads_live(
     comms: list[str], duration: float, until_stable: bool, stable_rate: float,
     stable_for: float, shape: tuple[int | None, int | None] = (None, None),
+    touched: dict | None = None,
 ) -> dict[str, tuple[list, str, list[dict]]]:
     """Record every binary with one collector; each one's threads, arch and description."""
     from sysgram.collector import Collector, TargetSpec
@@ -185,7 +193,7 @@ def _threads_live(
         started = time.monotonic()  # after attaching: compiling must not eat the duration
         say(f"recording '{names}' for up to {duration:g}s"
             + (" (until novelty settles)" if until_stable else "") + "; Ctrl-C stops early.")
-        stable = _record(collector, learnings, started, duration, until_stable)
+        stable = _record(collector, learnings, started, duration, until_stable, touched)
         stats = collector.stats()
     seconds = time.monotonic() - started
     out = {}
@@ -203,9 +211,11 @@ def _threads_live(
 
 
 def _record(collector, learnings: dict, started: float, duration: float,
-            until_stable: bool) -> bool:
+            until_stable: bool, touched: dict | None = None) -> bool:
     """Poll until the duration ends, novelty settles for every binary (--until-stable) or
-    memory is full; each binary's items go to its own learning."""
+    memory is full; each binary's items go to its own learning (and what it touched to
+    its own FirstSeen)."""
+    from sysgram.collector.touched import touched_records
     from sysgram.watch.host import ItemRouting
 
     routing = ItemRouting()
@@ -216,6 +226,8 @@ def _record(collector, learnings: dict, started: float, duration: float,
             parts, _ = routing.split(collector.poll(0.2).items, learnings)
             for comm, learning in learnings.items():
                 learning.add(parts.get(comm, []), now, unattributed)
+                if touched is not None:
+                    touched[comm].add(touched_records(parts.get(comm, [])))
             if stderr_is_tty():
                 _progress(now - started, duration, learnings)
             elif now - last_line >= 30:  # logs get a line every 30 s instead of a bar
@@ -267,17 +279,19 @@ def _progress(elapsed: float, duration: float, learnings: dict) -> None:
 
 
 def _fit_and_save(profile_store, comm: str, profile, threads: list, described: list[dict],
-                  previous) -> None:
+                  previous, touched=None) -> None:
     from sysgram.models.training import train_profile
 
     say(f"fitting on {len(threads):,} threads...")
-    trained = train_profile(comm, threads, profile, sources=described, previous=previous)
+    trained = train_profile(comm, threads, profile, sources=described, previous=previous,
+                            touched=touched)
     for message in trained.notes:
         say(message)
     for message in trained.warnings:
         warn(message)
     path = profile_store.save(trained)
-    print("\n".join(_fit_summary(trained.profile, trained.fit_seconds, path)))
+    print("\n".join(_fit_summary(trained.profile, trained.fit_seconds, path)
+                    + _touched_summary(trained.meta().get("touched"))))
 
 
 def _fit_summary(profile, took: float, path: Path) -> list[str]:
@@ -292,3 +306,11 @@ def _fit_summary(profile, took: float, path: Path) -> list[str]:
         f"novelty    {curve_text(curve)} new n-grams per 1,000 windows",
         f"saved      {path}",
     ]
+
+
+def _touched_summary(meta: dict | None) -> list[str]:
+    if not meta:
+        return ["touched    nothing recorded (no files, programs or peers in the training)"]
+    sizes = ", ".join(f"{name} {len(keys):,}" for name, keys in meta["sets"].items())
+    return [f"touched    {meta['records']:,} records; learned {sizes}",
+            f"           {curve_text(meta['novelty_per_minute'])} new items per minute"]

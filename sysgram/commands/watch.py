@@ -134,17 +134,6 @@ def _save_learned(store: str | None, name: str, loaded, learner) -> None:
     say(f"saved the updated profile to {path}")
 
 
-def _thread_verdicts(thread_profile):
-    """Whole-thread verdicts when the profile has a thread profile with a threshold."""
-    from sysgram.watch.verdicts import ThreadVerdicts
-
-    verdicts = ThreadVerdicts.of(thread_profile)
-    if verdicts is not None:
-        say(f"judging each thread's whole stream as it ends too "
-            f"({thread_profile.detector_name_}, threshold {verdicts.threshold:.4g})")
-    return verdicts
-
-
 @contextlib.contextmanager
 def _stop_on_signals(stop: threading.Event):
     """SIGINT and SIGTERM set `stop` (the loop finishes its drain, prints the summary)."""
@@ -221,9 +210,8 @@ def watch(
     Exit codes: 0 stopped by Ctrl-C, SIGTERM or --duration; 1 stopped by --exit-on-alert
     or --max-alerts; 2 a user error. JSON schema: docs/alerts.md.
     """
-    from sysgram.syscalls import host_arch, table
-    from sysgram.watch import ThresholdScorer, WatchConfig, WatchEngine
     from sysgram.watch.hostconfig import load_config
+    from sysgram.watch.hostprofiles import EngineSettings, build_engine
     from sysgram.watch.learning import StreamLearner
     from sysgram.watch.render import summary_text
     from sysgram.watch.session import StopRules, WatchSession
@@ -271,11 +259,10 @@ def watch(
         warn(message)
     profile = loaded.profile
     learner = StreamLearner(profile.window_, profile.stride_) if learn else None
-    scorer = ThresholdScorer(profile, threshold=threshold, learner=learner)
-    verdicts = _thread_verdicts(loaded.thread_profile)
-    config = WatchConfig(binary=comm, warmup_s=warmup_s, aggregate_s=aggregate_s,
-                         binary_path=loaded.binary_path, arch=host_arch())
-    engine = WatchEngine(scorer, config, table(profile.arch_), verdicts=verdicts)
+    engine = build_engine(loaded, comm, EngineSettings(warmup_s, aggregate_s, threshold), learner)
+    if engine.verdicts is not None:
+        say(f"judging each thread's whole stream as it ends too "
+            f"({loaded.thread_profile.detector_name_}, threshold {engine.verdicts.threshold:.4g})")
     status_line = StatusLine(sys.stderr, comm) if sys.stderr.isatty() else None
     sink_class = JsonSink if json_out else TextSink
     sinks = [sink_class(sys.stdout, status_line)]

@@ -31,6 +31,7 @@ EVENTS = 2  # u16 syscall ids; header `position` = index of the first one in the
 GAP = 3  # u64 number of lost events; header `position` = where in the trace they fell
 THREAD_END = 4  # JSON: tid, end_ns
 NOTE = 5  # JSON: {"kind": ..., other fields} (exec events and the like)
+TOUCHED = 6  # JSON: what the thread touched (file, program, peer); `position` as for GAP
 
 KIND_NAMES = {
     THREAD_START: "thread_start",
@@ -38,6 +39,7 @@ KIND_NAMES = {
     GAP: "gap",
     THREAD_END: "thread_end",
     NOTE: "note",
+    TOUCHED: "touched",
 }
 
 # The header. `check` is the low 16 bits of crc32 over the 40 header bytes with `check`
@@ -111,3 +113,28 @@ def encode_json(fields: dict) -> bytes:
     """A JSON payload: compact, keys sorted, None fields dropped."""
     clean = {k: v for k, v in fields.items() if v is not None}
     return json.dumps(clean, separators=(",", ":"), sort_keys=True, default=str).encode()
+
+
+def encode_path(text: str) -> dict:
+    """A path for a JSON payload: `path` when it is UTF-8, else its bytes as `path_hex`.
+
+    Paths are kept faithfully: collector text carries non-UTF-8 bytes as surrogate
+    escapes, which JSON readers outside Python would reject or mangle.
+    """
+    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        return {"path": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"path_hex": raw.hex()}
+
+
+def decode_path(fields: dict) -> str | None:
+    """The path of a TOUCHED payload as faithful text (surrogate escapes), or None."""
+    if isinstance(fields.get("path"), str):
+        return fields["path"]
+    if isinstance(fields.get("path_hex"), str):
+        try:
+            return bytes.fromhex(fields["path_hex"]).decode("utf-8", "surrogateescape")
+        except ValueError:
+            return None
+    return None

@@ -51,6 +51,7 @@ class _Assembly:
     traces: list[_Building] = field(default_factory=list)
     current: dict[int, _Building] = field(default_factory=dict)
     notes: list[dict] = field(default_factory=list)
+    touched: list[dict] = field(default_factory=list)
     missing_events: int = 0  # events known lost to damaged records
     bad_records: int = 0  # intact records with unusable content
     unknown_kinds: int = 0
@@ -60,12 +61,16 @@ class Dataset:
     """A dataset on disk, read whole: `threads` in order of their first record."""
 
     def __init__(self, path: Path, meta: dict, threads: list[ThreadTrace],
-                 warnings: list[str], notes: list[dict] | None = None) -> None:
+                 warnings: list[str], notes: list[dict] | None = None,
+                 touched: list[dict] | None = None) -> None:
         self.path = Path(path)
         self.meta = meta
         self.threads = threads
         self.warnings = warnings
         self.notes = notes or []
+        # What threads touched, in log order: the payload's fields plus tid, pid, ts_ns,
+        # position (where in the thread's trace) and path as faithful text.
+        self.touched = touched or []
 
     @property
     def arch(self) -> str:
@@ -83,7 +88,7 @@ class Dataset:
         threads = [_finish(b, meta["arch"]) for b in assembly.traces]
         warnings += _damage_warnings(result.damage, result.gave_up_at, assembly)
         warnings += _count_warnings(meta, threads, len(result.records))
-        return cls(path, meta, threads, warnings, assembly.notes)
+        return cls(path, meta, threads, warnings, assembly.notes, assembly.touched)
 
     def summary(self, top: int = 10) -> dict:
         """Threads, processes, syscalls, top syscalls, losses, duration, labels, warnings."""
@@ -129,6 +134,14 @@ def _assemble(buf: bytes, records: list[Record]) -> _Assembly:
             note = _json_payload(buf, rec, asm)
             if note is not None:
                 asm.notes.append(note)
+        elif rec.kind == fmt.TOUCHED:
+            touched = _json_payload(buf, rec, asm)
+            if touched is not None:
+                path = fmt.decode_path(touched)
+                touched.pop("path_hex", None)
+                touched.update(tid=rec.tid, pid=rec.pid, ts_ns=rec.ts_ns or None,
+                               position=rec.position, path=path)
+                asm.touched.append(touched)
         else:
             asm.unknown_kinds += 1
     return asm

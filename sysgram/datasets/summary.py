@@ -48,6 +48,8 @@ def summarise(dataset: Dataset, top: int = 10) -> dict:
         "splits": _tally(t.split for t in threads),
         "warnings": warnings,
     }
+    if dataset.touched:
+        summary["touched"] = summarise_touched(dataset.touched, top)
     if isinstance(meta.get("collector"), dict):
         summary["collector"] = meta["collector"]
     if syscalls:
@@ -89,3 +91,31 @@ def _duration_s(dataset: Dataset) -> float | None:
     if len(stamps) < 2:
         return None
     return (max(stamps) - min(stamps)) / 1e9
+
+
+def summarise_touched(touched: list[dict], top: int = 10) -> dict:
+    """Records by kind, distinct files, programs and peers (most frequent first), losses."""
+    kinds = Counter(str(t.get("kind")) for t in touched)
+    files = Counter(t["path"] for t in touched if t.get("kind") == "open" and t.get("path"))
+    programs = Counter(t["path"] for t in touched
+                       if t.get("kind") == "exec" and t.get("path") and t.get("result") == 0)
+    peers = Counter(_peer_text(t) for t in touched
+                    if t.get("kind") in ("connect", "accept", "bind", "send")
+                    and isinstance(t.get("peer"), dict))
+    return {
+        "records": sum(n for k, n in kinds.items() if k != "lost"),
+        "by_kind": {k: n for k, n in kinds.most_common() if k != "lost"},
+        "lost": sum(int(t.get("lost") or 0) for t in touched if t.get("kind") == "lost"),
+        "distinct_files": len(files),
+        "top_files": [{"path": p, "count": n} for p, n in files.most_common(top)],
+        "programs": [{"path": p, "count": n} for p, n in programs.most_common(top)],
+        "peers": [{"peer": p, "count": n} for p, n in peers.most_common(top)],
+    }
+
+
+def _peer_text(touched: dict) -> str:
+    peer = touched["peer"]
+    address, port = peer.get("address"), peer.get("port") or 0
+    where = f"[{address}]:{port}" if peer.get("family") == "ipv6" else (
+        f"{address}:{port}" if peer.get("family") == "ipv4" else str(address))
+    return f"{touched.get('kind')} {where} {touched.get('protocol') or '?'}"

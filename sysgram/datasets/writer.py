@@ -92,7 +92,8 @@ class DatasetWriter:
         self._size = 0
         self._failed: UserError | None = None
         self._closed = False
-        self._counts = {"threads": 0, "records": 0, "gaps": 0, "notes": 0}
+        self._counts = {"threads": 0, "records": 0, "gaps": 0, "notes": 0, "touched": 0}
+        self._lost_touched = 0
         self._syscalls = 0
         self._pids: set[int] = set()
         self._losses: list[dict] = []
@@ -213,6 +214,30 @@ class DatasetWriter:
         payload = fmt.encode_json({**fields, "kind": kind})
         self._emit(fmt.NOTE, tid, pid, payload, ts_ns=ts_ns if isinstance(ts_ns, int) else None)
         self._counts["notes"] += 1
+
+    def touched(self, tid: int, pid: int, ts_ns: int | None = None, *, path: str | None = None,
+                **fields) -> None:
+        """What `tid` touched at this point of its stream (a file, a program, a peer).
+
+        `fields` are the collector's (kind, syscall, argv, peer, ...); `path` is kept
+        faithfully (see format.encode_path). kind "lost" with `lost=N` records touched
+        records the kernel could not hand over.
+        """
+        self._check_usable()
+        thread = self._threads.get(tid)
+        if thread is not None:
+            self._emit_pending(tid)  # after the events that preceded it
+        # Empty fields are left out (0 is a value: a successful call's result).
+        clean = {k: v for k, v in fields.items()
+                 if not (v is None or v is False or (isinstance(v, tuple | list) and not v))}
+        if path is not None:
+            clean.update(fmt.encode_path(path))
+        if clean.get("kind") == "lost":
+            self._lost_touched += int(clean.get("lost") or 0)
+        self._emit(fmt.TOUCHED, tid, pid, fmt.encode_json(clean), ts_ns=ts_ns,
+                   position=thread.position if thread else 0)
+        self._counts["touched"] += 1
+        self._note_ts(ts_ns)
 
     def flush(self) -> None:
         """Write everything buffered; afterwards it survives a crash of this process."""
@@ -354,6 +379,7 @@ class DatasetWriter:
             "threads": len(self._lost_tids),
             "where": where,
             "unlisted": self._counts["gaps"] - len(where),
+            "touched": self._lost_touched,
         }
         if self._ts_first:
             meta["ts_range_ns"] = [self._ts_first, self._ts_last]

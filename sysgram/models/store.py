@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 DEFAULT_STORE = Path("/var/lib/sysgram/profiles")
 STORE_ENV = "SYSGRAM_STORE"
 SUFFIX = ".profile"
+# Header fields write_envelope fills in itself.
+_ENVELOPE_FIELDS = ("format", "format_version", "versions", "payload_sha256", "payload_bytes")
 _NAME = re.compile(r"^[A-Za-z0-9_+@:=,%-][A-Za-z0-9._+@:=,% ~-]{0,63}$")
 
 
@@ -45,6 +47,9 @@ class LoadedProfile:
     # The whole-thread profile (the detector `eval` measures), when training had enough
     # threads for one; None otherwise.
     thread_profile: object | None = None
+    # What the binary touches (sysgram.models.touched.TouchedSets), when the training
+    # recorded it; None for profiles trained without.
+    touched: object | None = None
 
     @property
     def binary_path(self) -> str | None:
@@ -80,12 +85,25 @@ class ProfileStore:
         return sorted(p.name[: -len(SUFFIX)] for p in self.root.glob(f"*{SUFFIX}"))
 
     def save(self, trained: TrainedProfile) -> Path:
-        """Write a training result (profile, thread profile, training streams) atomically."""
+        """Write a training result (profile, thread profile, training streams, touched
+        sets) atomically."""
         path = self.path(trained.name)
         self._ensure_root()
         payload = {"profile": trained.profile, "traces": _pack(trained.streams),
-                   "thread_profile": trained.thread_profile}
+                   "thread_profile": trained.thread_profile, "touched": trained.touched}
         write_envelope(path, {"name": trained.name, **trained.meta()}, payload)
+        return path
+
+    def replace_touched(self, name: str, touched, touched_header: dict) -> Path:
+        """Rewrite a profile with new touched sets (e.g. an allow-list), re-hashed."""
+        path = self._inside(self._must_exist(name))
+        envelope = read_envelope(path)
+        payload = envelope.payload
+        if not isinstance(payload, dict) or "profile" not in payload:
+            raise ProfileFileError(f"{self.path(name)} holds no profile; retrain it with "
+                                   f"`sysgram train --proc {name}`.")
+        meta = {k: v for k, v in envelope.header.items() if k not in _ENVELOPE_FIELDS}
+        write_envelope(path, {**meta, "touched": touched_header}, {**payload, "touched": touched})
         return path
 
     def _ensure_root(self) -> None:
@@ -113,7 +131,7 @@ class ProfileStore:
         if changed:
             warnings.append(changed)
         return LoadedProfile(payload["profile"], envelope.header, _unpack(payload.get("traces")),
-                             warnings, payload.get("thread_profile"))
+                             warnings, payload.get("thread_profile"), payload.get("touched"))
 
     def header(self, name: str) -> dict:
         return read_header(self._inside(self._must_exist(name)))

@@ -28,24 +28,32 @@ class TrainedProfile:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     fit_seconds: float = 0.0
+    touched: object | None = None  # the learned sets (models.touched.TouchedSets), or None
 
     def meta(self) -> dict:
         """The header fields describing this result (readable without unpickling)."""
         from sysgram.models.store import profile_meta
+        from sysgram.models.touched import touched_meta
 
-        return profile_meta(self.profile, binary=self.binary, sources=self.sources,
+        meta = profile_meta(self.profile, binary=self.binary, sources=self.sources,
                             thread_profile=self.thread_profile)
+        if self.touched is not None:
+            meta["touched"] = touched_meta(self.touched)
+        return meta
 
 
 def train_profile(
     name: str, threads: list, profile, *, sources: list[dict] | None = None,
-    previous=None,
+    previous=None, touched=None,
 ) -> TrainedProfile:
-    """Fit `profile` (an unfitted Profile, its arch set) and a thread profile on `threads`.
+    """Fit `profile` (an unfitted Profile, its arch set) and a thread profile on `threads`,
+    and the touched sets from `touched` (a models.touched.FirstSeen of the same processes).
 
-    With `previous` (a LoadedProfile), its training streams come first and its sources
-    and binary identity carry over when the new data name none.
+    With `previous` (a LoadedProfile), its training streams come first and its sources,
+    binary identity and touched sets carry over when the new data name none.
     """
+    from sysgram.models.touched import fit_touched
+
     streams = to_streams(threads, profile.arch)
     notes, warnings = [], []
     if streams.lost_events:
@@ -60,7 +68,9 @@ def train_profile(
     binary = binary_identity(threads, name)
     if previous is not None and not binary.get("sha256"):
         binary = previous.header.get("binary") or binary
-    return _fit(name, profile, pieces, described, binary, notes, warnings)
+    result = _fit(name, profile, pieces, described, binary, notes, warnings)
+    result.touched = fit_touched(touched, previous.touched if previous is not None else None)
+    return result
 
 
 def train_on_streams(name: str, streams: Sequences, profile, *,
@@ -81,6 +91,7 @@ def retrain_with_streams(name: str, loaded, learned: Sequences, source: dict) ->
     result = _fit(name, clone(loaded.profile), pieces, sources,
                   binary if isinstance(binary, dict) else {}, [], [], thread_profile=False)
     result.thread_profile = loaded.thread_profile
+    result.touched = loaded.touched
     return result
 
 

@@ -33,6 +33,10 @@ class Aggregator:
         self._period_alerts: list[int] = []  # ts of alerts emitted, for the burst limit
         self._ended: list[Repeat] = []  # periods closed by a later alert, not yet expired
 
+    def next_id(self) -> int:
+        """The next number of the run's one sequence of alert and repeat ids."""
+        return next(self._ids)
+
     @property
     def open_periods(self) -> int:
         return len(self._by_pid) + (self._overflow is not None)

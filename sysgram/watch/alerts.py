@@ -60,6 +60,7 @@ class Alert:
     explanation: Explanation
     scope: str = "window"  # "window": one window; "thread": a thread's whole stream
     stream_calls: int | None = None  # scope "thread": calls in the stream judged
+    touched: dict | None = None  # files, programs, peers the thread touched (watch/touched.py)
 
     def record(self) -> dict:
         proc = self.process
@@ -89,6 +90,7 @@ class Alert:
             "new_syscalls": exp.new_syscalls,
             **({"stream_calls": self.stream_calls} if self.scope == "thread" else {}),
             **({"cgroup": proc.cgroup, "container": proc.container} if proc.cgroup else {}),
+            **({"touched": self.touched} if self.touched is not None else {}),
         }
 
 

@@ -11,7 +11,9 @@ its exit. Nothing here prints.
 Items are the collector's item classes (`sysgram.collector.items`, plain dataclasses:
 no bcc needed to test the engine), dispatched in one `match`. Syscall numbers arrive in
 the host's table (`WatchConfig.arch`) and are translated to the profile's by name.
-Every decision on a scored window is `AlertPolicy`'s (through `ThresholdScorer`).
+Every decision on a scored window is `AlertPolicy`'s (through `ThresholdScorer`). With a
+`TouchedWatch`, every item is also shown to it (files, programs and peers: alerts of
+their own, and listed in each window alert).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sysgram.watch.aggregate import Aggregator
 from sysgram.watch.alerts import Alert, ProcessContext, Repeat
 from sysgram.watch.explain import Explanation, explain_stream, explain_window
 from sysgram.watch.scoring import ThresholdScorer
+from sysgram.watch.touched import TouchedWatch
 from sysgram.watch.verdicts import ThreadVerdicts
 
 
@@ -67,6 +70,8 @@ class WatchStats:
     streams_judged: int = 0  # thread streams scored whole by the thread profile
     streams_anomalous: int = 0
     streams_too_long: int = 0  # ended without a whole-stream verdict (too long to keep)
+    touched_new: int = 0  # touched records outside the learned sets (alerted or folded)
+    touched_lost: int = 0  # touched records the kernel could not hand over
     max_score: float = float("-inf")  # highest window score since the last reset
 
     def as_dict(self) -> dict:
@@ -109,8 +114,10 @@ class WatchEngine:
         names: SyscallTable,
         explainer: object | None = None,
         verdicts: ThreadVerdicts | None = None,
+        touched: TouchedWatch | None = None,
     ) -> None:
         self.scorer = scorer
+        self.touched = touched  # what processes touch: its own alerts, listed in window alerts
         self.verdicts = verdicts
         self.config = config
         self.names = names
@@ -122,6 +129,8 @@ class WatchEngine:
         self.warmup_ns = int(config.warmup_s * 1e9)
         self.stats = WatchStats()
         self.aggregator = Aggregator(config.aggregate_s, config.burst)
+        if touched is not None:  # one id sequence for every alert and repeat of the run
+            touched.next_id = self.aggregator.next_id
         self._procs: dict[int, _Process] = {}
         self._threads: dict[int, _Thread] = {}
         self._cuts: list[_Cut] = []
@@ -288,9 +297,27 @@ class WatchEngine:
                     self._on_exec(item)
                 case ThreadExit():
                     self._on_exit(item)
+            if self.touched is not None:
+                proc = self._procs.get(item.pid)
+                self.touched.observe(item, proc.ctx if proc is not None else None)
         for thread in threads.values():
             self._feed(thread)
-        return self._score()
+        return self._score() + self._touched_alerts()
+
+    def _touched_alerts(self) -> list:
+        if self.touched is None:
+            return []
+        alerts = self.touched.take_alerts()
+        self.stats.alerts += len(alerts)
+        self.stats.touched_new = self.touched.new_items
+        self.stats.touched_lost = self.touched.lost
+        return alerts
+
+    def _with_touched(self, alert: Alert, calls: int) -> Alert:
+        """The alert, listing what its thread touched over its last `calls` calls."""
+        if self.touched is not None:
+            alert.touched = self.touched.window_items(alert.tid, calls)
+        return alert
 
     def _score(self) -> list[Alert]:
         return self._score_windows() + self._judge_streams()
@@ -313,7 +340,7 @@ class WatchEngine:
             emitted = self.aggregator.offer(alert)
             if emitted is not None:
                 self.stats.alerts += 1
-                out.append(emitted)
+                out.append(self._with_touched(emitted, len(ended.ids)))
         return out
 
     def _score_windows(self) -> list[Alert]:
@@ -349,12 +376,14 @@ class WatchEngine:
             if emitted is not None:
                 emitted.explanation = explain_window(self.explainer, window)
                 self.stats.alerts += 1
-                out.append(emitted)
+                out.append(self._with_touched(emitted, self.length + self.stride))
         return out
 
     def expire(self, now_ns: int) -> list[Repeat]:
         """Close aggregation periods that ended by `now_ns` (kernel monotonic time)."""
         repeats = self.aggregator.expire(now_ns)
+        if self.touched is not None:
+            repeats += self.touched.expire(now_ns)
         self.stats.repeats += len(repeats)
         return repeats
 
@@ -372,7 +401,9 @@ class WatchEngine:
         """At exit: score what is pending and close every aggregation period."""
         for thread in self._threads.values():
             self._feed(thread)
-        alerts = self._score()
+        alerts = self._score() + self._touched_alerts()
         repeats = self.aggregator.finish()
+        if self.touched is not None:
+            repeats += self.touched.expire(2**63 - 1)
         self.stats.repeats += len(repeats)
         return alerts, repeats

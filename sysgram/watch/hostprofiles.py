@@ -18,6 +18,7 @@ from sysgram.watch.alerts import Alert, Repeat
 from sysgram.watch.engine import WatchConfig, WatchEngine
 from sysgram.watch.host import HostRouter
 from sysgram.watch.scoring import ThresholdScorer
+from sysgram.watch.touched import TouchedWatch
 from sysgram.watch.verdicts import ThreadVerdicts
 
 
@@ -31,20 +32,21 @@ class EngineSettings:
     thresholds: dict[str, float] = field(default_factory=dict)
 
 
-def build_engine(loaded, binary: str, settings: EngineSettings) -> WatchEngine:
-    """A WatchEngine for one loaded profile."""
-    from sysgram.syscalls import table
+def build_engine(loaded, binary: str, settings: EngineSettings,
+                 learner: object | None = None) -> WatchEngine:
+    """The WatchEngine for one loaded profile: the one place an engine is put together, for
+    one binary (`watch --proc NAME`) as for many (`--all`)."""
+    from sysgram.syscalls import host_arch, table
 
     profile = loaded.profile
     threshold = settings.thresholds.get(binary, settings.threshold)
-    scorer = ThresholdScorer(profile, threshold=threshold)
-    thread_profile = loaded.thread_profile
-    verdicts = None
-    if thread_profile is not None and thread_profile.thread_threshold_ is not None:
-        verdicts = ThreadVerdicts(thread_profile)
+    scorer = ThresholdScorer(profile, threshold=threshold, learner=learner)
+    verdicts = ThreadVerdicts.of(loaded.thread_profile)
     config = WatchConfig(binary=binary, warmup_s=settings.warmup_s,
-                         aggregate_s=settings.aggregate_s)
-    return WatchEngine(scorer, config, table(getattr(profile, "arch_", None)), verdicts=verdicts)
+                         aggregate_s=settings.aggregate_s, binary_path=loaded.binary_path,
+                         arch=host_arch())
+    return WatchEngine(scorer, config, table(profile.arch_), verdicts=verdicts,
+                       touched=TouchedWatch(loaded.touched, binary))
 
 
 def _identity(path) -> tuple[int, int, int] | None:

@@ -11,6 +11,7 @@ from sysgram.sanitize import for_terminal as safe
 from sysgram.watch.alerts import Alert, Repeat, wall_time
 from sysgram.watch.engine import WatchStats
 from sysgram.watch.session import Status
+from sysgram.watch.touched import touched_repeat_text, touched_text, window_text
 
 _BOLD_RED, _RESET = "\x1b[1;31m", "\x1b[0m"
 
@@ -35,6 +36,8 @@ def _window_text(alert: Alert, colour: bool) -> str:
 
 
 def alert_text(alert: Alert, colour: bool = False) -> str:
+    if alert.scope == "touched":
+        return touched_text(alert)
     proc, exp = alert.process, alert.explanation
     ppid = "?" if proc.ppid is None else proc.ppid
     whole = alert.scope == "thread"
@@ -60,10 +63,14 @@ def alert_text(alert: Alert, colour: bool = False) -> str:
         lines.append(f"  unseen n-grams: {grams}{more}")
     if exp.new_syscalls:
         lines.append("  new to this binary: " + ", ".join(safe(n, 40) for n in exp.new_syscalls))
+    if alert.touched:
+        lines += window_text(alert.touched)
     return "\n".join(lines)
 
 
 def repeat_text(repeat: Repeat) -> str:
+    if getattr(repeat, "scope", "") == "touched":
+        return touched_repeat_text(repeat)
     scope = (
         f"alert #{repeat.alert_id}, {_who(repeat.process.pid, repeat.process.comm)}"
         if repeat.alert_id is not None
@@ -114,4 +121,7 @@ def summary_text(binary: str, stats: WatchStats, elapsed_s: float, lost: int, re
         lines.append(f"  {stats.lost_unattributed:,} lost events no thread could be named for "
                      f"(every stream cut there); {stats.unencodable_calls:,} calls with no "
                      "number in the profile's table")
+    if stats.touched_new or stats.touched_lost:
+        lines.append(f"  {stats.touched_new:,} touched records outside the learned sets; "
+                     f"{stats.touched_lost:,} touched records lost")
     return "\n".join(lines)

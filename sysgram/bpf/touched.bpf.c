@@ -1,0 +1,370 @@
+/* What a targeted process touched: files it opens, programs it executes, network peers.
+ *
+ * Included by sysgram.bpf.c after its target check helpers (the loader writes it in
+ * place: bcc rewrites map calls only in the text it is given). The sys_enter hook calls
+ * `touched_enter` once, after it has decided the thread belongs to a target, so an
+ * untargeted process pays nothing more. Arguments are read from the raw tracepoint's
+ * pt_regs (no other kernel structure) with bpf_probe_read_user(_str), bounded.
+ * Calls whose result matters (execve/execveat, connect, accept/accept4, socket) keep
+ * their arguments per thread until the call's own sys_exit tracepoint (never
+ * raw_syscalls:sys_exit, which every syscall of the host would pay) and are reported
+ * there, once, with the result. Records leave through their own ring buffer without
+ * waking the reader; a refused record is counted per CPU and per thread.
+ */
+#include <linux/ptrace.h>           /* struct pt_regs: the registers syscall entry saved */
+#include "touched.h"
+
+BPF_RINGBUF_OUTPUT(touched, SG_TOUCHED_PAGES);
+BPF_PERCPU_ARRAY(touch_counters, struct sg_touch_counters, 1);
+BPF_HASH(touch_lost, u64, u64, SG_TOUCH_LOST_THREADS);   /* pid_tgid -> records lost */
+BPF_TABLE("lru_hash", u32, struct sg_touch_pending, touch_pending, 4096);
+BPF_TABLE("lru_hash", u32, struct sg_touch_exec, touch_exec, 1024);
+BPF_PERCPU_ARRAY(touch_exec_scratch, struct sg_touch_exec, 1);
+
+/* The n-th syscall argument (0-based) from the registers the syscall entry saved, at its
+ * offset in struct pt_regs (offsetof, so the headers only need the struct's layout). */
+static __always_inline u64 touch_arg(u64 regs, int n)
+{
+    u64 v = 0;
+    u64 off;
+#if defined(__TARGET_ARCH_arm64)
+    off = offsetof(struct pt_regs, regs[0]) + 8 * n;
+#else
+    /* n is a constant at every call site: the chain folds to one offset. */
+    if (n == 0)
+        off = offsetof(struct pt_regs, di);
+    else if (n == 1)
+        off = offsetof(struct pt_regs, si);
+    else if (n == 2)
+        off = offsetof(struct pt_regs, dx);
+    else if (n == 3)
+        off = offsetof(struct pt_regs, r10);
+    else if (n == 4)
+        off = offsetof(struct pt_regs, r8);
+    else
+        off = offsetof(struct pt_regs, r9);
+#endif
+    bpf_probe_read_kernel(&v, sizeof(v), (void *)(regs + off));
+    return v;
+}
+
+static __always_inline void touch_count_loss(void)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 zero = 0;
+    struct sg_touch_counters *c = touch_counters.lookup(&zero);
+    if (c)
+        c->lost++;
+    u64 none = 0;
+    u64 *n = touch_lost.lookup_or_try_init(&pid_tgid, &none);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    else if (c)
+        c->lost_unattributed++;
+}
+
+static __always_inline void touch_count_record(void)
+{
+    u32 zero = 0;
+    struct sg_touch_counters *c = touch_counters.lookup(&zero);
+    if (c)
+        c->records++;
+}
+
+static __always_inline void touch_hdr(struct sg_touch_hdr *h, u16 kind, u16 nr, u32 tid,
+                                      u32 tgid)
+{
+    h->ts = bpf_ktime_get_ns();
+    h->tid = tid;
+    h->tgid = tgid;
+    h->kind = kind;
+    h->nr = nr;
+    h->ret = 0;
+    h->flags = 0;
+    h->addr_len = 0;
+    h->arg0 = 0;
+    h->arg1 = 0;
+}
+
+/* A user string into `dst` (NUL terminated); flags a cut or an unreadable pointer. */
+static __always_inline u32 touch_str(char *dst, u32 size, u64 src, u32 cut_flag)
+{
+    long n = bpf_probe_read_user_str(dst, size, (void *)src);
+    if (n < 0) {
+        dst[0] = 0;
+        return SG_TF_UNREADABLE;
+    }
+    return n >= size ? cut_flag : 0;
+}
+
+/* A user sockaddr of `len` bytes into `dst` (the bytes past what was read are zero). */
+static __always_inline u32 touch_addr(u8 *dst, u64 src, u32 len)
+{
+    u64 *words = (u64 *)dst;                /* 8-aligned in every record */
+#pragma unroll
+    for (int i = 0; i < SG_TOUCH_ADDR_LEN / 8; i++)
+        words[i] = 0;
+    if (!src || len == 0)
+        return 0;                           /* no address given (accept(fd, NULL, NULL)) */
+    u64 n = len;
+    if (n > SG_TOUCH_ADDR_LEN)
+        n = SG_TOUCH_ADDR_LEN;
+    asm volatile("" : "+r"(n));             /* keep the bound where the verifier sees it */
+    n &= 0x7f;
+    if (bpf_probe_read_user(dst, n, (void *)src) != 0)
+        return SG_TF_UNREADABLE;
+    return 0;
+}
+
+static __always_inline void touch_open(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64 path,
+                                       s64 flags)
+{
+    struct sg_touch_open *r = touched.ringbuf_reserve(sizeof(*r));
+    if (!r) {
+        touch_count_loss();
+        return;
+    }
+    touch_hdr(&r->hdr, SG_TOUCH_OPEN, nr, tid, tgid);
+    r->hdr.arg0 = dirfd;
+    r->hdr.arg1 = flags;
+    r->hdr.flags = touch_str(r->path, sizeof(r->path), path, SG_TF_PATH_CUT);
+    touched.ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+    touch_count_record();
+}
+
+/* A net record made at enter (bind, sendto/sendmsg with an address). */
+static __always_inline void touch_net_now(u32 tid, u32 tgid, u16 kind, u16 nr, s64 fd,
+                                          u64 addr, u32 len)
+{
+    struct sg_touch_net *r = touched.ringbuf_reserve(sizeof(*r));
+    if (!r) {
+        touch_count_loss();
+        return;
+    }
+    touch_hdr(&r->hdr, kind, nr, tid, tgid);
+    r->hdr.arg0 = fd;
+    r->hdr.addr_len = len;
+    r->hdr.flags = touch_addr(r->addr, addr, len);
+    touched.ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+    touch_count_record();
+}
+
+/* argv[0..SG_TOUCH_ARGS-1] from a user array of string pointers; hdr.arg1 = how many. */
+static __always_inline u32 touch_argv(struct sg_touch_exec *e, u64 argv)
+{
+    u32 flags = 0;
+    e->hdr.arg1 = 0;
+#pragma unroll
+    for (int i = 0; i < SG_TOUCH_ARGS; i++)
+        e->argv[i][0] = 0;
+    if (!argv)
+        return 0;
+#pragma unroll
+    for (int i = 0; i < SG_TOUCH_ARGS; i++) {
+        u64 p = 0;
+        if (bpf_probe_read_user(&p, sizeof(p), (void *)(argv + 8 * i)) != 0)
+            return flags | SG_TF_UNREADABLE;
+        if (!p)
+            return flags;
+        flags |= touch_str(e->argv[i], SG_TOUCH_ARG_LEN, p, SG_TF_ARG_CUT);
+        e->hdr.arg1 = i + 1;
+    }
+    u64 more = 0;
+    bpf_probe_read_user(&more, sizeof(more), (void *)(argv + 8 * SG_TOUCH_ARGS));
+    return more ? flags | SG_TF_MORE_ARGS : flags;
+}
+
+/* execve/execveat: the strings must be read now (a successful exec replaces them). */
+static __always_inline void touch_exec_enter(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64 path,
+                                             u64 argv)
+{
+    u32 zero = 0;
+    struct sg_touch_exec *e = touch_exec_scratch.lookup(&zero);
+    if (!e)
+        return;
+    touch_hdr(&e->hdr, SG_TOUCH_EXEC, nr, tid, tgid);
+    e->hdr.arg0 = dirfd;
+    u32 flags = touch_str(e->path, sizeof(e->path), path, SG_TF_PATH_CUT);
+    flags |= touch_argv(e, argv);
+    e->hdr.flags = flags;
+    touch_exec.update(&tid, e);
+}
+
+static __always_inline void touch_hold(u32 tid, u16 nr, u64 ptr, u64 len_ptr, u32 len,
+                                       s64 arg0, s64 arg1)
+{
+    struct sg_touch_pending p = {};
+    p.ptr = ptr;
+    p.len_ptr = len_ptr;
+    p.len = len;
+    p.arg0 = arg0;
+    p.arg1 = arg1;
+    p.nr = nr;
+    touch_pending.update(&tid, &p);
+}
+
+/* Called by the sys_enter hook for a targeted thread (never for the collector itself). */
+static __always_inline void touched_enter(struct bpf_raw_tracepoint_args *ctx, u32 tgid,
+                                          u32 tid)
+{
+    long id = (long)ctx->args[1];
+    u64 regs = ctx->args[0];           /* struct pt_regs * */
+    u16 nr = (u16)id;
+    if (id == SG_NR_OPENAT) {
+        touch_open(tid, tgid, nr, (s32)touch_arg(regs, 0), touch_arg(regs, 1),
+                   (s32)touch_arg(regs, 2));
+    } else if (id == SG_NR_OPEN) {
+        touch_open(tid, tgid, nr, -100 /* AT_FDCWD */, touch_arg(regs, 0),
+                   (s32)touch_arg(regs, 1));
+    } else if (id == SG_NR_OPENAT2) {
+        u64 how_flags = 0;                  /* struct open_how starts with u64 flags */
+        bpf_probe_read_user(&how_flags, sizeof(how_flags), (void *)touch_arg(regs, 2));
+        touch_open(tid, tgid, nr, (s32)touch_arg(regs, 0), touch_arg(regs, 1), how_flags);
+    } else if (id == SG_NR_EXECVE) {
+        touch_exec_enter(tid, tgid, nr, -100, touch_arg(regs, 0), touch_arg(regs, 1));
+    } else if (id == SG_NR_EXECVEAT) {
+        touch_exec_enter(tid, tgid, nr, (s32)touch_arg(regs, 0), touch_arg(regs, 1),
+                         touch_arg(regs, 2));
+    } else if (id == SG_NR_CONNECT) {
+        touch_hold(tid, nr, touch_arg(regs, 1), 0, (u32)touch_arg(regs, 2),
+                   (s32)touch_arg(regs, 0), 0);
+    } else if (id == SG_NR_ACCEPT || id == SG_NR_ACCEPT4) {
+        touch_hold(tid, nr, touch_arg(regs, 1), touch_arg(regs, 2), 0,
+                   (s32)touch_arg(regs, 0), 0);
+    } else if (id == SG_NR_SOCKET) {
+        touch_hold(tid, nr, 0, 0, 0, (s32)touch_arg(regs, 0), (s32)touch_arg(regs, 1));
+    } else if (id == SG_NR_BIND) {
+        touch_net_now(tid, tgid, SG_TOUCH_BIND, nr, (s32)touch_arg(regs, 0),
+                      touch_arg(regs, 1), (u32)touch_arg(regs, 2));
+    } else if (id == SG_NR_SENDTO) {
+        u64 addr = touch_arg(regs, 4);
+        if (addr)                           /* no address: a connected socket, seen before */
+            touch_net_now(tid, tgid, SG_TOUCH_SEND, nr, (s32)touch_arg(regs, 0), addr,
+                          (u32)touch_arg(regs, 5));
+    } else if (id == SG_NR_SENDMSG) {
+        u64 msg = touch_arg(regs, 1);
+        u64 name = 0;
+        u32 namelen = 0;                    /* struct msghdr: msg_name, then msg_namelen */
+        bpf_probe_read_user(&name, sizeof(name), (void *)msg);
+        bpf_probe_read_user(&namelen, sizeof(namelen), (void *)(msg + 8));
+        if (name)
+            touch_net_now(tid, tgid, SG_TOUCH_SEND, nr, (s32)touch_arg(regs, 0), name, namelen);
+    }
+}
+
+/* The exit of a call held at enter: the caller's thread, if it belongs to a target. */
+static __always_inline int touch_exit_thread(u32 *tid, u32 *tgid)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    *tgid = pid_tgid >> 32;
+    *tid = (u32)pid_tgid;
+    if (!is_tracked(*tgid))
+        return 0;
+    u32 zero = 0;
+    struct sg_config *cfg = config.lookup(&zero);
+    return cfg && *tgid != cfg->self_tgid;
+}
+
+static __always_inline void touch_exec_exit(long ret)
+{
+    u32 tid, tgid;
+    if (!touch_exit_thread(&tid, &tgid))
+        return;
+    struct sg_touch_exec *e = touch_exec.lookup(&tid);
+    if (!e)
+        return;
+    if (ret == 0 && (e->hdr.flags & SG_TF_UNREADABLE)) {
+        /* The caller's strings were not paged in at enter (a child after fork has not
+         * touched them yet) and are gone now; the new program's argv is on its fresh
+         * stack: argc at the user stack pointer, then the argv pointers. The file
+         * name comes from sched_process_exec (user space joins them). */
+        struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+        u64 sp = 0;
+        bpf_probe_read_kernel(&sp, sizeof(sp), &regs->sp);
+        e->hdr.flags = SG_TF_UNREADABLE | touch_argv(e, sp + 8);
+    }
+    e->hdr.ts = bpf_ktime_get_ns();
+    e->hdr.ret = (s32)ret;
+    e->hdr.tgid = tgid;
+    if (touched.ringbuf_output(e, sizeof(*e), BPF_RB_NO_WAKEUP) == 0)
+        touch_count_record();
+    else
+        touch_count_loss();
+    touch_exec.delete(&tid);
+}
+
+/* The record of a call held at enter whose number is `nr_a` or `nr_b`, now it returns. */
+static __always_inline void touch_net_exit(long ret, u16 kind, long nr_a, long nr_b)
+{
+    u32 tid, tgid;
+    if (!touch_exit_thread(&tid, &tgid))
+        return;
+    struct sg_touch_pending *p = touch_pending.lookup(&tid);
+    if (!p)
+        return;
+    if (p->nr != (u16)nr_a && p->nr != (u16)nr_b) {
+        touch_pending.delete(&tid);         /* a call whose exit we never saw: stale */
+        return;
+    }
+    struct sg_touch_net *r = touched.ringbuf_reserve(sizeof(*r));
+    if (!r) {
+        touch_count_loss();
+        touch_pending.delete(&tid);
+        return;
+    }
+    touch_hdr(&r->hdr, kind, p->nr, tid, tgid);
+    r->hdr.ret = (s32)ret;
+    r->hdr.arg0 = p->arg0;
+    r->hdr.arg1 = p->arg1;
+    if (kind == SG_TOUCH_SOCKET) {
+        __builtin_memset(r->addr, 0, sizeof(r->addr));
+    } else {
+        u32 len = p->len;
+        if (kind == SG_TOUCH_ACCEPT) {      /* the kernel filled *addrlen on success */
+            len = 0;
+            if (ret >= 0 && p->len_ptr)
+                bpf_probe_read_user(&len, sizeof(len), (void *)p->len_ptr);
+        }
+        r->hdr.addr_len = len;
+        r->hdr.flags = touch_addr(r->addr, p->ptr, len);
+    }
+    touched.ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+    touch_count_record();
+    touch_pending.delete(&tid);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+{
+    touch_exec_exit(args->ret);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
+{
+    touch_exec_exit(args->ret);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_connect)
+{
+    touch_net_exit(args->ret, SG_TOUCH_CONNECT, SG_NR_CONNECT, SG_NR_CONNECT);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_accept)
+{
+    touch_net_exit(args->ret, SG_TOUCH_ACCEPT, SG_NR_ACCEPT, SG_NR_ACCEPT4);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
+{
+    touch_net_exit(args->ret, SG_TOUCH_ACCEPT, SG_NR_ACCEPT, SG_NR_ACCEPT4);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_socket)
+{
+    touch_net_exit(args->ret, SG_TOUCH_SOCKET, SG_NR_SOCKET, SG_NR_SOCKET);
+    return 0;
+}

@@ -1,0 +1,400 @@
+"""What a binary normally touches, learned as sets: programs, file templates, peers, ports.
+
+Pure functions turn one touched record (a collector item or a dataset record, as a
+dict) into the key it is learned and matched by; `TouchedSets` is the estimator that
+learns the sets and says which records of a window are new.
+
+File paths are generalised to templates so names that differ per process, per run or
+per connection match what was learned:
+  - `/proc/<pid>/...` and `/proc/<pid>/task/<tid>/...` (also `/proc/self`, `thread-self`
+    as they are);
+  - a component made only of digits is `<n>`; a component that is a hex hash or a uuid
+    (16+ hex digits, dashes allowed) is `<hex>`;
+  - in temporary directories (/tmp, /var/tmp, /dev/shm, /run/user/<n>): a run of 6+
+    letters, digits and underscores that holds a digit or mixes upper and lower case
+    (mkstemp's XXXXXX) is `<random>`, and Python's tempfile names (tmp + 8 of
+    [a-z0-9_]) are `tmp<random>` whatever they hold;
+  - outside the system directories (/usr, /lib*, /bin, /sbin, /etc, /opt, /boot),
+    digit runs inside a component are `<n>` (rotated logs `x.log.3`, `pgsql_tmp123.0`);
+  - at fit, a directory with more than `collapse_after` distinct templates below it is
+    learned as `dir/*` (any name in it: a web root served file by file);
+  - a path the kernel could not read (its page not yet in memory) is `<unreadable>`, an
+    item like any other, so it is never a blind spot.
+Peers: loopback addresses are `loopback`, addresses in the host's subnets `subnet`
+(ports kept), anything else exactly; an accepted connection is "any client" of its
+protocol; a bind is a listening address and port (port 0: `ephemeral`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import json
+import re
+import subprocess
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from sysgram.errors import UserError
+from sysgram.sanitize import printable
+
+SETS = ("programs", "files", "peers", "listens")
+_TEMP_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/user/")
+_SYSTEM_DIRS = ("/usr/", "/lib", "/bin/", "/sbin/", "/etc/", "/opt/", "/boot/")
+_DIGITS = re.compile(r"^\d+$")
+_HEX = re.compile(r"^[0-9a-fA-F-]{16,}$")
+_RUN = re.compile(r"[A-Za-z0-9_]{6,}")
+_PY_TEMP = re.compile(r"^tmp[a-z0-9_]{8}")      # Python's tempfile: tmp + 8 random chars
+_DIGIT_RUN = re.compile(r"\d+")
+NET_KINDS = ("connect", "accept", "bind", "send")
+UNREADABLE = "<unreadable>"
+
+
+# -- templates ---------------------------------------------------------------------------
+def path_template(path: str) -> str:
+    """The template a path is learned and matched by (see the module's rules)."""
+    if not path.startswith("/"):
+        return path                      # relative to a directory fd: kept as it is
+    parts = path.split("/")
+    in_temp = path.startswith(_TEMP_DIRS)
+    in_system = path.startswith(_SYSTEM_DIRS)
+    out = []
+    for i, part in enumerate(parts):
+        previous = out[-1] if out else ""
+        if i == 2 and previous == "proc" and _DIGITS.match(part):
+            out.append("<pid>")
+        elif previous == "task" and len(out) == 4 and out[2] in ("<pid>", "self") \
+                and _DIGITS.match(part):
+            out.append("<tid>")
+        elif _DIGITS.match(part):
+            out.append("<n>")
+        elif _HEX.match(part) and any(c.isdigit() for c in part):
+            out.append("<hex>")
+        else:
+            if in_temp:
+                part = _PY_TEMP.sub("tmp<random>", part)
+                part = _RUN.sub(_random_run, part)
+            if not in_system:
+                part = _DIGIT_RUN.sub("<n>", part)
+            out.append(part)
+    return "/".join(out)
+
+
+def _random_run(match: re.Match) -> str:
+    run = match.group(0)
+    mixed_case = any(c.islower() for c in run) and any(c.isupper() for c in run)
+    if any(c.isdigit() for c in run) or mixed_case:
+        return "<random>" if not run.startswith("tmp") else "tmp<random>"
+    return run
+
+
+def matches_template(path: str, templates: set[str] | frozenset[str]) -> bool:
+    """Whether `path`'s template was learned, or a learned `dir/*` holds it."""
+    template = path_template(path)
+    if template in templates:
+        return True
+    parent = template.rsplit("/", 1)[0]
+    while parent:
+        if parent + "/*" in templates:
+            return True
+        parent = parent.rsplit("/", 1)[0]
+    return False
+
+
+def collapse(templates: Iterable[str], limit: int) -> set[str]:
+    """Templates with every directory of more than `limit` distinct names as `dir/*`."""
+    templates = set(templates)
+    by_dir: dict[str, set[str]] = {}
+    for t in templates:
+        if t.startswith("/") and t.count("/") >= 2:
+            by_dir.setdefault(t.rsplit("/", 1)[0], set()).add(t)
+    for directory, names in by_dir.items():
+        if len(names) > limit:
+            templates -= names
+            templates.add(directory + "/*")
+    return templates
+
+
+# -- peers -------------------------------------------------------------------------------
+def host_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The subnets of the host's interfaces (from `ip -j address`; none if it fails)."""
+    try:
+        out = subprocess.run(["ip", "-j", "address"], capture_output=True, text=True,
+                             timeout=5, check=True).stdout
+        nets = []
+        for link in json.loads(out):
+            for addr in link.get("addr_info", []):
+                nets.append(ipaddress.ip_network(f"{addr['local']}/{addr['prefixlen']}",
+                                                 strict=False))
+        return nets
+    except (OSError, ValueError, KeyError, subprocess.SubprocessError):
+        return []
+
+
+def address_class(address: str, networks: Sequence) -> str:
+    """`loopback`, `subnet` (one of the host's networks) or the address itself."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped and ip.ipv4_mapped.is_loopback):
+        return "loopback"
+    if any(ip.version == net.version and ip in net and not net.is_loopback for net in networks):
+        return "subnet"
+    return str(ip)
+
+
+def peer_key(record: dict, networks: Sequence = ()) -> tuple[str, str] | None:
+    """(set, key) of a net record: peers for connect/send/accept, listens for bind."""
+    kind, peer = record.get("kind"), record.get("peer")
+    protocol = record.get("protocol") or "?"
+    if kind == "accept":
+        return "peers", f"accept {protocol} any-client"
+    if not isinstance(peer, dict):
+        if not record.get("unreadable"):
+            return None                       # no address given: nothing to learn
+        return ("listens", f"{protocol} {UNREADABLE}") if kind == "bind" else (
+            "peers", f"{kind} {protocol} {UNREADABLE}")
+    family, address, port = peer.get("family"), str(peer.get("address")), peer.get("port") or 0
+    if family == "unix":
+        where = path_template(address) if address.startswith("/") else address
+    else:
+        where = f"{address_class(address, networks)}:{port or 'ephemeral'}"
+    if kind == "bind":
+        return "listens", f"{protocol} {where}"
+    if kind in ("connect", "send"):
+        return "peers", f"{kind} {protocol} {where}"
+    return None
+
+
+def item_key(record: dict, networks: Sequence = ()) -> tuple[str, str] | None:
+    """(set, key) a touched record is learned and matched by; None: nothing to learn.
+
+    Failed calls touch nothing (an exec that failed ran no program; a connect refused
+    reached no peer); a non-blocking connect in progress (-EINPROGRESS) counts.
+    """
+    kind = record.get("kind")
+    result = record.get("result")
+    if kind == "exec":
+        if result != 0 or not record.get("path"):
+            return None
+        return "programs", path_template(record["path"])
+    if kind == "open":
+        if record.get("path"):
+            return "files", path_template(record["path"])
+        # A path the kernel could not read (not paged in): learned and flagged as such,
+        # so it cannot hide a file.
+        return ("files", UNREADABLE) if record.get("unreadable") else None
+    if kind in NET_KINDS:
+        if isinstance(result, int) and result < 0 and result != -115:   # EINPROGRESS
+            return None
+        return peer_key(record, networks)
+    return None
+
+
+# -- the estimator -----------------------------------------------------------------------
+class TouchedSets(BaseEstimator):
+    """Learned sets of what a binary touches, and which records are new to them.
+
+    fit(X): X is a sequence of touched records (dicts with the dataset record's fields:
+    kind, path, peer, protocol, result, ts_ns). `networks` are the host's subnets
+    (None: asked of the host at fit). The allow-lists (`allow_files` fnmatch patterns,
+    `allow_peers` ADDR[:PORT] prefixes, `allow_execs` paths or patterns) are parameters:
+    a user accepts an item without refitting.
+    """
+
+    def __init__(self, collapse_after: int = 32, networks: tuple | None = None,
+                 allow_files: tuple = (), allow_peers: tuple = (),
+                 allow_execs: tuple = ()) -> None:
+        self.collapse_after = collapse_after
+        self.networks = networks
+        self.allow_files = allow_files
+        self.allow_peers = allow_peers
+        self.allow_execs = allow_execs
+
+    def fit(self, X: Iterable[dict], y=None, span_ns: tuple[int, int] | None = None
+            ) -> TouchedSets:
+        """Learn the sets from touched records (any iterable, read once).
+
+        span_ns: the training's (first, last) time, when X holds only each key's first
+        record (FirstSeen); by default the span of X's own times.
+        """
+        networks = self._networks()
+        self.networks_ = tuple(str(n) for n in networks)
+        first_seen = FirstSeen(networks)
+        first_seen.add(X)
+        learned: dict[str, set[str]] = {name: set() for name in SETS}
+        for name, key in first_seen.keys:
+            learned[name].add(key)
+        learned["files"] = collapse(learned["files"], self.collapse_after)
+        self.sets_ = {name: frozenset(keys) for name, keys in learned.items()}
+        self.records_ = first_seen.records
+        start, end = span_ns or first_seen.span
+        self.novelty_curve_ = novelty_per_minute(first_seen.times, start, end)
+        return self
+
+    def _networks(self) -> list:
+        if self.networks is not None:
+            return [ipaddress.ip_network(n, strict=False) for n in self.networks]
+        return host_networks()
+
+    def new_items(self, X: Iterable[dict]) -> list[tuple[str, str, dict]]:
+        """(set, key, record) of each record whose key is new and not allowed, once per key."""
+        networks = [ipaddress.ip_network(n, strict=False) for n in self.networks_]
+        seen: set[tuple[str, str]] = set()
+        out = []
+        for record in X:
+            key = item_key(record, networks)
+            if key is None or key in seen or self.known(key, record):
+                continue
+            seen.add(key)
+            out.append((key[0], key[1], record))
+        return out
+
+    def known(self, key: tuple[str, str], record: dict) -> bool:
+        """Whether the item was learned or is allowed."""
+        name, value = key
+        if value == UNREADABLE:
+            return value in self.sets_[name]
+        if name == "files":
+            return matches_template(record["path"], self.sets_["files"]) or any(
+                fnmatch.fnmatchcase(record["path"], p) for p in self.allow_files)
+        if value in self.sets_[name]:
+            return True
+        if name == "programs":
+            return any(fnmatch.fnmatchcase(record["path"], p) for p in self.allow_execs)
+        return _peer_allowed(record, self.allow_peers)
+
+
+class FirstSeen:
+    """The first record of each key and the span of all records: what fitting needs.
+
+    Memory grows with the distinct keys, not with the records, so a live training of
+    hours keeps only a few thousand records.
+    """
+
+    def __init__(self, networks: Sequence = ()) -> None:
+        self._networks = list(networks)
+        self._first: dict[tuple[str, str], dict] = {}
+        self.records = 0
+        self.span = (0, 0)
+
+    def add(self, records: Iterable[dict]) -> None:
+        start, end = self.span
+        for record in records:
+            self.records += 1
+            ts = int(record.get("ts_ns") or 0)
+            if ts:
+                start, end = min(start or ts, ts), max(end, ts)
+            key = item_key(record, self._networks)
+            if key is not None and key not in self._first:
+                self._first[key] = record
+        self.span = (start, end)
+
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        return list(self._first)
+
+    @property
+    def times(self) -> list[int]:
+        return [int(r.get("ts_ns") or 0) for r in self._first.values()]
+
+    def first_records(self) -> list[dict]:
+        return list(self._first.values())
+
+
+def extend_sets(sets: TouchedSets, previous: TouchedSets | None) -> TouchedSets:
+    """`sets` with everything `previous` learned (and its allow-lists) added."""
+    if previous is None:
+        return sets
+    for name in SETS:
+        sets.sets_[name] = sets.sets_[name] | previous.sets_.get(name, frozenset())
+    sets.set_params(allow_files=previous.allow_files, allow_peers=previous.allow_peers,
+                    allow_execs=previous.allow_execs)
+    return sets
+
+
+def allow(sets: TouchedSets, *, files: Sequence[str] = (), peers: Sequence[str] = (),
+          execs: Sequence[str] = ()) -> TouchedSets:
+    """`sets` with these patterns added to its allow-lists (checked, duplicates dropped)."""
+    for pattern in (*files, *execs):
+        if not pattern.startswith("/") and not pattern.startswith("*"):
+            raise UserError(f"'{printable(pattern)}' is not an absolute path or pattern; "
+                            "give one starting with / (or *).")
+    for pattern in peers:
+        address, _ = split_peer_pattern(pattern)
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            if not address.startswith("/") and not address.startswith("@"):
+                raise UserError(f"'{printable(pattern)}' is not ADDR[:PORT], [ADDR6][:PORT] "
+                                "or a unix socket path; e.g. 10.0.0.5:5432.") from None
+
+    def merged(old: tuple, new: Sequence[str]) -> tuple:
+        return tuple(dict.fromkeys([*old, *new]))
+
+    return sets.set_params(allow_files=merged(sets.allow_files, files),
+                           allow_peers=merged(sets.allow_peers, peers),
+                           allow_execs=merged(sets.allow_execs, execs))
+
+
+def touched_meta(sets: TouchedSets) -> dict:
+    """Header fields of fitted sets (for `profiles show` without unpickling)."""
+    return {
+        "records": sets.records_,
+        "sets": {name: sorted(keys) for name, keys in sets.sets_.items()},
+        "novelty_per_minute": list(sets.novelty_curve_),
+        "networks": list(sets.networks_),
+        "allow": {"files": list(sets.allow_files), "peers": list(sets.allow_peers),
+                  "execs": list(sets.allow_execs)},
+    }
+
+
+def _peer_allowed(record: dict, patterns: Sequence[str]) -> bool:
+    peer = record.get("peer")
+    if not isinstance(peer, dict) or not patterns:
+        return False
+    address, port = str(peer.get("address")), int(peer.get("port") or 0)
+    for pattern in patterns:
+        want_addr, want_port = split_peer_pattern(pattern)
+        if address == want_addr and (want_port is None or want_port == port):
+            return True
+    return False
+
+
+def split_peer_pattern(pattern: str) -> tuple[str, int | None]:
+    """ADDR, [ADDR6], ADDR:PORT or [ADDR6]:PORT -> (address, port or None)."""
+    if pattern.startswith("["):
+        address, _, rest = pattern[1:].partition("]")
+        return address, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    if pattern.count(":") == 1:
+        address, port = pattern.split(":")
+        if port.isdigit():
+            return address, int(port)
+    return pattern, None
+
+
+def novelty_per_minute(first_seen_ns: Sequence[int], start_ns: int, end_ns: int) -> list[int]:
+    """New keys in each minute from `start_ns` to `end_ns`, from when each was first seen.
+
+    A curve that ends in zeros says the sets stopped growing; keys without a time (an
+    imported corpus) are not placed on it.
+    """
+    stamps = np.array([t for t in first_seen_ns if t], dtype=np.int64)
+    if not start_ns or end_ns < start_ns:
+        return []
+    minutes = int((end_ns - start_ns) // 60_000_000_000) + 1
+    index = np.clip((stamps - start_ns) // 60_000_000_000, 0, minutes - 1)
+    return np.bincount(index, minlength=minutes).astype(int).tolist()
+
+
+def fit_touched(first_seen: FirstSeen | None, prior: TouchedSets | None = None
+                ) -> TouchedSets | None:
+    """The touched sets of a training: from its records, extended by `prior` (--append)."""
+    if first_seen is None or not first_seen.records:
+        return prior
+    sets = TouchedSets().fit(first_seen.first_records(), span_ns=first_seen.span)
+    sets.records_ = first_seen.records
+    return extend_sets(sets, prior)

@@ -1,0 +1,130 @@
+"""Learned sets of what a binary touches: templates on real names, keys, the estimator."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+
+from sysgram.models.touched import (
+    TouchedSets,
+    collapse,
+    item_key,
+    matches_template,
+    novelty_per_minute,
+    path_template,
+)
+
+
+def test_templates_of_real_proc_names_hold_for_every_process_and_thread():
+    pids = [int(p) for p in os.listdir("/proc") if p.isdigit()][:50]
+    assert len(pids) > 3
+    assert {path_template(f"/proc/{pid}/stat") for pid in pids} == {"/proc/<pid>/stat"}
+    tids = os.listdir(f"/proc/{os.getpid()}/task")
+    assert {path_template(f"/proc/{os.getpid()}/task/{tid}/comm") for tid in tids} \
+        == {"/proc/<pid>/task/<tid>/comm"}
+    assert path_template("/proc/self/status") == "/proc/self/status"
+    fds = os.listdir("/proc/self/fd")
+    assert {path_template(f"/proc/self/fd/{fd}") for fd in fds} == {"/proc/self/fd/<n>"}
+
+
+def test_templates_of_real_temp_names_hold_run_after_run():
+    names = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for _ in range(40):
+            fd, path = tempfile.mkstemp(dir="/tmp")
+            os.close(fd)
+            os.unlink(path)
+            names.append(path)
+        names += [tempfile.mkdtemp(dir=scratch) for _ in range(5)]
+    templates = {path_template(n) for n in names[:40]}
+    assert templates == {"/tmp/tmp<random>"}, templates
+    c_style = [f"/tmp/cc{suffix}.o" for suffix in ("Ab12Xy", "q9Zr2K", "x1y2z3")]
+    assert {path_template(n) for n in c_style} == {"/tmp/<random>.o"}
+
+
+def test_system_files_stay_exact_and_rotations_and_hashes_generalise():
+    for path in ("/etc/passwd", "/etc/shadow", "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                 "/usr/bin/sha256sum", "/bin/sh"):
+        assert path_template(path) == path
+    assert path_template("/var/log/nginx/access.log.1") \
+        == path_template("/var/log/nginx/access.log.12") == "/var/log/nginx/access.log.<n>"
+    assert path_template("/srv/cache/0123456789abcdef0123/x") == "/srv/cache/<hex>/x"
+    assert path_template("relative/name") == "relative/name"
+
+
+def test_a_crowded_directory_collapses_and_matches_any_name_in_it():
+    learned = collapse({f"/var/www/page{i}x.html".replace("1", "one") for i in range(40)}
+                       | {"/etc/nginx/nginx.conf"}, limit=32)
+    assert "/var/www/*" in learned and "/etc/nginx/nginx.conf" in learned
+    assert matches_template("/var/www/brand-new.html", learned)
+    assert not matches_template("/etc/passwd", learned)
+
+
+def _rec(kind, ts=0, **fields):
+    return {"kind": kind, "ts_ns": ts, **fields}
+
+
+def test_keys_generalise_peers_and_skip_failed_calls():
+    nets = ()
+    connect = _rec("connect", peer={"family": "ipv4", "address": "127.0.0.1", "port": 5432},
+                   protocol="tcp", result=0)
+    assert item_key(connect, nets) == ("peers", "connect tcp loopback:5432")
+    refused = dict(connect, result=-111)
+    assert item_key(refused, nets) is None
+    accept = _rec("accept", peer={"family": "ipv4", "address": "10.1.2.3", "port": 4000},
+                  protocol="tcp", result=5)
+    assert item_key(accept, nets) == ("peers", "accept tcp any-client")
+    bind = _rec("bind", peer={"family": "ipv6", "address": "::", "port": 8080},
+                protocol="tcp")
+    assert item_key(bind, nets) == ("listens", "tcp :::8080")
+    assert item_key(_rec("exec", path="/bin/true", result=-2), nets) is None
+    assert item_key(_rec("exec", path="/bin/true", result=0), nets) == ("programs", "/bin/true")
+
+
+def test_sets_learn_and_flag_only_what_is_new_once_and_allow_lists_silence_it():
+    minute = 60_000_000_000
+    train = [_rec("open", 1, path=f"/proc/{p}/stat") for p in (10, 11)] + [
+        _rec("open", 2, path="/etc/hosts"),
+        _rec("exec", 3 * minute, path="/bin/true", result=0),
+        _rec("connect", 3 * minute, protocol="tcp", result=0,
+             peer={"family": "ipv4", "address": "127.0.0.1", "port": 80}),
+    ]
+    sets = TouchedSets(networks=()).fit(train)
+    assert sets.novelty_curve_ == [2, 0, 2]          # /proc/<pid>/stat is one key
+    live = [_rec("open", path="/proc/99/stat"), _rec("open", path="/etc/passwd"),
+            _rec("open", path="/etc/passwd"),
+            _rec("exec", path="/bin/sh", result=0),
+            _rec("connect", protocol="tcp", result=0,
+                 peer={"family": "ipv4", "address": "8.8.8.8", "port": 53})]
+    assert [(s, k) for s, k, _ in sets.new_items(live)] == [
+        ("files", "/etc/passwd"), ("programs", "/bin/sh"), ("peers", "connect tcp 8.8.8.8:53")]
+    sets.set_params(allow_files=("/etc/pass*",), allow_execs=("/bin/sh",),
+                    allow_peers=("8.8.8.8:53",))
+    assert sets.new_items(live) == []
+
+
+def test_novelty_curve_spans_the_whole_training_time():
+    minute = 60_000_000_000
+    assert novelty_per_minute([minute], minute, 4 * minute) == [1, 0, 0, 0]
+    assert novelty_per_minute([], 0, 0) == []
+
+
+def test_thread_ids_template_even_for_a_fresh_thread():
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(threading.get_native_id()))
+    worker.start()
+    worker.join()
+    assert path_template(f"/proc/{os.getpid()}/task/{seen[0]}/stat") \
+        == "/proc/<pid>/task/<tid>/stat"
+
+
+def test_an_unreadable_path_is_an_item_of_its_own_not_a_blind_spot():
+    unreadable = {"kind": "open", "path": "", "unreadable": True}
+    assert item_key(unreadable) == ("files", "<unreadable>")
+    sets = TouchedSets(networks=()).fit([{"kind": "open", "path": "/etc/hosts", "ts_ns": 1}])
+    assert [k for _, k, _ in sets.new_items([unreadable])] == ["<unreadable>"]
+    learned = TouchedSets(networks=()).fit([dict(unreadable, ts_ns=1)])
+    assert learned.new_items([unreadable]) == []
+    hidden_peer = {"kind": "connect", "result": 0, "protocol": "tcp", "unreadable": True}
+    assert item_key(hidden_peer) == ("peers", "connect tcp <unreadable>")

@@ -51,3 +51,39 @@ def test_a_detector_without_a_running_form_has_none():
 
     _, train = _training()
     assert running_scores(OCSVMDetector(n_components=16).fit(train)) is None
+
+
+def test_a_long_lived_thread_is_judged_while_it_runs_and_alerts_once():
+    """A server thread that never exits, longer than the verdicts keep: normal work passes;
+    when it turns into another program, its running whole-stream score alerts before it
+    ends, once, with the stream's length so far."""
+    from sysgram.collector.items import ThreadEvents, ThreadExit, ThreadStart
+    from sysgram.models.defaults import thread_profile_params
+    from sysgram.models.profile import Profile
+    from sysgram.syscalls import table
+    from sysgram.watch import ThresholdScorer, WatchConfig, WatchEngine
+    from sysgram.watch.verdicts import RUNNING_MIN_CALLS, ThreadVerdicts
+
+    rng = np.random.default_rng(0)
+    trained = random_chain(np.arange(30), np.random.default_rng(1))
+    other = random_chain(np.arange(30, 60), np.random.default_rng(2))
+    thread_profile = Profile(**thread_profile_params(), arch="x86_64").fit(
+        Sequences.from_list([sample_chain(trained, 2000, rng) for _ in range(300)]))
+    window_profile = Profile(detector="ngram-lm", arch="x86_64").fit(
+        Sequences.from_list([sample_chain(trained, 2000, rng) for _ in range(20)]))
+    window_profile.threshold_ = np.inf  # no window alerts: thread verdicts only
+    verdicts = ThreadVerdicts(thread_profile, max_calls=3000)
+    eng = WatchEngine(ThresholdScorer(window_profile), WatchConfig("victim", warmup_s=0),
+                      table("x86_64"), verdicts=verdicts)
+    assert eng.ingest([ThreadStart(7, 7, 1, "victim", None, None, 0)]) == []
+    for k in range(10):  # 10 x 1,000 normal calls: judged as it runs, never alerts
+        assert eng.ingest([ThreadEvents(7, 7, sample_chain(trained, 1000, rng), k + 1)]) == []
+    assert verdicts.stats.running_checks == 10 - (RUNNING_MIN_CALLS // 1000)
+    assert eng.buffered_calls() <= 3000 + 1000 + 2 * 64  # verdicts + the window stream
+    alerts = []
+    for k in range(3):
+        alerts += eng.ingest([ThreadEvents(7, 7, sample_chain(other, 300, rng), 20 + k)])
+    assert [(a.scope, a.tid) for a in alerts] == [("thread", 7)]
+    assert 10_000 < alerts[0].stream_calls <= 10_900
+    assert eng.ingest([ThreadExit(7, 7, 30, True)]) == []  # no second alert at its end
+    assert verdicts.stats.running_anomalous == 1 and verdicts.stats.streams_too_long == 0

@@ -78,7 +78,7 @@ def test_a_long_lived_thread_is_judged_while_it_runs_and_alerts_once():
     assert eng.ingest([ThreadStart(7, 7, 1, "victim", None, None, 0)]) == []
     for k in range(10):  # 10 x 1,000 normal calls: judged as it runs, never alerts
         assert eng.ingest([ThreadEvents(7, 7, sample_chain(trained, 1000, rng), k + 1)]) == []
-    assert verdicts.stats.running_checks == 10 - (RUNNING_MIN_CALLS // 1000)
+    assert verdicts.stats.running_checks == 10 * 1000 // RUNNING_MIN_CALLS
     assert eng.buffered_calls() <= 3000 + 1000 + 2 * 64  # verdicts + the window stream
     alerts = []
     for k in range(3):

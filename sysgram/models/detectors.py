@@ -8,6 +8,8 @@ A sequence is a window or a whole thread trace (`sysgram.features.Sequences`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
@@ -43,7 +45,7 @@ class NgramDetector(BaseEstimator):
         if len(seqs) == 0:
             raise ValueError("cannot fit a detector on zero sequences")
         self.featurizer_ = self._featurizer().fit(seqs)
-        sample, weights = _distinct_sample(seqs, self.max_windows, self.random_state)
+        sample, weights = distinct_sample(seqs, self.max_windows, self.random_state)
         self.n_fit_windows_ = len(seqs)
         self.n_distinct_fitted_ = len(sample)
         return self.featurizer_.transform(sample), weights, sample
@@ -52,21 +54,27 @@ class NgramDetector(BaseEstimator):
         raise NotImplementedError
 
     def score_samples(self, seqs: Sequences) -> np.ndarray:
-        """Anomaly score per sequence (higher = more anomalous), in chunks.
+        """Anomaly score per sequence (higher = more anomalous); see `score_distinct`."""
+        return score_distinct(seqs, lambda distinct: self._scores(self.featurizer_.transform(
+            distinct)))
 
-        Identical sequences are scored once (a server repeats its windows all day): each
-        chunk is deduplicated by a 64-bit content hash first. A collision (odds about
-        n^2 / 2^65 for n distinct windows) would give one window another's score.
-        """
-        out = np.empty(len(seqs), dtype=np.float64)
-        for lo in range(0, len(seqs), SCORE_CHUNK):
-            chunk = seqs.slice(lo, min(lo + SCORE_CHUNK, len(seqs)))
-            keys = _sequence_hashes(chunk, np.arange(len(chunk)))
-            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-            distinct = chunk.take(first) if len(first) < len(chunk) else chunk
-            scores = self._scores(self.featurizer_.transform(distinct))
-            out[lo : lo + len(chunk)] = scores[inverse] if len(first) < len(chunk) else scores
-        return out
+
+def score_distinct(seqs: Sequences, score: Callable[[Sequences], np.ndarray]) -> np.ndarray:
+    """`score(seqs)`, computed in chunks and once per distinct sequence.
+
+    A server repeats its windows all day: each chunk is deduplicated by a 64-bit content
+    hash first. A collision (odds about n^2 / 2^65 for n distinct windows) would give one
+    window another's score.
+    """
+    out = np.empty(len(seqs), dtype=np.float64)
+    for lo in range(0, len(seqs), SCORE_CHUNK):
+        chunk = seqs.slice(lo, min(lo + SCORE_CHUNK, len(seqs)))
+        keys = _sequence_hashes(chunk, np.arange(len(chunk)))
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        distinct = chunk.take(first) if len(first) < len(chunk) else chunk
+        scores = np.asarray(score(distinct), dtype=np.float64)
+        out[lo : lo + len(chunk)] = scores[inverse] if len(first) < len(chunk) else scores
+    return out
 
 
 def _row_square_norms(x) -> np.ndarray:
@@ -77,7 +85,7 @@ def _row_square_norms(x) -> np.ndarray:
     return np.bincount(rows, weights=squares, minlength=x.shape[0]).astype(np.float32)
 
 
-def _distinct_sample(
+def distinct_sample(
     seqs: Sequences, limit: int, random_state: int | None
 ) -> tuple[Sequences, np.ndarray]:
     """At most `limit` sequences drawn at random, duplicates merged, with their counts."""

@@ -86,7 +86,8 @@ class Profile(BaseEstimator):
             raise NotEnoughData(len(windows), need, self.window_, self.stride_)
         rng = np.random.default_rng(self.random_state)
         held, split = self._holdout(windows, len(traces), rng)
-        self.detector_ = self._new_detector().fit(windows.seqs.take(np.flatnonzero(~held)))
+        self.detector_ = self._new_detector().fit(windows.seqs.take(np.flatnonzero(~held)),
+                                                  **self._stream_fit_params(traces, windows, held))
         cal_scores = self.detector_.score_samples(windows.seqs.take(np.flatnonzero(held)))
         self.calibration_ = calibrate(cal_scores, self.target_far).as_dict()
         self.threshold_ = float(self.calibration_["threshold"])
@@ -147,6 +148,16 @@ class Profile(BaseEstimator):
             params["random_state"] = self.random_state
         return get_detector(self.detector_name_, **params)
 
+    def _stream_fit_params(self, traces: Sequences, windows: Windows, held: np.ndarray) -> dict:
+        """`streams=`: the training streams none of whose windows were held out, for a
+        detector that also judges whole streams (its `fit` takes them)."""
+        import inspect
+
+        if "streams" not in inspect.signature(detector_class(self.detector_name_).fit).parameters:
+            return {}
+        keep = np.setdiff1d(np.arange(len(traces)), windows.source[held])
+        return {"streams": traces.take(keep)}
+
     def _holdout(
         self, windows: Windows, n_streams: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, str]:
@@ -181,8 +192,9 @@ class Profile(BaseEstimator):
     ) -> float | None:
         """Threshold for thread scores: calibrated on held-out threads when there are enough.
 
-        With the "max" roll-up and too few held-out threads, the window threshold applies
-        (a thread alarms when any of its windows does).
+        With too few held-out threads: the detector's out-of-fold stream scores when it has
+        them (`stream_reference_scores`), else with the "max" roll-up the window threshold
+        (a thread alarms when any of its windows does), else none.
         """
         held_streams = np.unique(windows.source[held])
         if split == "threads" and len(held_streams) >= MIN_CALIBRATION:
@@ -193,6 +205,13 @@ class Profile(BaseEstimator):
             else:
                 scores = self.score_threads(traces.take(held_streams))
             self.thread_calibration_ = calibrate(scores, self.target_far).as_dict()
+            return float(self.thread_calibration_["threshold"])
+        reference = getattr(self.detector_, "stream_reference_scores", lambda: None)()
+        if reference is not None and len(reference) >= MIN_CALIBRATION:
+            # Too few held-out threads, but the detector scored every training stream out
+            # of fold: those are held-out normal streams too.
+            self.thread_calibration_ = {**calibrate(reference, self.target_far).as_dict(),
+                                        "source": "out-of-fold training streams"}
             return float(self.thread_calibration_["threshold"])
         self.thread_calibration_ = None
         return self.threshold_ if self.rollup_name_ == "max" else None

@@ -205,7 +205,9 @@ def _member(model) -> _LanguageModelSums | _PresenceSets | None:
 
 def running_scores(detector) -> RunningScores | None:
     """Running whole-stream scores for a fitted detector, or None if it has no exact
-    running form (its whole-stream score needs the stream itself)."""
+    running form (its whole-stream score needs the stream itself). A detector that keeps
+    a separate model for whole streams (`stream_model_`) is judged through that one."""
+    detector = getattr(detector, "stream_model_", detector)
     if isinstance(detector, FisherEnsemble):
         members = [_member(m) for m in detector.members_]
         if any(m is None for m in members):

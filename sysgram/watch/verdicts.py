@@ -10,10 +10,11 @@ something training never saw).
 
 Long-lived threads (a server's) are judged as they run: when the thread profile's
 detector has a running form (`sysgram.models.running`: the same whole-stream score,
-updated incrementally), every stream of at least RUNNING_MIN_CALLS calls is judged again
-each time it receives calls, and alerts at most once. Memory is bounded: a thread keeps
-at most `max_calls` calls (the whole stream while it fits, for an exact end verdict and
-its explanation; beyond, only its last EXPLAIN_CALLS calls, for the explanation). A
+updated incrementally), a stream is judged each time its length passes a multiple of
+RUNNING_MIN_CALLS (as the "running" roll-up `eval` measures it), and alerts at most
+once. Memory is bounded: a thread keeps at most `max_calls` calls (the whole stream
+while it fits, for an exact end verdict and its explanation; beyond, only its last
+EXPLAIN_CALLS calls, for the explanation). A
 detector without a running form gives a longer stream no verdict (counted; its windows
 are still scored one by one).
 """
@@ -25,11 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sysgram.features.sequences import Sequences
+from sysgram.models.defaults import RUNNING_CHECK_CALLS as RUNNING_MIN_CALLS
 from sysgram.models.running import running_scores
 from sysgram.watch.alerts import ProcessContext
 
 MAX_STREAM_CALLS = 1 << 15  # 64 KiB of ids per thread at most
-RUNNING_MIN_CALLS = 1024  # shorter running streams wait for their end (short prefixes are noisy)
 EXPLAIN_CALLS = 4096  # calls kept past max_calls: what a running alert explains
 
 
@@ -71,6 +72,7 @@ class _Stream:
     ctx: ProcessContext | None = None
     ts_ns: int = 0
     alerted: bool = False  # a running verdict already alerted on this stream
+    checks: int = 0  # multiples of RUNNING_MIN_CALLS it has been judged at while running
 
     def recent(self) -> np.ndarray:
         return self.pieces[0] if len(self.pieces) == 1 else np.concatenate(self.pieces)
@@ -169,7 +171,11 @@ class ThreadVerdicts:
         out = []
         for tid in self.running.update():
             stream = self._streams.get(tid)
-            if stream is not None and not stream.alerted and stream.calls >= RUNNING_MIN_CALLS:
+            if stream is None or stream.alerted:
+                continue
+            checks = stream.calls // RUNNING_MIN_CALLS  # judged each time it passes a multiple
+            if checks > stream.checks:
+                stream.checks = checks
                 out.append(EndedStream(tid, stream.ctx, stream.ts_ns, stream.recent(),
                                        stream.calls, running=True))
         return out

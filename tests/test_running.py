@@ -5,7 +5,8 @@ import pytest
 
 from sysgram.features import Sequences
 from sysgram.features.synthetic import random_chain, sample_chain
-from sysgram.models.ensemble import PresenceLM
+from sysgram.models.detectors import IForestDetector, OCSVMDetector
+from sysgram.models.ensemble import FisherEnsemble, PresenceLM
 from sysgram.models.ngram_lm import NgramLanguageModel
 from sysgram.models.presence import PresenceOCSVM
 from sysgram.models.running import running_scores
@@ -17,8 +18,9 @@ def _training(seed: int = 0) -> tuple:
     return chain, Sequences.from_list([sample_chain(chain, 150, rng) for _ in range(60)])
 
 
-@pytest.mark.parametrize("detector", [NgramLanguageModel(4), PresenceOCSVM(),
-                                      PresenceLM()], ids=["ngram-lm", "presence", "presence-lm"])
+@pytest.mark.parametrize("detector", [NgramLanguageModel(4), PresenceOCSVM(), PresenceLM(),
+                                      IForestDetector(), OCSVMDetector()],
+                         ids=["ngram-lm", "presence", "presence-lm", "iforest", "ocsvm"])
 def test_running_score_equals_the_whole_stream_score_at_every_cut(detector):
     chain, train = _training()
     det = detector.fit(train)
@@ -37,7 +39,7 @@ def test_running_score_equals_the_whole_stream_score_at_every_cut(detector):
             if k % 3 == 2 or k == len(pieces) - 1:  # fold in several pieces at once too
                 assert running.update() == [key]
                 so_far = np.concatenate(pieces[: k + 1])
-                whole = det.score_samples(Sequences.from_list([so_far]))[0]
+                whole = det.score_samples(Sequences.from_list([so_far]))[0]  # as one sequence
                 assert running.calls(key) == len(so_far)
                 assert running.score([key])[0] == pytest.approx(whole, rel=1e-9, abs=1e-9)
     turned, normal = running.score(["turned", "normal"])
@@ -47,10 +49,12 @@ def test_running_score_equals_the_whole_stream_score_at_every_cut(detector):
 
 
 def test_a_detector_without_a_running_form_has_none():
-    from sysgram.models.detectors import OCSVMDetector
+    from sysgram.evaluation.baselines import Stide
 
     _, train = _training()
-    assert running_scores(OCSVMDetector(n_components=16).fit(train)) is None
+    assert running_scores(Stide(4).fit(train)) is None
+    with_stide = FisherEnsemble(members=(NgramLanguageModel(3), Stide(4))).fit(train)
+    assert running_scores(with_stide) is None
 
 
 def test_a_long_lived_thread_is_judged_while_it_runs_and_alerts_once():

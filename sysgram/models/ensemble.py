@@ -89,14 +89,15 @@ class FisherEnsemble(BaseEstimator):
     def score_samples(self, seqs: Sequences) -> np.ndarray:
         if len(seqs) == 0:
             return np.zeros(0, dtype=np.float64)
-        return self._fused(self.member_scores(seqs))
+        return self.fuse(self.member_scores(seqs))
 
     def out_of_fold_scores(self) -> np.ndarray:
         """The ensemble's score of each training sequence by members that never saw it:
         normal scores to calibrate a threshold on without holding sequences out."""
-        return self._fused(self.oof_scores_)
+        return self.fuse(self.oof_scores_)
 
-    def _fused(self, raw: np.ndarray) -> np.ndarray:
+    def fuse(self, raw: np.ndarray) -> np.ndarray:
+        """The ensemble's score from its members' raw scores, (sequences, members)."""
         return sum(
             tail_surprise(ref, raw[:, j]) for j, ref in enumerate(self.references_)
         ).astype(np.float64)

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from sysgram.features.sequences import Sequences
-from sysgram.models.detectors import distinct_sample, score_distinct
+from sysgram.models.distinct import distinct_sample, score_distinct
 from sysgram.models.ensemble import PresenceLM
 from sysgram.models.ngram_lm import NgramLanguageModel
 

@@ -89,8 +89,10 @@ def rollup_mean(profile, traces: Sequences) -> np.ndarray:
 
 
 def rollup_whole(profile, traces: Sequences) -> np.ndarray:
-    """The detector applied to the whole thread as one sequence."""
-    return profile.detector_.score_samples(traces)
+    """The detector applied to the whole thread as one sequence (by its model of whole
+    streams when it keeps one: `score_streams`)."""
+    detector = profile.detector_
+    return getattr(detector, "score_streams", detector.score_samples)(traces)
 
 
 def rollup_running(profile, traces: Sequences) -> np.ndarray:

@@ -11,7 +11,8 @@ uses are built from statistics that accumulate exactly:
 - `PresenceOCSVM`: which n-grams the stream holds = a set per order (a mask over the
   training vocabulary plus the set of unseen n-grams, whose size the unseen share needs);
   the SVM is re-run on the set only when the set has grown;
-- `FisherEnsemble` (`presence-lm`): the sum of its members' tail surprises.
+- `FisherEnsemble` (`presence-lm`): the sum of its members' tail surprises;
+- `iforest`, `ocsvm`: their model on the two running features above.
 
 `RunningScores` holds the state of many streams and updates every stream that received
 calls in one vectorised batch (`update`), so the cost per call is array work, not Python.
@@ -21,7 +22,7 @@ form. `score(key)` equals `detector.score_samples` on the concatenated stream (t
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,8 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 from sysgram.features.sequences import Sequences, ngram_codes
-from sysgram.models.ensemble import FisherEnsemble, tail_surprise
+from sysgram.models.detectors import StackedDetector
+from sysgram.models.ensemble import FisherEnsemble
 from sysgram.models.ngram_lm import NgramLanguageModel
 from sysgram.models.presence import PresenceOCSVM
 
@@ -149,9 +151,9 @@ class RunningScores:
     is the stream's length so far; `discard(key)` forgets a stream (its end).
     """
 
-    def __init__(self, members: list, references: list[np.ndarray] | None) -> None:
+    def __init__(self, members: list, combine: Callable[[np.ndarray], np.ndarray]) -> None:
         self._members = members
-        self._references = references  # None: a single member, its raw score
+        self._combine = combine  # (streams, members) raw scores -> the detector's score
         self._pending: dict[Hashable, list[np.ndarray]] = {}
         self._calls: dict[Hashable, int] = {}
 
@@ -178,11 +180,8 @@ class RunningScores:
         """Each stream's whole-stream score so far (queued calls not yet folded in)."""
         if not keys:
             return np.zeros(0, dtype=np.float64)
-        raw = [m.score(keys) for m in self._members]
-        if self._references is None:
-            return raw[0].astype(np.float64)
-        return sum(tail_surprise(ref, r) for ref, r in zip(self._references, raw,
-                                                            strict=True)).astype(np.float64)
+        raw = np.column_stack([m.score(keys) for m in self._members])
+        return np.asarray(self._combine(raw), dtype=np.float64)
 
     def discard(self, key: Hashable) -> None:
         self._pending.pop(key, None)
@@ -212,6 +211,10 @@ def running_scores(detector) -> RunningScores | None:
         members = [_member(m) for m in detector.members_]
         if any(m is None for m in members):
             return None
-        return RunningScores(members, list(detector.references_))
+        return RunningScores(members, detector.fuse)
+    if isinstance(detector, StackedDetector):  # iforest, ocsvm: their two features
+        features = detector.features_
+        return RunningScores([_LanguageModelSums(features.lm_), _PresenceSets(features.presence_)],
+                             detector.score_features)
     member = _member(detector)
-    return None if member is None else RunningScores([member], None)
+    return None if member is None else RunningScores([member], lambda raw: raw[:, 0])

@@ -9,8 +9,9 @@ uses are built from statistics that accumulate exactly:
   count; a call's probability depends on the `order - 1` calls before it, so a tail of
   that many calls carries the context from one piece of the stream to the next;
 - `PresenceOCSVM`: which n-grams the stream holds = a set per order (a mask over the
-  training vocabulary plus the set of unseen n-grams, whose size the unseen share needs);
-  the SVM is re-run on the set only when the set has grown;
+  training vocabulary plus the set of unseen n-grams, whose size the unseen share needs,
+  kept up to MAX_UNSEEN_KEPT per order, then counted); the SVM is re-run on the set only
+  when the set has grown;
 - `FisherEnsemble` (`presence-lm`): the sum of its members' tail surprises;
 - `iforest`, `ocsvm`: their model on the two running features above.
 
@@ -75,10 +76,27 @@ class _LanguageModelSums:
             table.pop(key, None)
 
 
+MAX_UNSEEN_KEPT = 1 << 14  # per stream and order; beyond, new unseen n-grams are counted
+
+
 @dataclass
 class _PresenceSet:
     known: list[np.ndarray]  # per order: mask over that order's training vocabulary
     unseen: list[set] = field(default_factory=list)  # per order: n-grams training never saw
+    overflow: list[int] = field(default_factory=list)  # per order: unseen beyond the set's cap
+
+    def size(self) -> tuple:
+        return tuple(int(k.sum()) for k in self.known) + tuple(
+            len(u) + o for u, o in zip(self.unseen, self.overflow, strict=True))
+
+    def add_unseen(self, j: int, codes: np.ndarray) -> None:
+        """Keep up to MAX_UNSEEN_KEPT distinct unseen n-grams; count (not keep) the rest, so
+        memory stays bounded on a stream made of novelty (then the count is an upper bound:
+        a repeated n-gram past the cap counts again)."""
+        fresh = [c for c in codes.tolist() if c not in self.unseen[j]]
+        room = max(MAX_UNSEEN_KEPT - len(self.unseen[j]), 0)
+        self.unseen[j].update(fresh[:room])
+        self.overflow[j] += max(len(fresh) - room, 0)
 
 
 class _PresenceSets:
@@ -92,12 +110,14 @@ class _PresenceSets:
         self.cached: dict[Hashable, float] = {}  # score of a set that has not grown since
 
     def _new_set(self) -> _PresenceSet:
+        orders = self.model.presence_orders
         return _PresenceSet([np.zeros(len(v), dtype=bool) for v in self.model.vocabularies_],
-                            [set() for _ in self.model.presence_orders])
+                            [set() for _ in orders], [0 for _ in orders])
 
     def update(self, keys: list, pieces: list[np.ndarray]) -> None:
         tails = [self.tail.get(k, np.zeros(0, np.uint16)) for k in keys]
         seqs = _with_tails(tails, pieces)  # n-grams inside a tail come again: sets don't mind
+        before = {k: self.sets[k].size() for k in keys if k in self.sets}
         for j, (n, vocab) in enumerate(zip(self.model.presence_orders,
                                            self.model.vocabularies_, strict=True)):
             codes, rows = ngram_codes(seqs, n)
@@ -110,11 +130,12 @@ class _PresenceSets:
                 state = self.sets.setdefault(key, self._new_set())
                 mine = slice(cut[i], cut[i + 1])
                 state.known[j][at[mine][hit[mine]]] = True
-                state.unseen[j].update(np.unique(codes[mine][~hit[mine]]).tolist())
+                state.add_unseen(j, np.unique(codes[mine][~hit[mine]]))
         for i, key in enumerate(keys):
-            self.sets.setdefault(key, self._new_set())
+            state = self.sets.setdefault(key, self._new_set())
             self.tail[key] = seqs[i][-self.context:] if self.context else seqs[i][:0]
-            self.cached.pop(key, None)
+            if before.get(key) != state.size():  # the set grew: its score must be redone
+                self.cached.pop(key, None)
 
     def _features(self, keys: list) -> sp.csr_matrix:
         """The rows `PresenceOCSVM._features` gives for the streams' whole n-gram sets."""
@@ -124,7 +145,8 @@ class _PresenceSets:
                                            dtype=np.float64).reshape(len(keys), len(vocab)))
             blocks.append(normalize(known))
             n_known = known.sum(axis=1).A1
-            distinct = n_known + np.array([len(self.sets[k].unseen[j]) for k in keys])
+            distinct = n_known + np.array([len(self.sets[k].unseen[j]) + self.sets[k].overflow[j]
+                                           for k in keys])
             unseen.append(1.0 - n_known / np.maximum(distinct, 1))
         novelty = sp.csr_matrix(self.model.unseen_weight * np.column_stack(unseen))
         return sp.hstack([*blocks, novelty], format="csr")

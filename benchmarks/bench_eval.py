@@ -65,6 +65,7 @@ def bench_eval(adfa: Path) -> int:
 def variants():
     """(name, make-profile-params or detector) for the main rows of the table."""
     from sysgram.evaluation.baselines import NaiveIForest, Stide
+    from sysgram.models.detectors import IForestDetector, OCSVMDetector
     from sysgram.models.ensemble import FisherEnsemble, PresenceLM
     from sysgram.models.ngram_lm import NgramLanguageModel
     from sysgram.models.presence import PresenceOCSVM
@@ -78,12 +79,26 @@ def variants():
         ("Fisher(presence OCSVM + LM6) [presence-lm]", PresenceLM()),
         ("Fisher(presence OCSVM with unseen column + LM6)",
          FisherEnsemble(members=(PresenceOCSVM(), NgramLanguageModel(6)))),
+        ("IsolationForest on OOF (LM6 NLL, presence score), two-sided",
+         IForestDetector(one_sided=False)),
+        ("IsolationForest on OOF (LM6 NLL, presence score), one-sided [iforest]",
+         IForestDetector()),
+        ("OCSVM on OOF (LM6 NLL, presence score), two-sided [ocsvm]", OCSVMDetector()),
+        ("OCSVM on OOF (LM6 NLL, presence score), one-sided", OCSVMDetector(one_sided=True)),
     ]
+
+
+def window_variants():
+    """(name, Profile params): window profiles (64/16) through a roll-up other than the
+    default, to show what a roll-up of window scores reaches."""
+    return [(f"{d}, 64/16 windows, max roll-up", {"detector": d, "rollup": "max"})
+            for d in ("lm-stream", "ngram-lm", "presence", "iforest", "ocsvm")]
 
 
 def bench_variants(adfa: Path) -> int:
     from sysgram.evaluation.corpus import load_adfa
-    from sysgram.evaluation.harness import measure
+    from sysgram.evaluation.harness import _finite, measure, trace_scores
+    from sysgram.models.profile import Profile
 
     corpus = load_adfa(adfa)
     print("| variant (fit on whole training traces) | AUC [95 % CI] | DR @ 1 / 5 / 10 % FAR "
@@ -95,6 +110,13 @@ def bench_variants(adfa: Path) -> int:
         seconds = time.perf_counter() - start
         overall, _ = measure(corpus, scores, n_bootstrap=300)
         print(_row(name, overall, seconds), flush=True)
+    for name, params in window_variants():
+        start = time.perf_counter()
+        profile = Profile(**params).fit(corpus.train)
+        pieces = profile.score_threads(corpus.test)
+        scores = _finite(trace_scores(pieces, corpus.test_owner, len(corpus.labels)))
+        overall, _ = measure(corpus, scores, n_bootstrap=300)
+        print(_row(name, overall, time.perf_counter() - start), flush=True)
     return 0
 
 

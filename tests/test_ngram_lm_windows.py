@@ -1,15 +1,21 @@
-"""The language model's window path (2-D, one search per order) equals its general path."""
+"""The language model's window path (2-D, a trie gather or one search per order) equals
+its general path."""
 
 import numpy as np
 import pytest
 
 from sysgram.features import Sequences, window_streams
 from sysgram.features.synthetic import random_chain, sample_chain
+from sysgram.models import ngram_lm
 from sysgram.models.ngram_lm import NgramLanguageModel
 
 
+@pytest.mark.parametrize("trie", [True, False], ids=["trie", "searched"])
 @pytest.mark.parametrize("order", [1, 2, 3, 6])
-def test_equal_length_windows_get_the_same_log_probabilities_as_ragged_sequences(order):
+def test_equal_length_windows_get_the_same_log_probabilities_as_ragged_sequences(
+        order, trie, monkeypatch):
+    if not trie:  # every order too big for its dense table: the searched fallback
+        monkeypatch.setattr(ngram_lm, "CHILD_TABLE_LIMIT", 0)
     rng = np.random.default_rng(0)
     chain = random_chain(np.arange(17), np.random.default_rng(1))
     other = random_chain(np.arange(10, 30), np.random.default_rng(2))

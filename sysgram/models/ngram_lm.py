@@ -25,6 +25,7 @@ from sysgram.features.sequences import (
 )
 
 UNIGRAM_PSEUDOCOUNT = 0.5  # add-half over all SYMBOL_LIMIT symbols
+CHILD_TABLE_LIMIT = 1 << 22  # entries per order of the window path's trie (16 MiB of int32)
 
 
 def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -70,6 +71,7 @@ class NgramLanguageModel(BaseEstimator):
             raise ValueError("cannot fit a language model on zero calls")
         self.__dict__.pop("_unigram_cache", None)
         self.__dict__.pop("_context_cache", None)
+        self.__dict__.pop("_child_cache", None)
         self.counts_: list[tuple[np.ndarray, np.ndarray]] = []  # per order: codes, counts
         self.contexts_: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # codes, c(h), T(h)
         for n in range(1, self.order + 1):
@@ -101,6 +103,7 @@ class NgramLanguageModel(BaseEstimator):
         state = super().__getstate__()
         state.pop("_unigram_cache", None)
         state.pop("_context_cache", None)
+        state.pop("_child_cache", None)
         return state
 
     def log_prob(self, seqs: Sequences) -> np.ndarray:
@@ -136,6 +139,8 @@ class NgramLanguageModel(BaseEstimator):
         x = x.astype(np.int64)
         prob = self._unigram(x)
         aligned = self._context_counts()
+        compact, columns, children = self._child_tables()
+        symbol = compact[x]  # each call's index among the training symbols (unseen: last)
         code = x
         at, found = _find(self.counts_[0][0], code.reshape(-1))
         for n in range(2, min(self.order, x.shape[1]) + 1):  # loop over orders only
@@ -147,12 +152,44 @@ class NgramLanguageModel(BaseEstimator):
             t_h = np.where(ctx_found, distinct[ctx_at], 0.0).reshape(-1, width)
             code = (code[:, :-1] << SYMBOL_BITS) | x[:, n - 1:]
             grams, counts = self.counts_[n - 1]
-            at, found = _find(grams, code.reshape(-1))
+            if children[n - 2] is not None:  # a gather instead of a search
+                child = children[n - 2][ctx_at * columns + symbol[:, n - 1:].reshape(-1)]
+                found = ctx_found & (child >= 0)
+                at = np.where(found, child, 0)
+            else:
+                at, found = _find(grams, code.reshape(-1))
             seen = np.where(found, counts[at], 0.0).reshape(code.shape)
             lower = prob[:, n - 1:]
             mixed = (seen + t_h * lower) / np.where(c_h > 0, c_h + t_h, 1.0)
             prob[:, n - 1:] = np.where(c_h > 0, mixed, lower)
         return np.log(prob)
+
+    def _child_tables(self) -> tuple[np.ndarray, int, list[np.ndarray | None]]:
+        """A trie over the training n-grams, as dense tables: per order n >= 2, the index
+        of n-gram (h, s) in `counts_[n - 1]` at [index of h in `counts_[n - 2]`, s], -1 if
+        absent; symbols compacted to the ones training saw (plus one for any other).
+        An order whose table would exceed CHILD_TABLE_LIMIT entries gets None (searched).
+        Derived state, cached, never pickled."""
+        cached = self.__dict__.get("_child_cache")
+        if cached is None:
+            symbols = self.counts_[0][0]
+            compact = np.full(SYMBOL_LIMIT, len(symbols), dtype=np.int64)
+            compact[symbols] = np.arange(len(symbols))
+            columns = len(symbols) + 1
+            tables: list[np.ndarray | None] = []
+            for n in range(2, self.order + 1):
+                parents, grams = self.counts_[n - 2][0], self.counts_[n - 1][0]
+                if len(parents) * columns > CHILD_TABLE_LIMIT:
+                    tables.append(None)
+                    continue
+                # An n-gram's first n-1 calls are themselves a training (n-1)-gram.
+                parent = np.searchsorted(parents, grams >> SYMBOL_BITS)
+                table = np.full(len(parents) * columns, -1, dtype=np.int32)
+                table[parent * columns + compact[grams & (SYMBOL_LIMIT - 1)]] = np.arange(
+                    len(grams))
+                tables.append(table)
+            cached = self.__dict__["_child_cache"] = (compact, columns, tables)
+        return cached
 
     def _context_counts(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per order m < `order`: c(h) and T(h) of each m-gram as a context (0 if never one),

@@ -22,7 +22,7 @@ def _streams(chain_seed, n, length, seed):
 @pytest.fixture(scope="module")
 def fitted():
     # 80 threads: enough for the default detector's stream model to learn whole streams
-    # and calibrate the thread threshold on them out of fold (lm_stream.MIN_STREAMS).
+    # and calibrate the thread threshold on them out of fold (defaults.MIN_STREAMS).
     return Profile(target_far=1e-3).fit(_streams(1, 80, 2000, seed=0))
 
 

@@ -27,6 +27,11 @@ DEFAULT_ROLLUP = "running"
 # noisy). The live verdicts and the "running" roll-up `eval` measures both use it.
 RUNNING_CHECK_CALLS = 1024
 
+# A detector learns a separate model of whole streams only from at least this many
+# training streams (out-of-fold scores of 50 calibrate a thread threshold); with fewer,
+# streams are judged by a model of windows.
+MIN_STREAMS = 50
+
 # Thread streams: the detector, and the "window" that makes a stream one sequence.
 THREAD_DETECTOR = "presence-lm"
 THREAD_ROLLUP = "whole"

@@ -36,12 +36,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
 from sysgram.features.sequences import Sequences
+from sysgram.models import defaults
 from sysgram.models.distinct import score_distinct
 from sysgram.models.ngram_lm import NgramLanguageModel
 from sysgram.models.presence import PresenceOCSVM
 
 MIN_PER_FOLD = 20  # fewer sequences than n_folds * this: fewer folds
-MIN_STREAMS = 50  # fewer training streams: no stream model (streams judged by windows' one)
 
 
 class DetectorFeatures:
@@ -88,7 +88,7 @@ class StackedDetector(BaseEstimator):
         self.ceiling_ = x.max(axis=0)
         self.spread_ = np.maximum(x.std(axis=0), 1e-9)
         self._fit_model(np.maximum(x, self.floor_))
-        if streams is not None and len(streams) >= MIN_STREAMS:
+        if streams is not None and len(streams) >= defaults.MIN_STREAMS:
             self.stream_model_ = clone(self).fit(streams)
         return self
 

@@ -12,8 +12,8 @@ One object serves both jobs a live profile has (docs/design.md §5):
   and 3-grams it used, and how likely its order was). On ADFA-LD whole streams separate
   attacks far better than any roll-up of window scores, and a long-lived thread is judged
   as it runs. The stream model learns from the training streams when the profile passes
-  them (`fit(windows, streams=...)`) and there are at least MIN_STREAMS of them; else from
-  a sample of the windows.
+  them (`fit(windows, streams=...)`) and there are at least `defaults.MIN_STREAMS` of them;
+  else from a sample of the windows.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from sysgram.features.sequences import Sequences
+from sysgram.models import defaults
 from sysgram.models.distinct import distinct_sample, score_distinct
 from sysgram.models.ensemble import PresenceLM
 from sysgram.models.ngram_lm import NgramLanguageModel
 
-MIN_STREAMS = 50  # fewer training streams: the stream model learns from windows
 MAX_STREAM_FIT_WINDOWS = 4000  # windows the stream model learns from without streams
 
 
@@ -44,7 +44,7 @@ class LMStreamDetector(BaseEstimator):
         if len(seqs) == 0:
             raise ValueError("cannot fit a detector on zero sequences")
         self.window_model_ = NgramLanguageModel(self.order).fit(seqs)
-        if streams is not None and len(streams) >= MIN_STREAMS:
+        if streams is not None and len(streams) >= defaults.MIN_STREAMS:
             source, self.stream_source_ = streams, "streams"
         else:
             source, _ = distinct_sample(seqs, MAX_STREAM_FIT_WINDOWS, self.random_state)

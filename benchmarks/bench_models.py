@@ -103,7 +103,7 @@ def bench_fit(n_windows: int) -> tuple[dict, Profile, Sequences]:
 
 
 def bench_score(profile: Profile, repeat: int, n_windows: int, n_paths: int = 300) -> dict:
-    from sysgram.models.detectors import _sequence_hashes
+    from sysgram.models.distinct import _sequence_hashes
 
     windows = profile.windows(streams_with_windows(n_windows, seed=4, n_paths=n_paths)).seqs
     distinct = len(np.unique(_sequence_hashes(windows, np.arange(len(windows)))))
@@ -123,6 +123,35 @@ def bench_size(profile: Profile, streams: Sequences) -> dict:
             "load_seconds": round(load, 3)}
 
 
+def bench_running(streams: Sequences, calls: int = 2_000_000, threads: int = 8,
+                  per_drain: int = 2_500) -> dict:
+    """Live thread verdicts' cost: the thread profile's running whole-stream score
+    (`sysgram.models.running`) fed `threads` long-lived threads, `per_drain` calls each per
+    update (a 20 ms drain at 1 M syscalls/s), scored after every update."""
+    from sysgram.models.running import running_scores
+
+    thread_profile = Profile(**defaults.thread_profile_params()).fit(streams)
+    running = running_scores(thread_profile.detector_)
+    rng = np.random.default_rng(9)
+    structure = np.random.default_rng(1)
+    paths = random_paths(random_chain(SYSCALLS, structure, successors=6), 300, structure)
+    data = sample_paths(paths, calls, rng)
+    keys = list(range(threads))
+
+    def feed() -> None:
+        for lo in range(0, len(data), threads * per_drain):  # one drain per step
+            for k in keys:
+                start = lo + k * per_drain
+                running.add(k, data[start : start + per_drain])
+            running.update()
+            running.score(keys)
+
+    cpu, wall, _ = timed(feed)
+    return {"detector": thread_profile.detector_name_, "calls": len(data), "threads": threads,
+            "calls_per_update": per_drain, "ns_per_call": round(cpu / len(data) * 1e9),
+            "wall_seconds": round(wall, 2)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fit-windows", type=int, default=1_000_000)
@@ -137,6 +166,7 @@ def main() -> int:
     # A more repetitive server (fewer code paths): duplicate windows are scored once.
     out["score_repetitive"] = bench_score(profile, args.repeat, score_n, n_paths=20)
     out["size"] = bench_size(profile, streams)
+    out["running"] = bench_running(streams_with_windows(20_000, seed=3, threads=300))
     print(json.dumps(out, indent=2))
     f, fit, sc, size = out["features"], out["fit"], out["score"], out["size"]
     print()
@@ -152,6 +182,10 @@ def main() -> int:
     print(f"| scoring, default profile | ≥ 100 k windows/s | {sc['windows_per_s']:,} windows/s "
           f"({sc['distinct_fraction']:.0%} distinct windows); {rep['windows_per_s']:,} "
           f"windows/s with {rep['distinct_fraction']:.0%} distinct |")
+    run = out["running"]
+    print(f"| live thread verdicts: running whole-stream score ({run['detector']}, "
+          f"{run['threads']} threads, {run['calls_per_update']:,} calls each per update) | — | "
+          f"{run['ns_per_call']} ns per call |")
     print(f"| profile on disk | — | {size['bytes_model'] / 1e6:.2f} MB model, "
           f"{size['bytes_with_training_data'] / 1e6:.1f} MB with training streams |")
     return 0

@@ -21,7 +21,9 @@ def _streams(chain_seed, n, length, seed):
 
 @pytest.fixture(scope="module")
 def fitted():
-    return Profile(target_far=1e-3).fit(_streams(1, 40, 4000, seed=0))
+    # 80 threads: enough for the default detector's stream model to learn whole streams
+    # and calibrate the thread threshold on them out of fold (defaults.MIN_STREAMS).
+    return Profile(target_far=1e-3).fit(_streams(1, 80, 2000, seed=0))
 
 
 def test_params_and_learned_state(fitted):

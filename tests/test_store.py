@@ -82,8 +82,9 @@ def test_group_writable_directory_is_refused(store):
 
 
 def test_other_format_version_is_refused(store, monkeypatch):
+    written = envelope.FORMAT_VERSION
     monkeypatch.setattr(envelope, "FORMAT_VERSION", 99)
-    with pytest.raises(ProfileFileError, match="format version 1 .* reads version 99"):
+    with pytest.raises(ProfileFileError, match=f"format version {written} .* reads version 99"):
         store.load("demo")
 
 

@@ -69,7 +69,7 @@ class FisherEnsemble(BaseEstimator):
                 f"an ensemble needs at least {2 * MIN_PER_FOLD} sequences to fit, got {n}"
             )
         fold_of = np.random.default_rng(self.random_state).permutation(n) % folds
-        self.references_ = []
+        self.references_, oof_columns = [], []
         for proto in self._prototypes():
             oof = np.zeros(n, dtype=np.float64)
             for k in range(folds):  # loop over folds, not sequences
@@ -77,6 +77,8 @@ class FisherEnsemble(BaseEstimator):
                 model = clone(proto).fit(seqs.take(np.flatnonzero(fold_of != k)))
                 oof[held] = model.score_samples(seqs.take(held))
             self.references_.append(np.sort(oof))
+            oof_columns.append(oof)
+        self.oof_scores_ = np.column_stack(oof_columns)  # (sequences, members), out of fold
         self.members_ = [clone(p).fit(seqs) for p in self._prototypes()]
         return self
 
@@ -87,7 +89,15 @@ class FisherEnsemble(BaseEstimator):
     def score_samples(self, seqs: Sequences) -> np.ndarray:
         if len(seqs) == 0:
             return np.zeros(0, dtype=np.float64)
-        raw = self.member_scores(seqs)
+        return self.fuse(self.member_scores(seqs))
+
+    def out_of_fold_scores(self) -> np.ndarray:
+        """The ensemble's score of each training sequence by members that never saw it:
+        normal scores to calibrate a threshold on without holding sequences out."""
+        return self.fuse(self.oof_scores_)
+
+    def fuse(self, raw: np.ndarray) -> np.ndarray:
+        """The ensemble's score from its members' raw scores, (sequences, members)."""
         return sum(
             tail_surprise(ref, raw[:, j]) for j, ref in enumerate(self.references_)
         ).astype(np.float64)

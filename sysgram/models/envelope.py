@@ -30,7 +30,9 @@ from sysgram.datasets.files import fsync_dir
 from sysgram.errors import UserError
 
 MAGIC = b"SYSGRAM-PROFILE\n"
-FORMAT_VERSION = 1
+# 2: the detectors of issue #12 (`lm-stream` default; `iforest`/`ocsvm` rebuilt on
+# out-of-fold features): a version-1 payload would unpickle into objects that cannot score.
+FORMAT_VERSION = 2
 _HEADER_LIMIT = 16 << 20  # a header larger than this is not ours
 _COMPRESS = ("zlib", 3)
 

@@ -89,7 +89,8 @@ class Profile(BaseEstimator):
             raise NotEnoughData(len(windows), need, self.window_, self.stride_)
         rng = np.random.default_rng(self.random_state)
         held, split = self._holdout(windows, len(traces), rng)
-        self.detector_ = self._new_detector().fit(windows.seqs.take(np.flatnonzero(~held)))
+        self.detector_ = self._new_detector().fit(windows.seqs.take(np.flatnonzero(~held)),
+                                                  **self._stream_fit_params(traces, windows, held))
         cal_windows = windows.seqs.take(np.flatnonzero(held))
         cal_scores = np.asarray(self.detector_.score_samples(cal_windows), dtype=np.float64)
         self.calibration_ = calibrate(cal_scores, self.target_far).as_dict()
@@ -164,6 +165,16 @@ class Profile(BaseEstimator):
             params["random_state"] = self.random_state
         return get_detector(self.detector_name_, **params)
 
+    def _stream_fit_params(self, traces: Sequences, windows: Windows, held: np.ndarray) -> dict:
+        """`streams=`: the training streams none of whose windows were held out, for a
+        detector that also judges whole streams (its `fit` takes them)."""
+        import inspect
+
+        if "streams" not in inspect.signature(detector_class(self.detector_name_).fit).parameters:
+            return {}
+        keep = np.setdiff1d(np.arange(len(traces)), windows.source[held])
+        return {"streams": traces.take(keep)}
+
     def _holdout(
         self, windows: Windows, n_streams: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, str]:
@@ -198,9 +209,10 @@ class Profile(BaseEstimator):
     ) -> float | None:
         """Threshold for thread scores: calibrated on held-out threads when there are enough.
 
-        With the "max" roll-up and too few held-out threads, the window threshold applies
-        (a thread alarms when any of its windows does). A calibrated one is probed like the
-        window threshold (`keep_reachable`), the probes scored as threads.
+        With too few held-out threads: the detector's out-of-fold stream scores when it has
+        them (`stream_reference_scores`), else with the "max" roll-up the window threshold
+        (a thread alarms when any of its windows does), else none. A calibrated one is
+        probed like the window threshold (`keep_reachable`), the probes scored as threads.
         """
         held_streams = np.unique(windows.source[held])
         if split == "threads" and len(held_streams) >= MIN_CALIBRATION:
@@ -210,14 +222,27 @@ class Profile(BaseEstimator):
             else:
                 scores = self.score_threads(traces.take(held_streams))
             calibration = calibrate(scores, self.target_far).as_dict()
-            probe_scores = self.score_threads(probes)
-            spliced = probe_scores[1:] if len(probe_scores) > 1 else probe_scores
-            threshold, self.thread_calibration_ = keep_reachable(
-                float(calibration["threshold"]), calibration, scores, float(probe_scores[0]),
-                float(np.median(spliced)), self.detector_name_)
-            return threshold
+            return self._reachable_thread_threshold(calibration, scores, probes)
+        reference = getattr(self.detector_, "stream_reference_scores", lambda: None)()
+        if reference is not None and len(reference) >= MIN_CALIBRATION:
+            # Too few held-out threads, but the detector scored every training stream out
+            # of fold: those are held-out normal streams too.
+            calibration = {**calibrate(reference, self.target_far).as_dict(),
+                           "source": "out-of-fold training streams"}
+            return self._reachable_thread_threshold(calibration, reference, probes)
         self.thread_calibration_ = None
         return self.threshold_ if self.rollup_name_ == "max" else None
+
+    def _reachable_thread_threshold(self, calibration: dict, scores: np.ndarray,
+                                    probes: Sequences) -> float:
+        """The calibrated thread threshold, kept below what the probes (scored as threads)
+        reach; sets `thread_calibration_`."""
+        probe_scores = self.score_threads(probes)
+        spliced = probe_scores[1:] if len(probe_scores) > 1 else probe_scores
+        threshold, self.thread_calibration_ = keep_reachable(
+            float(calibration["threshold"]), calibration, np.asarray(scores, dtype=np.float64),
+            float(probe_scores[0]), float(np.median(spliced)), self.detector_name_)
+        return threshold
 
     # --- scoring --------------------------------------------------------------------------
 

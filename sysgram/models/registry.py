@@ -88,12 +88,38 @@ def rollup_mean(profile, traces: Sequences) -> np.ndarray:
 
 
 def rollup_whole(profile, traces: Sequences) -> np.ndarray:
-    """The detector applied to the whole thread as one sequence."""
-    return profile.detector_.score_samples(traces)
+    """The detector applied to the whole thread as one sequence (by its model of whole
+    streams when it keeps one: `score_streams`)."""
+    detector = profile.detector_
+    return getattr(detector, "score_streams", detector.score_samples)(traces)
+
+
+def rollup_running(profile, traces: Sequences) -> np.ndarray:
+    """The thread's whole-stream score as the live verdicts read it while it runs: judged
+    every RUNNING_CHECK_CALLS calls and at its end; the highest of those judgements.
+
+    Needs a detector with a running form (`sysgram.models.running`); others fall back to
+    `whole` (their stream score at the end only).
+    """
+    from sysgram.models.running import running_scores
+
+    running = running_scores(profile.detector_)
+    if running is None:
+        return rollup_whole(profile, traces)
+    step = defaults.RUNNING_CHECK_CALLS
+    lengths = traces.lengths
+    out = np.full(len(traces), -np.inf)
+    for lo in range(0, int(lengths.max(initial=0)), step):  # loop over checks, not calls
+        active = np.flatnonzero(lengths > lo)
+        for i in active.tolist():
+            running.add(i, traces[i][lo : lo + step])
+        running.update()
+        out[active] = np.maximum(out[active], running.score(active.tolist()))
+    return out
 
 
 BUILTIN_ROLLUPS: dict[str, Callable] = {
-    "max": rollup_max, "mean": rollup_mean, "whole": rollup_whole,
+    "max": rollup_max, "mean": rollup_mean, "whole": rollup_whole, "running": rollup_running,
 }
 
 

@@ -206,7 +206,7 @@ class WatchEngine:
         ids = thread.pending[0] if len(thread.pending) == 1 else np.concatenate(thread.pending)
         thread.pending = []
         if self.verdicts is not None:
-            self.verdicts.add(thread.tid, ids)
+            self.verdicts.add(thread.tid, ids, thread.proc.ctx, thread.last_ns)
         cut = thread.stream.feed(ids)
         if len(cut.windows):
             self._keep(cut.windows, thread, thread.last_ns)
@@ -336,7 +336,7 @@ class WatchEngine:
             explanation = explain_stream(self.verdicts.profile, ended.ids)
             alert = Alert(0, ended.ts_ns, self.config.binary, ended.ctx, ended.tid, score,
                           self.verdicts.threshold, explanation, scope="thread",
-                          stream_calls=len(ended.ids))
+                          stream_calls=ended.calls)
             emitted = self.aggregator.offer(alert)
             if emitted is not None:
                 self.stats.alerts += 1

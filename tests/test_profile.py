@@ -209,12 +209,14 @@ def test_score_marks_a_thread_only_when_watch_would_alert_on_it(fitted):
     assert result["threads"][0]["anomalous"] == bool(watch_would.any())
 
 
-def test_spliced_windows_below_the_threshold_are_recorded_and_said(fitted):
-    """Four unseen calls in a normal window do not lift an ocsvm score over the threshold
-    here, and lowering it under them would alarm on many held-out windows: the
-    calibration record keeps the finding and the training service words it."""
+def test_spliced_windows_below_the_threshold_are_recorded_and_said():
+    """Four unseen calls in a normal window do not lift a `presence` score over the
+    threshold here (its known weakness: tests/test_detectors_splice.py), and lowering it
+    under them would alarm on many held-out windows: the calibration record keeps the
+    finding and the training service words it."""
     from sysgram.models.training import calibration_warnings
 
+    fitted = Profile(detector="presence", target_far=1e-3).fit(_streams(1, 80, 2000, seed=0))
     record = fitted.calibration_["spliced_below_threshold"]
     assert record["probe_score"] == fitted.spliced_score_ < fitted.threshold_
     assert record["held_out_above"] > max(1, fitted.target_far * fitted.calibration_[

@@ -89,8 +89,9 @@ class Profile(BaseEstimator):
             raise NotEnoughData(len(windows), need, self.window_, self.stride_)
         rng = np.random.default_rng(self.random_state)
         held, split = self._holdout(windows, len(traces), rng)
-        self.detector_ = self._new_detector().fit(windows.seqs.take(np.flatnonzero(~held)),
-                                                  **self._stream_fit_params(traces, windows, held))
+        detector = self._new_detector()
+        self.detector_ = detector.fit(windows.seqs.take(np.flatnonzero(~held)),
+                                      **self._stream_fit_params(detector, traces, windows, held))
         cal_windows = windows.seqs.take(np.flatnonzero(held))
         cal_scores = np.asarray(self.detector_.score_samples(cal_windows), dtype=np.float64)
         self.calibration_ = calibrate(cal_scores, self.target_far).as_dict()
@@ -165,12 +166,13 @@ class Profile(BaseEstimator):
             params["random_state"] = self.random_state
         return get_detector(self.detector_name_, **params)
 
-    def _stream_fit_params(self, traces: Sequences, windows: Windows, held: np.ndarray) -> dict:
+    def _stream_fit_params(self, detector, traces: Sequences, windows: Windows,
+                           held: np.ndarray) -> dict:
         """`streams=`: the training streams none of whose windows were held out, for a
         detector that also judges whole streams (its `fit` takes them)."""
         import inspect
 
-        if "streams" not in inspect.signature(detector_class(self.detector_name_).fit).parameters:
+        if "streams" not in inspect.signature(detector.fit).parameters:
             return {}
         keep = np.setdiff1d(np.arange(len(traces)), windows.source[held])
         return {"streams": traces.take(keep)}

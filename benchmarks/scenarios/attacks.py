@@ -12,6 +12,7 @@ Three shapes (README, "scenarios"):
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -118,6 +119,14 @@ class Payload:
 
     path: Path
     mark: Path
+
+    def last_pid(self) -> int | None:
+        """The process the payload's constructor last ran in."""
+        try:
+            found = re.findall(r"loaded pid (\d+)", self.mark.read_text())
+        except FileNotFoundError:
+            return None
+        return int(found[-1]) if found else None
 
     def loads(self) -> int:
         """How many times the payload's constructor has run so far."""

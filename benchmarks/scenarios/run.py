@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.scenarios.harness import Settings, run_scenario
+from benchmarks.scenarios.packages import ensure
 from benchmarks.scenarios.report import markdown
 from benchmarks.scenarios.servers import make_server, server_names
 from sysgram.commands.common import parse_duration
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(train_s=20.0 if args.quick else parse_duration(args.train),
                         watch_s=30.0 if args.quick else parse_duration(args.watch),
                         models=models)
+    installed = ensure(sorted({p for name in servers for p in make_server(name).debian_packages}))
+    if installed:
+        print(f"scenarios: installed {' '.join(installed)}", file=sys.stderr)
     root = Path(tempfile.mkdtemp(prefix="sysgram-scenarios-"))
     started = time.time()
     with ThreadPoolExecutor(max(1, args.parallel)) as pool:

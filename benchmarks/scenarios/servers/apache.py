@@ -22,6 +22,7 @@ from benchmarks.scenarios.servers.base import (
     first_line,
     free_port,
     pick_child,
+    private_copy,
     wait_port,
 )
 
@@ -59,7 +60,8 @@ IncludeOptional {work}/conf.d/*.conf
 
 class Apache:
     name = "apache"
-    comm = "apache2"
+    comm = "sgs-apache2"
+    debian_packages = ("apache2", "apache2-utils")
     load = (f"ab -n {REQUESTS_PER_BURST} -c 2 bursts, {BURSTS_PER_S:g}/s, over "
             f"{len(PATHS)} paths")
 
@@ -79,7 +81,8 @@ class Apache:
                             for m in MODULES)
         self.conf = work / "httpd.conf"
         self.conf.write_text(HTTPD_CONF.format(modules=modules, port=self.port, work=work))
-        self.server = Daemon(["/usr/sbin/apache2", "-f", str(self.conf), "-DFOREGROUND"],
+        binary = private_copy("/usr/sbin/apache2", work, self.comm)
+        self.server = Daemon([binary, "-f", str(self.conf), "-DFOREGROUND"],
                              work / "apache2.out").start()
         if not wait_port(self.port, 10, self.server.alive):
             raise RuntimeError(f"apache2 did not start; see {work}/apache2.out, error.log")
@@ -105,7 +108,7 @@ class Apache:
     def attacks(self) -> list[Attack]:
         assert self.server is not None
         parent = self.server.pid
-        injected = inject.injected_attacks(lambda: pick_child(parent, "apache2"),
+        injected = inject.injected_attacks(lambda: pick_child(parent, self.comm),
                                            self.work / "payload", self.payload,
                                            "an httpd child")
         reload = Attack("loadfile-graceful", CODE_LOADING,

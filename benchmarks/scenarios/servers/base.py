@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import socket
 import subprocess
 import threading
@@ -25,6 +26,7 @@ class Server(Protocol):
     name: str        # the suite's name for it (--servers)
     comm: str        # the process name sysgram records, trains and watches
     load: str        # the load, in words, for the README
+    debian_packages: tuple[str, ...]   # what it needs installed (packages.py installs them)
 
     def start(self, work: Path, budget_s: float) -> None:
         """Start the server (bound to 127.0.0.1) and its load, both ending by themselves
@@ -163,6 +165,18 @@ def pick_child(ppid: int, comm: str) -> int:
     if not pids:
         raise RuntimeError(f"no live {comm} child of pid {ppid}")
     return pids[0]
+
+
+def private_copy(binary: str, work: Path, name: str) -> str:
+    """A copy of a server's binary named `name` (its kernel comm): sysgram follows
+    processes by name, and another nginx or sshd on this machine must not mix into the
+    suite's profiles and alerts. The copy runs exactly the distribution's code."""
+    directory = work / "bin"
+    directory.mkdir(exist_ok=True)
+    directory.chmod(0o755)
+    target = directory / name
+    shutil.copy2(binary, target)
+    return str(target)
 
 
 def first_line(cmd: list[str]) -> str:

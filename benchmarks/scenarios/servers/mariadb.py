@@ -30,14 +30,21 @@ from benchmarks.scenarios.attacks import (
     reverse_shell_command,
     wait_for,
 )
-from benchmarks.scenarios.servers.base import Daemon, first_line, free_port, wait_port
+from benchmarks.scenarios.servers.base import (
+    Daemon,
+    first_line,
+    free_port,
+    private_copy,
+    wait_port,
+)
 
 TPS, THREADS, TABLES, ROWS = 10, 2, 2, 2000
 
 
 class MariaDB:
     name = "mariadb"
-    comm = "mariadbd"
+    comm = "sgs-mariadbd"
+    debian_packages = ("mariadb-server", "mariadb-client", "sysbench")
     load = (f"sysbench oltp_read_write, {THREADS} threads, {TPS} transactions/s, "
             f"{TABLES} tables × {ROWS:,} rows")
 
@@ -47,7 +54,10 @@ class MariaDB:
 
     def start(self, work: Path, budget_s: float) -> None:
         self.work = work
-        self.socket = work / "mariadb.sock"
+        run = work / "run"
+        run.mkdir(exist_ok=True)
+        shutil.chown(run, "mysql")  # the server, as mysql, makes its socket here
+        self.socket = run / "mariadb.sock"
         plugins = work / "plugins"
         self.payload = build_payload(plugins)
         subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={work}/data",
@@ -55,13 +65,14 @@ class MariaDB:
                         "--skip-test-db"], check=True, capture_output=True)
         self.port = free_port()
         self.server = Daemon(
-            ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={work}/data",
+            [private_copy("/usr/sbin/mariadbd", work, self.comm), "--no-defaults",
+             "--basedir=/usr", f"--datadir={work}/data",
              f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
-             "--user=mysql", f"--plugin-dir={plugins}", f"--pid-file={work}/mariadbd.pid",
-             f"--log-error={work}/error.log", "--innodb-buffer-pool-size=64M",
+             "--user=mysql", f"--plugin-dir={plugins}", f"--pid-file={run}/mariadbd.pid",
+             f"--log-error={run}/error.log", "--innodb-buffer-pool-size=64M",
              "--secure-file-priv=", "--skip-name-resolve"], work / "mariadbd.out").start()
         if not wait_port(self.port, 60, self.server.alive):
-            raise RuntimeError(f"mariadbd did not start; see {work}/error.log")
+            raise RuntimeError(f"mariadbd did not start; see {work}/run/error.log")
         self.sql("CREATE DATABASE sbtest")
         common = self._sysbench_args()
         subprocess.run(["sysbench", *common, "prepare"], check=True, capture_output=True)

@@ -5,20 +5,29 @@ Attacks: injected into memcached's main thread (inject.py: it has no bug to expl
 from __future__ import annotations
 
 import random
+import shutil
 import socket
 import threading
 from pathlib import Path
 
 from benchmarks.scenarios import inject
 from benchmarks.scenarios.attacks import Attack, build_payload
-from benchmarks.scenarios.servers.base import Daemon, PacedLoop, first_line, free_port, wait_port
+from benchmarks.scenarios.servers.base import (
+    Daemon,
+    PacedLoop,
+    first_line,
+    free_port,
+    private_copy,
+    wait_port,
+)
 
 RATE, CONNECTIONS = 100.0, 2
 
 
 class Memcached:
     name = "memcached"
-    comm = "memcached"
+    comm = "sgs-memcached"
+    debian_packages = ("memcached",)
     load = f"Python text-protocol client, {RATE:g} ops/s over {CONNECTIONS} connections"
 
     def __init__(self) -> None:
@@ -29,7 +38,8 @@ class Memcached:
     def start(self, work: Path, budget_s: float) -> None:
         self.work = work
         self.port = free_port()
-        self.server = Daemon(["memcached", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0",
+        binary = private_copy(shutil.which("memcached") or "/usr/bin/memcached", work, self.comm)
+        self.server = Daemon([binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0",
                               "-u", "nobody", "-m", "64", "-t", "2"],
                              work / "memcached.out").start()
         if not wait_port(self.port, 10, self.server.alive):

@@ -10,14 +10,22 @@ from pathlib import Path
 from benchmarks.bench_scenarios import NGINX_CONF, SITE, WRK_SCRIPT
 from benchmarks.scenarios import inject
 from benchmarks.scenarios.attacks import Attack, build_payload
-from benchmarks.scenarios.servers.base import Daemon, first_line, free_port, pick_child, wait_port
+from benchmarks.scenarios.servers.base import (
+    Daemon,
+    first_line,
+    free_port,
+    pick_child,
+    private_copy,
+    wait_port,
+)
 
 CONNECTIONS, DELAY_MS = 2, (20, 60)
 
 
 class Nginx:
     name = "nginx"
-    comm = "nginx"
+    comm = "sgs-nginx"
+    debian_packages = ("nginx", "wrk")
     load = (f"wrk -t1 -c{CONNECTIONS}, {DELAY_MS[0]}-{DELAY_MS[1]} ms pause per request "
             "(pages, assets, JSON, 404s)")
 
@@ -36,7 +44,7 @@ class Nginx:
         self.port = free_port()
         conf = work / "nginx.conf"
         conf.write_text(NGINX_CONF.format(work=work, port=self.port))
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        nginx = private_copy(shutil.which("nginx") or "/usr/sbin/nginx", work, self.comm)
         self.server = Daemon([nginx, "-c", str(conf), "-p", str(work), "-g", "daemon off;"],
                              work / "nginx.out").start()
         if not wait_port(self.port, 10, self.server.alive):
@@ -63,7 +71,7 @@ class Nginx:
     def attacks(self) -> list[Attack]:
         assert self.server is not None
         master = self.server.pid
-        return inject.injected_attacks(lambda: pick_child(master, "nginx"),
+        return inject.injected_attacks(lambda: pick_child(master, self.comm),
                                        self.work / "payload", self.payload, "an nginx worker")
 
     def version(self) -> str:

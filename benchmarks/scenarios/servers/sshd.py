@@ -11,7 +11,14 @@ from pathlib import Path
 
 from benchmarks.scenarios import inject
 from benchmarks.scenarios.attacks import Attack, build_payload
-from benchmarks.scenarios.servers.base import Daemon, PacedLoop, first_line, free_port, wait_port
+from benchmarks.scenarios.servers.base import (
+    Daemon,
+    PacedLoop,
+    first_line,
+    free_port,
+    private_copy,
+    wait_port,
+)
 
 RATE = 0.5  # logins per second
 COMMANDS = ("uptime", "cat /etc/hostname", "ls /tmp | head -3", "df -h / | tail -1",
@@ -34,7 +41,8 @@ LogLevel ERROR
 
 class Sshd:
     name = "sshd"
-    comm = "sshd"
+    comm = "sgs-sshd"
+    debian_packages = ("openssh-server", "openssh-client")
     load = f"ssh key logins as root, {RATE:g}/s, one command each ({', '.join(COMMANDS[:3])}…)"
 
     def __init__(self) -> None:
@@ -51,8 +59,8 @@ class Sshd:
         (work / "authorized_keys").write_text((work / "client_ed25519.pub").read_text())
         conf = work / "sshd_config"
         conf.write_text(SSHD_CONFIG.format(port=self.port, work=work))
-        self.server = Daemon(["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)],
-                             work / "sshd.out").start()
+        sshd = private_copy("/usr/sbin/sshd", work, self.comm)
+        self.server = Daemon([sshd, "-D", "-e", "-f", str(conf)], work / "sshd.out").start()
         if not wait_port(self.port, 10, self.server.alive):
             raise RuntimeError(f"sshd did not start; see {work}/sshd.out")
         self.loop = PacedLoop(self._login, RATE, budget_s).start()

@@ -33,7 +33,13 @@ from benchmarks.scenarios.attacks import (
     reverse_shell_command,
     wait_for,
 )
-from benchmarks.scenarios.servers.base import Daemon, PacedLoop, free_port, wait_port
+from benchmarks.scenarios.servers.base import (
+    Daemon,
+    PacedLoop,
+    free_port,
+    private_copy,
+    wait_port,
+)
 
 RATE, CLIENTS, WORKERS = 30.0, 2, 2
 APP = Path(__file__).with_name("wsgi_app.py")
@@ -65,7 +71,8 @@ def gunicorn_path() -> str:
 
 class Gunicorn:
     name = "gunicorn"
-    comm = "gunicorn"
+    comm = "sgs-gunicorn"
+    debian_packages = ()  # gunicorn comes from PyPI (the dev extra)
     load = f"Python HTTP client, {RATE:g} requests/s over {CLIENTS} clients ({len(MIX)} paths)"
 
     def __init__(self) -> None:
@@ -83,7 +90,8 @@ class Gunicorn:
         shutil.copy(APP, work / "wsgi_app.py")
         self.port = free_port()
         env = {"PATH": "/usr/bin:/bin", "SG_APP_ROOT": str(work)}
-        self.server = Daemon([gunicorn_path(), "--chdir", str(work), "-w", str(WORKERS),
+        script = private_copy(gunicorn_path(), work, self.comm)
+        self.server = Daemon([script, "--chdir", str(work), "-w", str(WORKERS),
                               "-b", f"127.0.0.1:{self.port}", "--user", "nobody", "--group",
                               "nogroup", "--worker-tmp-dir", "/dev/shm", "wsgi_app:app"],
                              work / "gunicorn.out", env=env).start()
@@ -161,7 +169,9 @@ class Gunicorn:
         except (OSError, http.client.HTTPException):
             worker = 0
         ok = wait_for(lambda: self.payload.loads() > before, 5)
-        return Outcome(worker or self.server_pid, begins, begins, ok,
+        # The worker's reply is a 500 without its name; the payload's mark names it.
+        worker = worker or self.payload.last_pid() or self.server_pid
+        return Outcome(worker, begins, begins, ok,
                        "payload constructor ran in a worker" if ok else "no mark")
 
     @property

@@ -7,6 +7,10 @@ in its short watch. The full suite is `python -m benchmarks.scenarios`."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from benchmarks.scenarios.attacks import SHAPES
@@ -18,13 +22,23 @@ from sysgram.models.defaults import DEFAULT_DETECTOR
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
 
-def test_nginx_attacks_are_recorded_and_the_default_catches_the_spawn(tmp_path):
+@pytest.fixture
+def open_dir():
+    """A work directory the server's unprivileged workers can reach (pytest's tmp_path
+    is closed to other users)."""
+    path = Path(tempfile.mkdtemp(prefix="sysgram-scenario-ci-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_nginx_attacks_are_recorded_and_the_default_catches_the_spawn(open_dir):
     server = make_server("nginx")
     absent = missing(list(server.debian_packages))
     assert not absent, f"make install should have installed {absent} (scripts/install.sh)"
     settings = Settings(train_s=25.0, watch_s=30.0, warmup_s=3.0, alert_wait_s=6.0,
                         settle_s=6.0, models=[DEFAULT_DETECTOR])
-    result = run_scenario(server, settings, tmp_path / "nginx")
+    result = run_scenario(server, settings, open_dir / "nginx")
 
     attacks = result["attacks"]
     assert sorted(a["shape"] for a in attacks) == sorted(SHAPES)

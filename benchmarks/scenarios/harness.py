@@ -133,6 +133,10 @@ def run_scenario(server: Server, settings: Settings, work: Path) -> dict:
     (work / "server").mkdir(parents=True, exist_ok=True)
     for d in (work.parent, work, work / "server"):
         d.chmod(0o755)  # servers drop privileges (nobody, www-data, mysql) and read here
+    closed = [str(p) for p in work.resolve().parents if not p.stat().st_mode & 0o001]
+    if closed:
+        raise RuntimeError(f"servers running as other users cannot reach {work}: "
+                           f"{closed[0]} is closed to others; use a directory under /tmp")
     logs = work / "sysgram.log"
     started = time.monotonic()
     server.start(work / "server", settings.budget_s())

@@ -153,7 +153,8 @@ class MariaDB:
         return self.server.pid
 
     def version(self) -> str:
-        return first_line(["/usr/sbin/mariadbd", "--version"]).split(" ", 1)[-1]
+        line = first_line(["/usr/sbin/mariadbd", "--version"])  # "... Ver 10.11.18-MariaDB-..."
+        return "MariaDB " + line.split(" Ver ", 1)[-1].split("-MariaDB", 1)[0]
 
     def stop(self) -> None:
         for d in (self.bench, self.server):

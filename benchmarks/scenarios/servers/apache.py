@@ -19,6 +19,7 @@ from benchmarks.scenarios.attacks import CODE_LOADING, Attack, Outcome, build_pa
 from benchmarks.scenarios.servers.base import (
     Daemon,
     PacedLoop,
+    PacedServer,
     first_line,
     free_port,
     pick_child,
@@ -58,16 +59,13 @@ IncludeOptional {work}/conf.d/*.conf
 """
 
 
-class Apache:
+class Apache(PacedServer):
     name = "apache"
     comm = "sgs-apache2"
+    per_call = REQUESTS_PER_BURST
     debian_packages = ("apache2", "apache2-utils")
     load = (f"ab -n {REQUESTS_PER_BURST} -c 2 bursts, {BURSTS_PER_S:g}/s, over "
             f"{len(PATHS)} paths")
-
-    def __init__(self) -> None:
-        self.server: Daemon | None = None
-        self.loop: PacedLoop | None = None
 
     def start(self, work: Path, budget_s: float) -> None:
         self.work = work
@@ -95,16 +93,6 @@ class Apache:
                                url], capture_output=True, timeout=60)
         return done.returncode == 0
 
-    def trouble(self) -> str | None:
-        if self.server is None or not self.server.alive():
-            return "apache2 exited"
-        if self.loop is None or not self.loop.running():
-            return "the ab loop stopped"
-        return None
-
-    def load_done(self) -> int:
-        return (self.loop.done if self.loop else 0) * REQUESTS_PER_BURST
-
     def attacks(self) -> list[Attack]:
         assert self.server is not None
         parent = self.server.pid
@@ -129,9 +117,3 @@ class Apache:
 
     def version(self) -> str:
         return first_line(["/usr/sbin/apache2", "-v"]).split(": ", 1)[-1]
-
-    def stop(self) -> None:
-        if self.loop is not None:
-            self.loop.stop()
-        if self.server is not None:
-            self.server.stop()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from benchmarks.scenarios.attacks import Attack
-from sysgram.demo.target import dies_with_us, stop_session
+from sysgram.demo.target import dies_with_us, processes, stop_session
 
 
 class Server(Protocol):
@@ -142,21 +142,42 @@ class PacedLoop:
             self._stop.wait(random.expovariate(per_worker))
 
 
+class PacedServer:
+    """The lifecycle shared by servers whose load is a PacedLoop: one server process
+    (`self.server`) and its load (`self.loop`), each `per_call` requests a call."""
+
+    name = "server"
+    per_call = 1
+
+    def __init__(self) -> None:
+        self.server: Daemon | None = None
+        self.loop: PacedLoop | None = None
+
+    @property
+    def server_pid(self) -> int:
+        assert self.server is not None
+        return self.server.pid
+
+    def trouble(self) -> str | None:
+        if self.server is None or not self.server.alive():
+            return f"{self.name} exited"
+        if self.loop is None or not self.loop.running():
+            return f"{self.name}'s load stopped"
+        return None
+
+    def load_done(self) -> int:
+        return (self.loop.done if self.loop else 0) * self.per_call
+
+    def stop(self) -> None:
+        if self.loop is not None:
+            self.loop.stop()
+        if self.server is not None:
+            self.server.stop()
+
+
 def children_named(ppid: int, comm: str) -> list[int]:
     """Live children of ppid whose comm is `comm`."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name, _, rest = stat.partition("(")[2].rpartition(")")
-        fields = rest.split()
-        if name == comm and fields[0] != "Z" and int(fields[1]) == ppid:
-            out.append(int(entry.name))
-    return sorted(out)
+    return sorted(p.pid for p in processes() if p.ppid == ppid and p.comm == comm and p.live)
 
 
 def pick_child(ppid: int, comm: str) -> int:

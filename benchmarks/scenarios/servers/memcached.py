@@ -15,6 +15,7 @@ from benchmarks.scenarios.attacks import Attack, build_payload
 from benchmarks.scenarios.servers.base import (
     Daemon,
     PacedLoop,
+    PacedServer,
     first_line,
     free_port,
     private_copy,
@@ -24,16 +25,15 @@ from benchmarks.scenarios.servers.base import (
 RATE, CONNECTIONS = 100.0, 2
 
 
-class Memcached:
+class Memcached(PacedServer):
     name = "memcached"
     comm = "sgs-memcached"
     debian_packages = ("memcached",)
     load = f"Python text-protocol client, {RATE:g} ops/s over {CONNECTIONS} connections"
 
     def __init__(self) -> None:
-        self.server: Daemon | None = None
-        self.loop: PacedLoop | None = None
-        self._local = threading.local()
+        super().__init__()
+        self._local = threading.local()  # one connection per load thread
 
     def start(self, work: Path, budget_s: float) -> None:
         self.work = work
@@ -82,16 +82,6 @@ class Memcached:
             data += chunk
         return True
 
-    def trouble(self) -> str | None:
-        if self.server is None or not self.server.alive():
-            return "memcached exited"
-        if self.loop is None or not self.loop.running():
-            return "the load client stopped"
-        return None
-
-    def load_done(self) -> int:
-        return self.loop.done if self.loop else 0
-
     def attacks(self) -> list[Attack]:
         assert self.server is not None
         pid = self.server.pid
@@ -100,9 +90,3 @@ class Memcached:
 
     def version(self) -> str:
         return first_line(["memcached", "-V"])
-
-    def stop(self) -> None:
-        if self.loop is not None:
-            self.loop.stop()
-        if self.server is not None:
-            self.server.stop()

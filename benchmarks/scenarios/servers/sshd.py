@@ -14,6 +14,7 @@ from benchmarks.scenarios.attacks import Attack, build_payload
 from benchmarks.scenarios.servers.base import (
     Daemon,
     PacedLoop,
+    PacedServer,
     first_line,
     free_port,
     private_copy,
@@ -39,15 +40,11 @@ LogLevel ERROR
 """
 
 
-class Sshd:
+class Sshd(PacedServer):
     name = "sshd"
     comm = "sgs-sshd"
     debian_packages = ("openssh-server", "openssh-client")
     load = f"ssh key logins as root, {RATE:g}/s, one command each ({', '.join(COMMANDS[:3])}…)"
-
-    def __init__(self) -> None:
-        self.server: Daemon | None = None
-        self.loop: PacedLoop | None = None
 
     def start(self, work: Path, budget_s: float) -> None:
         self.work = work
@@ -73,16 +70,6 @@ class Sshd:
         done = subprocess.run(cmd, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
         return done.returncode == 0
 
-    def trouble(self) -> str | None:
-        if self.server is None or not self.server.alive():
-            return "sshd exited"
-        if self.loop is None or not self.loop.running():
-            return "the login loop stopped"
-        return None
-
-    def load_done(self) -> int:
-        return self.loop.done if self.loop else 0
-
     def attacks(self) -> list[Attack]:
         assert self.server is not None
         pid = self.server.pid
@@ -91,9 +78,3 @@ class Sshd:
 
     def version(self) -> str:
         return first_line(["ssh", "-V"]).split(",")[0]
-
-    def stop(self) -> None:
-        if self.loop is not None:
-            self.loop.stop()
-        if self.server is not None:
-            self.server.stop()

@@ -36,6 +36,7 @@ from benchmarks.scenarios.attacks import (
 from benchmarks.scenarios.servers.base import (
     Daemon,
     PacedLoop,
+    PacedServer,
     free_port,
     private_copy,
     wait_port,
@@ -69,15 +70,14 @@ def gunicorn_path() -> str:
     return found
 
 
-class Gunicorn:
+class Gunicorn(PacedServer):
     name = "gunicorn"
     comm = "sgs-gunicorn"
     debian_packages = ()  # gunicorn comes from PyPI (the dev extra)
     load = f"Python HTTP client, {RATE:g} requests/s over {CLIENTS} clients ({len(MIX)} paths)"
 
     def __init__(self) -> None:
-        self.server: Daemon | None = None
-        self.loop: PacedLoop | None = None
+        super().__init__()
         self.paths = [p for p, w in MIX for _ in range(w)]
 
     def start(self, work: Path, budget_s: float) -> None:
@@ -114,16 +114,6 @@ class Gunicorn:
         headers = {"Cookie": f"cart={CART}"} if path == "/api/cart" else None
         return self.get(path, headers)[0] in (200, 404)
 
-    def trouble(self) -> str | None:
-        if self.server is None or not self.server.alive():
-            return "gunicorn exited"
-        if self.loop is None or not self.loop.running():
-            return "the load client stopped"
-        return None
-
-    def load_done(self) -> int:
-        return self.loop.done if self.loop else 0
-
     def attacks(self) -> list[Attack]:
         return [
             Attack("lookup-injection-revshell", SPAWN,
@@ -154,7 +144,7 @@ class Gunicorn:
             # The listener answers no HTTP; the connect is what matters.
             with contextlib.suppress(OSError, http.client.HTTPException):
                 self.get(f"/api/preview?url={url}")
-            received = listener.wait(5)
+            received = listener.wait()
         ok = b"SG-SCENARIO-SECRET" in body and received.startswith(b"GET /exfil")
         return Outcome(worker, begins, begins, ok,
                        f"secret in response: {b'SG-SCENARIO-SECRET' in body}; "
@@ -174,17 +164,7 @@ class Gunicorn:
         return Outcome(worker, begins, begins, ok,
                        "payload constructor ran in a worker" if ok else "no mark")
 
-    @property
-    def server_pid(self) -> int:
-        assert self.server is not None
-        return self.server.pid
 
     def version(self) -> str:
         import gunicorn
         return f"gunicorn {gunicorn.__version__}"
-
-    def stop(self) -> None:
-        if self.loop is not None:
-            self.loop.stop()
-        if self.server is not None:
-            self.server.stop()

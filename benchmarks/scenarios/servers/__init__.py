@@ -1,48 +1,23 @@
 """The suite's servers, by name. Each module defines one class that conforms to
-`benchmarks.scenarios.servers.base.Server`."""
+`benchmarks.scenarios.servers.base.Server`; a module is imported only when its server
+is asked for."""
 
 from __future__ import annotations
 
+import importlib
+
 from benchmarks.scenarios.servers.base import Server
+
+# name -> "module:Class" under this package, in the order the suite runs them.
+_SERVERS = {"nginx": "nginx:Nginx", "apache": "apache:Apache", "sshd": "sshd:Sshd",
+            "mariadb": "mariadb:MariaDB", "gunicorn": "wsgi:Gunicorn",
+            "memcached": "memcached:Memcached"}
 
 
 def server_names() -> list[str]:
-    return list(_FACTORIES)
+    return list(_SERVERS)
 
 
 def make_server(name: str) -> Server:
-    return _FACTORIES[name]()
-
-
-def _nginx() -> Server:
-    from benchmarks.scenarios.servers.nginx import Nginx
-    return Nginx()
-
-
-def _apache() -> Server:
-    from benchmarks.scenarios.servers.apache import Apache
-    return Apache()
-
-
-def _sshd() -> Server:
-    from benchmarks.scenarios.servers.sshd import Sshd
-    return Sshd()
-
-
-def _mariadb() -> Server:
-    from benchmarks.scenarios.servers.mariadb import MariaDB
-    return MariaDB()
-
-
-def _gunicorn() -> Server:
-    from benchmarks.scenarios.servers.wsgi import Gunicorn
-    return Gunicorn()
-
-
-def _memcached() -> Server:
-    from benchmarks.scenarios.servers.memcached import Memcached
-    return Memcached()
-
-
-_FACTORIES = {"nginx": _nginx, "apache": _apache, "sshd": _sshd, "mariadb": _mariadb,
-              "gunicorn": _gunicorn, "memcached": _memcached}
+    module, _, cls = _SERVERS[name].partition(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)()

@@ -1,6 +1,6 @@
 """The Debian packages the chosen servers need: checked with dpkg, installed with apt-get
-when missing (root). `scripts/install.sh` installs those of the CI server (nginx, wrk)
-for `make test`; the full suite installs the rest on first run."""
+when missing (root). `scripts/install.sh` installs those of the CI server (Apache:
+apache2, apache2-utils) for `make test`; the full suite installs the rest on first run."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Second scenario: a well-known Debian server under its usual benchmark tool.
 
+(The full suite of real servers and real attacks is `python -m benchmarks.scenarios`;
+its nginx reuses this module's configuration and request mix.)
+
 nginx (Debian package) serves a small static site plus a JSON location on 127.0.0.1,
 driven by wrk with a Lua script that mixes pages, assets, API calls and 404s and paces
 each connection (so the run does not saturate a shared machine). The real CLI trains

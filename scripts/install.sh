@@ -5,6 +5,8 @@
 #   - kernel headers: the running kernel's package where one exists, else the
 #     distribution's generic headers linked where bcc looks (/lib/modules/$(uname -r)),
 #   - a C compiler (tests build small workloads), tracefs mounted,
+#   - Apache httpd and ab: the scenario suite's CI part (tests/test_scenarios_kernel.py)
+#     attacks a real Apache under ab (the full suite installs its other servers itself),
 #   - a virtualenv at .venv made from the distribution's python3 with
 #     --system-site-packages, so it imports both bcc and the PyPI dependencies.
 # It is idempotent and quick when everything is already there.
@@ -19,7 +21,7 @@ need_root() {
     fi
 }
 
-APT_PACKAGES="python3 python3-venv python3-bpfcc python3-seccomp gcc make libc6-dev"
+APT_PACKAGES="python3 python3-venv python3-bpfcc python3-seccomp gcc make libc6-dev apache2 apache2-utils"
 KREL="$(uname -r)"
 
 apt_install() {

@@ -31,6 +31,7 @@ from sysgram.demo.target import (
     group_alive,
     live_pids_named,
     pick_comm,
+    processes,
     write_docroot,
 )
 
@@ -75,18 +76,7 @@ def _comm(pid: int) -> str:
 
 
 def _live_comms_in_group(pgid: int) -> set[str]:
-    comms = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            name, _, rest = stat.partition("(")[2].rpartition(")")
-            fields = rest.split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                comms.add(name)
-    return comms
+    return {p.comm for p in processes() if p.pgid == pgid and p.live}
 
 
 @needs_tools

@@ -14,6 +14,8 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from sysgram.errors import UserError
@@ -33,9 +35,24 @@ STATIC_FILES: dict[str, bytes] = {
 }
 
 
-def live_pids_named(comm: str) -> list[int]:
-    """Pids of running (not zombie) processes whose kernel comm is `comm`."""
-    pids = []
+@dataclass(frozen=True)
+class ProcStat:
+    """What /proc/PID/stat says about a process that matters here."""
+
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    pgid: int
+
+    @property
+    def live(self) -> bool:
+        """Running, not a zombie (orphans reparented to a pid 1 that never reaps them)."""
+        return self.state != "Z"
+
+
+def processes() -> Iterator[ProcStat]:
+    """Every process in /proc now (those that vanish while read are skipped)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -44,9 +61,13 @@ def live_pids_named(comm: str) -> list[int]:
         except OSError:
             continue
         name, _, rest = stat.partition("(")[2].rpartition(")")
-        if name == comm and rest.split()[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
+        fields = rest.split()
+        yield ProcStat(int(entry.name), name, fields[0], int(fields[1]), int(fields[2]))
+
+
+def live_pids_named(comm: str) -> list[int]:
+    """Pids of running (not zombie) processes whose kernel comm is `comm`."""
+    return [p.pid for p in processes() if p.comm == comm and p.live]
 
 
 def pick_comm(preferred: str = DEMO_COMM) -> str:
@@ -167,16 +188,7 @@ def stop_session(process: subprocess.Popen, grace: float = 3.0) -> None:
 def group_alive(pgid: int) -> bool:
     """Whether a live (non-zombie) process is left in the group. Orphans are reparented
     to pid 1, which in containers may never reap them: zombies do not count."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return any(p.pgid == pgid and p.live for p in processes())
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

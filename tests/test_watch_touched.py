@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
+from fakes import FakeProfile
 
 from sysgram.collector.items import Peer, ThreadEvents, ThreadExit, ThreadStart, Touched
 from sysgram.models.touched import TouchedSets
@@ -20,24 +20,6 @@ NAMES = table("x86_64")
 READ, WRITE, OPENAT, CLOSE, EXECVE = 0, 1, 257, 3, 59
 
 
-class WindowProfile:
-    """Score = fraction of a window's calls outside {read, write, openat, close}."""
-
-    window = 4
-    stride = 2
-    threshold_ = 0.4
-    known = np.array([READ, WRITE, OPENAT, CLOSE])
-    vocabulary_ = SimpleNamespace(symbols_=known)
-
-    def score_windows(self, seqs):
-        novel = ~np.isin(seqs.values, self.known)
-        per_row = np.add.reduceat(novel.astype(float), seqs.offsets[:-1]) if len(seqs) else []
-        return np.asarray(per_row) / np.maximum(seqs.lengths, 1)
-
-    def explain(self, window):
-        return {"syscalls": NAMES.names(window), "unseen_ngrams": [], "new_syscalls": []}
-
-
 def sets() -> TouchedSets:
     train = [{"kind": "open", "path": f"/proc/{p}/stat", "ts_ns": 1} for p in (5, 6)]
     train += [{"kind": "connect", "result": 0, "protocol": "tcp", "ts_ns": 2,
@@ -50,7 +32,7 @@ def opened(tid, path, ts):
 
 
 def engine(period_s=60.0, burst=20) -> WatchEngine:
-    return WatchEngine(ThresholdScorer(WindowProfile()), WatchConfig(binary="victim", warmup_s=0),
+    return WatchEngine(ThresholdScorer(FakeProfile()), WatchConfig(binary="victim", warmup_s=0),
                        NAMES, touched=TouchedWatch(sets(), "victim", period_s, burst))
 
 
@@ -135,7 +117,7 @@ def test_thread_state_is_freed_at_exit_after_its_last_window_listed_it():
 
 
 def test_without_sets_nothing_alerts_but_windows_still_list():
-    eng = WatchEngine(ThresholdScorer(WindowProfile()), WatchConfig(binary="victim", warmup_s=0),
+    eng = WatchEngine(ThresholdScorer(FakeProfile()), WatchConfig(binary="victim", warmup_s=0),
                       NAMES, touched=TouchedWatch(None, "victim"))
     assert eng.ingest([start(7), opened(7, "/etc/shadow", S)]) == []
 

@@ -74,13 +74,29 @@ def test_new_peers_and_programs_alert_and_learned_ones_do_not():
     assert "new program: /bin/sh  argv: sh -c id" in text
 
 
-def test_beyond_the_burst_new_keys_fold_into_the_repeat():
-    eng = engine(burst=2)
+def test_one_alert_per_set_and_period_the_other_new_items_fold_into_the_repeat():
+    """A shell that reads four new files and connects out: one file alert, one peer
+    alert; the three other files are counted, by key, in the period's repeat."""
+    eng = engine()
     items = [start(7)] + [opened(7, f"/srv/secret{c}x", S + n) for n, c in enumerate("abcd")]
+    items.append(Touched(tid=7, pid=7, ts_ns=S + 9, kind="connect", syscall=42, result=0,
+                         protocol="tcp", peer=Peer("ipv4", "203.0.113.9", 4444)))
     alerts = eng.ingest(items)
-    assert len(alerts) == 2
+    assert [(a.set_name, a.key) for a in alerts] == [
+        ("files", "/srv/secretax"), ("peers", "connect tcp 203.0.113.9:4444")]
     (repeat,) = eng.finish()[1]
-    assert repeat.occurrences == 2
+    assert repeat.occurrences == 3
+    assert set(repeat.keys) == {f"files /srv/secret{c}x" for c in "bcd"}
+
+
+def test_beyond_the_burst_new_sets_fold_into_the_repeat():
+    eng = engine(burst=1)
+    shell = Touched(tid=7, pid=7, ts_ns=S + 5, kind="exec", syscall=EXECVE, result=0,
+                    path="/bin/sh", argv=("sh",))
+    alerts = eng.ingest([start(7), opened(7, "/srv/secretx", S), shell])
+    assert [a.set_name for a in alerts] == ["files"]
+    (repeat,) = eng.finish()[1]
+    assert repeat.keys == {"programs /bin/sh": 1}
 
 
 def test_a_window_alert_lists_what_its_thread_touched_escaped_on_a_terminal():

@@ -6,10 +6,10 @@ what the thread touched over its window; and it checks each touched record again
 profile's learned sets (sysgram.models.touched): a new program, a file outside the
 templates, a new peer or listening address is an alert of its own, scope "touched".
 
-Aggregation of its own: a key (e.g. the file template `/etc/shadow`) alerts once per
-process tree and period; its further occurrences in the period, and keys beyond `burst`
-new ones per tree and period, are counted into one `TouchedRepeat` when the period
-closes. Nothing is dropped: every new occurrence is an alert or counted in a repeat.
+Aggregation of its own: per process tree and period, the first new item of each set
+(a program, a file template such as `/etc/shadow`, a peer, a listening address) alerts;
+further new items and occurrences in the period are counted, by key, into one
+`TouchedRepeat` when the period closes. Nothing is dropped: every new occurrence is an alert or counted in a repeat.
 Nothing here prints; `touched_text` formats an alert for a terminal.
 """
 
@@ -181,7 +181,11 @@ class TouchedWatch:
         key = (alert.set_name, alert.key)
         if open_ is not None:
             repeat, alerted = open_
-            if key in alerted or len(alerted) >= self.burst:
+            # One alert per set (a program, a file, a peer, a listening address) per tree
+            # and period: a shell that starts, loads its libraries and reads a dozen files
+            # is one story, told by its first new item of each kind; the rest is counted.
+            told = alert.set_name in {name for name, _ in alerted}
+            if told or len(alerted) >= self.burst:
                 repeat.occurrences += 1
                 repeat.last_ns = max(repeat.last_ns, alert.ts_ns)
                 text = f"{alert.set_name} {alert.key}"

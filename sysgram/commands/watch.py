@@ -261,8 +261,9 @@ def watch(
     learner = StreamLearner(profile.window_, profile.stride_) if learn else None
     engine = build_engine(loaded, comm, EngineSettings(warmup_s, aggregate_s, threshold), learner)
     if engine.verdicts is not None:
-        say(f"judging each thread's whole stream as it ends too "
-            f"({loaded.thread_profile.detector_name_}, threshold {engine.verdicts.threshold:.4g})")
+        say(f"judging each thread's whole stream too "
+            f"({engine.verdicts.profile.detector_name_}, threshold "
+            f"{engine.verdicts.threshold:.4g})")
     status_line = StatusLine(sys.stderr, comm) if sys.stderr.isatty() else None
     sink_class = JsonSink if json_out else TextSink
     sinks = [sink_class(sys.stdout, status_line)]

@@ -41,7 +41,10 @@ def build_engine(loaded, binary: str, settings: EngineSettings,
     profile = loaded.profile
     threshold = settings.thresholds.get(binary, settings.threshold)
     scorer = ThresholdScorer(profile, threshold=threshold, learner=learner)
-    verdicts = ThreadVerdicts.of(loaded.thread_profile)
+    # Whole-stream verdicts by the thread profile, else by the window profile's own stream
+    # model when it calibrated a thread threshold (lm-stream does, out of fold, from
+    # fewer threads than a separate thread profile needs).
+    verdicts = ThreadVerdicts.of(loaded.thread_profile or loaded.profile)
     config = WatchConfig(binary=binary, warmup_s=settings.warmup_s,
                          aggregate_s=settings.aggregate_s, binary_path=loaded.binary_path,
                          arch=host_arch())

@@ -9,8 +9,8 @@ templates, a new peer or listening address is an alert of its own, scope "touche
 Aggregation of its own: per process tree and period, the first new item of each set
 (a program, a file template such as `/etc/shadow`, a peer, a listening address) alerts;
 further new items and occurrences in the period are counted, by key, into one
-`TouchedRepeat` when the period closes. Nothing is dropped: every new occurrence is an alert or counted in a repeat.
-Nothing here prints; `touched_text` formats an alert for a terminal.
+`TouchedRepeat` when the period closes. Nothing is dropped: every new occurrence is an
+alert or counted in a repeat. Nothing here prints; `touched_text` formats an alert for a terminal.
 """
 
 from __future__ import annotations

@@ -16,11 +16,13 @@ from sysgram.sanitize import printable
 from sysgram.syscalls import table
 
 FORMATS = ("adfa-ld",)
+EXPORT_FORMATS = ("adfa-ld", "parquet")
 
 
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Inspect recordings and imported corpora.", no_args_is_help=True)
     group.command("info")(info)
+    group.command("export")(export)
     app.add_typer(group, name="datasets")
     app.command("export")(export)
     app.command("import")(import_)
@@ -28,9 +30,10 @@ def register(app: typer.Typer) -> None:
 
 # -- terminal helpers --------------------------------------------------------------------
 
-def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise UserError(f"unknown format '{printable(fmt)}'; use --format adfa-ld.")
+def _check_format(fmt: str, formats: tuple[str, ...] = FORMATS) -> None:
+    if fmt not in formats:
+        raise UserError(f"unknown format '{printable(fmt)}'; use --format "
+                        f"{' or '.join(formats)}.")
 
 
 # -- sysgram datasets info -------------------------------------------------------------
@@ -89,14 +92,21 @@ def format_summary(s: dict) -> list[str]:
 # -- sysgram export / import -----------------------------------------------------------
 def export(
     path: Annotated[Path, typer.Argument(help="The dataset directory to export.")],
-    out: Annotated[Path, typer.Argument(help="A new or empty folder for the text files.")],
-    fmt: Annotated[str, typer.Option("--format", help="Output format: adfa-ld.")] = "adfa-ld",
+    out: Annotated[Path, typer.Argument(
+        help="A new or empty folder (parquet: or an existing Parquet root).")],
+    fmt: Annotated[str, typer.Option(
+        "--format", help="Output format: adfa-ld (text files) or parquet.")] = "adfa-ld",
+    host: Annotated[str | None, typer.Option(
+        help="parquet: the host partition (default: the host that recorded it).")] = None,
 ) -> None:
-    """Write one text file per thread trace (ADFA-LD layout when the dataset has labels)."""
-    _check_format(fmt)
+    """Write the thread traces as ADFA-LD text files, or as Parquet rows (hive layout)."""
+    _check_format(fmt, EXPORT_FORMATS)
     dataset = Dataset.open(path)
     for message in dataset.warnings:
         warn(message)
+    if fmt == "parquet":
+        _export_parquet(dataset, out, host)
+        return
     written = export_adfa(dataset, out)
     empty = sum(1 for t in dataset.threads if not len(t.ids))
     lossy = [t for t in dataset.threads if t.lost and len(t.ids)]
@@ -107,6 +117,17 @@ def export(
         lost = sum(t.lost for t in lossy)
         warn(f"{len(lossy):,} exported traces had {lost:,} lost events that the text format "
              "cannot mark; their files join the pieces around each gap.")
+
+
+def _export_parquet(dataset: Dataset, out: Path, host: str | None) -> None:
+    from sysgram.datasets.parquet import export_parquet
+
+    counts = export_parquet(dataset, out, host=host)
+    print(f"exported {counts['threads']:,} traces, {counts['syscalls']:,} syscalls as "
+          f"{counts['rows']:,} rows in {counts['files']:,} Parquet files to {printable(out)}")
+    if counts["lost_events"]:
+        warn(f"{counts['gaps']:,} losses ({counts['lost_events']:,} events) are marked in "
+             "the rows' lost_before column.")
 
 
 def import_(

@@ -94,9 +94,14 @@ def record(
         "--duration", help="Stop after this long (30s, 10m).")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="New or empty directory for the dataset.")] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="dataset (sysgram's log) or parquet (rows in a hive layout under "
+        "--out; an existing Parquet root takes more recordings).")] = "dataset",
 ) -> None:
     """Record the syscalls of every thread of the processes named PROC into a dataset."""
     comm = kernel_comm(proc)
+    if fmt not in ("dataset", "parquet"):
+        raise UserError(f"unknown --format '{fmt}'; use --format dataset or parquet.")
     seconds = parse_duration(duration)
     exe_path = _checked_exe(exe)
     from sysgram.bpf.privileges import PRIVILEGE_FIX, can_trace
@@ -104,7 +109,7 @@ def record(
     if not can_trace():
         raise UserError(f"recording needs BPF tracing privileges; {PRIVILEGE_FIX}.")
     out = out or default_out(comm)
-    run_recording(comm, exe_path, seconds, out)
+    run_recording(comm, exe_path, seconds, out, fmt)
 
 
 def _checked_exe(exe: Path | None) -> str | None:
@@ -115,16 +120,22 @@ def _checked_exe(exe: Path | None) -> str | None:
     return str(exe.resolve())
 
 
-def run_recording(comm: str, exe: str | None, seconds: float | None, out: Path) -> None:
+def run_recording(comm: str, exe: str | None, seconds: float | None, out: Path,
+                  fmt: str = "dataset") -> None:
     from sysgram.collector import Collector, TargetSpec
     from sysgram.collector.procinfo import pids_with_comm
     from sysgram.datasets import DatasetWriter
     from sysgram.syscalls import host_arch
 
+    writer_class = DatasetWriter
+    if fmt == "parquet":   # same interface, rows of thread pieces (sysgram.datasets.parquet)
+        from sysgram.datasets.parquet import ParquetRecordingWriter
+        writer_class = ParquetRecordingWriter
+
     target = {"comm": comm, "exe": exe}
     meta = {"clock": "CLOCK_MONOTONIC (ns)", "monotonic_at_start_ns": time.monotonic_ns(),
             "wall_at_start": time.time(), "recorder_pid": os.getpid()}
-    writer = DatasetWriter(out, arch=host_arch(), source="record", target=target, meta=meta)
+    writer = writer_class(out, arch=host_arch(), source="record", target=target, meta=meta)
     stop = _StopFlag()
     stop.install()
     collector = Collector(TargetSpec(comm, exe=exe))

@@ -15,6 +15,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from sysgram.commands import fleet
 from sysgram.commands.common import kernel_comm, parse_duration, stderr_is_tty, warn
 from sysgram.errors import UserError
 from sysgram.sanitize import printable
@@ -33,6 +34,8 @@ def register(app: typer.Typer) -> None:
     group.command("list")(profiles_list)
     group.command("show")(profiles_show)
     group.command("rm")(profiles_rm)
+    group.command("export")(fleet.profiles_export)
+    group.command("import")(fleet.profiles_import)
     app.add_typer(group, name="profiles")
 
 
@@ -51,10 +54,13 @@ def loud(message: str) -> None:
 
 # -- sysgram train -----------------------------------------------------------------------
 def train(
-    proc: Annotated[str, typer.Option("--proc", help="Process name (as `ps -o comm` shows it).")],
+    proc: Annotated[str | None, typer.Option(
+        "--proc", help="Process name (as `ps -o comm` shows it); optional with Parquet.")] = None,
     sources: Annotated[
-        list[Path] | None,
-        typer.Option("--from", help="Train from these recordings instead of live (repeatable)."),
+        list[str] | None,
+        typer.Option("--from", help="Train from these recordings instead of live (repeatable): "
+                     "datasets, or Parquet roots and fsspec URLs (one pooled profile per "
+                     "binary)."),
     ] = None,
     duration: Annotated[
         str, typer.Option(help="Live: how long to record (the most, with --until-stable).")
@@ -80,19 +86,37 @@ def train(
         float, typer.Option(help="Target false alarms per window (default 1 in 10,000).")
     ] = 1e-4,
     store: StoreOption = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="Parquet: the Dask scheduler to train on (default: a LocalCluster for large "
+        "data).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Parquet: LocalCluster workers (0: in this process).")] = None,
+    worker_memory: Annotated[str | None, typer.Option(
+        help="Parquet: memory limit of each LocalCluster worker, e.g. 2GiB.")] = None,
 ) -> None:
     """Learn a binary's profile, live or from recordings, and save it in the store."""
+    from sysgram.fleet.partitions import is_parquet_source
     from sysgram.models.profile import Profile
     from sysgram.models.store import ProfileStore
     from sysgram.syscalls import host_arch
 
+    if sources and all(is_parquet_source(s) for s in sources):
+        _check_options(window, stride, target_far, stable_rate)
+        return fleet.train_fleet_command(
+            sources, proc and kernel_comm(proc), cluster=cluster, workers=workers,
+            worker_memory=worker_memory, store=store,
+            params={"detector": model, "window": window, "stride": stride,
+                    "target_far": target_far})
+    if proc is None:
+        raise UserError("give the process name with --proc (only Parquet recordings train "
+                        "every binary they hold).")
     comm = kernel_comm(proc)
     _check_options(window, stride, target_far, stable_rate)
     profile_store = ProfileStore(store)
     profile_store.path(comm)  # a bad name fails before any recording
     previous = _previous(profile_store, comm, append)
     if sources:
-        threads, arch, described = _threads_from_datasets(sources)
+        threads, arch, described = _threads_from_datasets([Path(s) for s in sources])
     else:
         if append:
             raise UserError("--append extends a profile with recordings; give them with --from.")

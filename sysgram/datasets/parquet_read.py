@@ -14,7 +14,7 @@ import numpy as np
 
 # The columns a trainer reads (the rest stay on disk).
 TRAINING_COLUMNS = ["recording", "trace", "piece", "lost_before", "syscalls", "binary_sha256",
-                    "comm", "arch", "label", "thread_end_ns"]
+                    "comm", "exe", "arch", "label", "thread_end_ns"]
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Pieces:
     key: list                 # (recording, trace) of each piece
     sha256: list              # binary sha256 (None = unknown) of each piece
     comm: list
+    exe: list
     arch: list
     label: list
     ends_trace: np.ndarray    # bool: the trace's last row is in this piece, and it ended
@@ -65,13 +66,14 @@ def table_pieces(table, keep_attacks: bool = False) -> Pieces:
     ended = ~pc.is_null(table["thread_end_ns"]).to_numpy(zero_copy_only=False)
     last_row = np.append(starts[1:], n) - 1
     next_is_new = np.append(new_trace[1:], True)
-    sha, comm = table["binary_sha256"].to_pylist(), table["comm"].to_pylist()
+    sha, comm, exe = (table[c].to_pylist() for c in ("binary_sha256", "comm", "exe"))
     arch, label = table["arch"].to_pylist(), table["label"].to_pylist()
     return Pieces(
         values=values,
         offsets=np.append(row_offsets[starts], row_offsets[-1] if n else 0).astype(np.int64),
         key=[(recording[i], int(trace[i])) for i in starts],
         sha256=[sha[i] for i in starts], comm=[comm[i] for i in starts],
+        exe=[exe[i] for i in starts],
         arch=[arch[i] for i in starts], label=[label[i] for i in starts],
         ends_trace=ended[last_row] & next_is_new[last_row],
         continues=new_trace[starts] & (lost[starts] == 0)

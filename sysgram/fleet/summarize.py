@@ -141,6 +141,7 @@ def _add_pieces(out: PartitionSummary, pieces, ids: list, plan: Plan, rng) -> No
         slice_.symbols = np.union1d(slice_.symbols, vocab.symbols_)
         for n in plan.orders:
             slice_.codes[n] = np.union1d(slice_.codes[n], vocab.codes_[n])
-        slice_.calls += int(seqs.offsets[-1])
+        # Real calls only: a continuation's `ids` repeat the earlier file's tail.
+        slice_.calls += int(np.diff(pieces.offsets)[mine].sum())
         slice_.pieces += len(seqs)
         slice_.sample.offer(seqs, plan.chunk_calls, rng)

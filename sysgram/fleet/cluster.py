@@ -81,7 +81,13 @@ def dask_runner(address: str | None, workers: int, memory_limit: int | str | Non
         with client:
             yield DaskRunner(client, f"Dask cluster {address}")
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                      memory_limit=memory_limit or "auto", dashboard_address=None,
-                      silence_logs=quiet) as cluster, Client(cluster) as client:
+    import dask
+
+    # A fit holds most of a worker's memory for a while, by design (its budget is set from
+    # the limit): Dask's default pause at 80 % would stop the worker from taking the next
+    # task for as long as the allocator keeps the pages. Terminate at 95 % stays.
+    with dask.config.set({"distributed.worker.memory.pause": False}), \
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
+                         memory_limit=memory_limit or "auto", dashboard_address=None,
+                         silence_logs=quiet) as cluster, Client(cluster) as client:
         yield DaskRunner(client, f"LocalCluster of {workers} workers")

@@ -21,10 +21,12 @@ from sysgram.fleet.summarize import Plan, summarize_partition
 
 # Data on disk above which, with no cluster named, a LocalCluster is started.
 LOCAL_CLUSTER_BYTES = 64 << 20
-# What a fit costs: the detector's fixed share (its kernel map over at most 100 k windows,
-# about 520 MB measured on 2 M calls) plus about 30 bytes per call it learns from.
-FIT_BASE_BYTES = 640 << 20
-FIT_BYTES_PER_CALL = 32
+# What a fit costs in a worker: the worker itself (~300 MB with Dask and scikit-learn),
+# the detector's fixed share (its kernel map over at most 100 k windows: ~520 MB measured
+# on 2 M calls) and ~30 bytes per call learnt, counted at 96 for the sample's copies and
+# the partition summaries the task also holds. 1 GiB workers fit 2.8 M calls.
+FIT_BASE_BYTES = 768 << 20
+FIT_BYTES_PER_CALL = 96
 MAX_FIT_CALLS = 8_000_000     # beyond this a fit learns little more (the detector samples)
 MIN_FIT_CALLS = 200_000
 # Each partition keeps this many times its even share of the budget, so that partitions

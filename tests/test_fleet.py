@@ -159,3 +159,19 @@ def test_a_local_cluster_trains_from_record_parquet_like_one_process(build_workl
     assert_same_vocabulary(pooled.profile.vocabulary_, single.vocabulary_)
     assert pooled.profile.training_summary_["distinct_ngrams"] == \
         single.training_summary_["distinct_ngrams"]
+
+
+def test_an_fsspec_url_trains_like_a_local_path(tmp_path):
+    import fsspec
+
+    write_fleet(tmp_path / "pq")
+    fs = fsspec.filesystem("memory")
+    fs.put(str(tmp_path / "pq"), "/fleet-test", recursive=True)
+    try:
+        remote = train_fleet(["memory://fleet-test"], FleetOptions(params={}, workers=0))
+    finally:
+        fs.rm("/fleet-test", recursive=True)
+    local = train_fleet([str(tmp_path / "pq")], FleetOptions(params={}, workers=0))
+    assert remote.hosts == 3 and remote.partitions == local.partitions
+    assert_same_vocabulary(remote.binaries[0].profile.vocabulary_,
+                           local.binaries[0].profile.vocabulary_)

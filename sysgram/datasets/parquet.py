@@ -246,10 +246,6 @@ class ParquetRecordingWriter:
         self.close()
 
     @property
-    def syscalls(self) -> int:
-        return self._counts["syscalls"]
-
-    @property
     def counts(self) -> dict:
         return dict(self._counts)
 

@@ -31,6 +31,9 @@ class InProcess:
     def peak_rss(self) -> dict[str, int]:
         return {"this process": _peak_rss()}
 
+    def cpu_seconds(self) -> dict[str, float]:
+        return {"this process": _cpu_seconds()}
+
 
 @dataclass
 class DaskRunner:
@@ -57,9 +60,18 @@ class DaskRunner:
         """Each worker process's peak resident memory since it started (bytes)."""
         return self.client.run(_peak_rss)
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """Each worker process's CPU time (user + system) since it started."""
+        return self.client.run(_cpu_seconds)
+
 
 def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 @contextlib.contextmanager

@@ -60,6 +60,7 @@ class FleetResult:
     lost: int = 0
     attack_rows: int = 0
     peak_rss: dict = field(default_factory=dict)
+    cpu_seconds: dict = field(default_factory=dict)   # per worker (or this process)
     memory_limit: int | None = None
 
 
@@ -97,7 +98,7 @@ def train_fleet(sources: list[str], options: FleetOptions) -> FleetResult:
             runner.submit(_fit_group, name, [runner.submit(summarize_partition, p, plan)
                                              for p in group], options.params, budget)
             for name, group, plan in _plans(parts, options, budget)])
-        peak = runner.peak_rss()
+        peak, cpu = runner.peak_rss(), runner.cpu_seconds()
         memory_limit = runner.memory_limit
         description, workers = runner.description, runner.workers
     return FleetResult(
@@ -106,7 +107,7 @@ def train_fleet(sources: list[str], options: FleetOptions) -> FleetResult:
         partitions=len(parts), hosts=len({p.host for p in parts}), bytes=data_bytes,
         runner=description, workers=workers, fit_calls=budget,
         seconds=time.perf_counter() - started, lost=sum(o.lost for o in outcomes),
-        attack_rows=sum(o.attack_rows for o in outcomes), peak_rss=peak,
+        attack_rows=sum(o.attack_rows for o in outcomes), peak_rss=peak, cpu_seconds=cpu,
         memory_limit=memory_limit)
 
 

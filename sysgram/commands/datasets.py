@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,12 +12,17 @@ from sysgram.commands.common import warn
 from sysgram.errors import UserError
 from sysgram.sanitize import printable
 
+if TYPE_CHECKING:
+    from sysgram.datasets import Dataset
+
 FORMATS = ("adfa-ld",)
+EXPORT_FORMATS = ("adfa-ld", "parquet")
 
 
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Inspect recordings and imported corpora.", no_args_is_help=True)
     group.command("info")(info)
+    group.command("export")(export)
     app.add_typer(group, name="datasets")
     app.command("export")(export)
     app.command("import")(import_)
@@ -25,10 +30,10 @@ def register(app: typer.Typer) -> None:
 
 # -- terminal helpers --------------------------------------------------------------------
 
-def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
+def _check_format(fmt: str, formats: tuple[str, ...] = FORMATS) -> None:
+    if fmt not in formats:
         # Raw: the CLI escapes a UserError's message once, when it prints it.
-        raise UserError(f"unknown format '{fmt}'; use --format adfa-ld.")
+        raise UserError(f"unknown format '{fmt}'; use --format {' or '.join(formats)}.")
 
 
 # -- sysgram datasets info -------------------------------------------------------------
@@ -105,16 +110,23 @@ def _touched_lines(t: dict) -> list[str]:
 # -- sysgram export / import -----------------------------------------------------------
 def export(
     path: Annotated[Path, typer.Argument(help="The dataset directory to export.")],
-    out: Annotated[Path, typer.Argument(help="A new or empty folder for the text files.")],
-    fmt: Annotated[str, typer.Option("--format", help="Output format: adfa-ld.")] = "adfa-ld",
+    out: Annotated[Path, typer.Argument(
+        help="A new or empty folder (parquet: or an existing Parquet root).")],
+    fmt: Annotated[str, typer.Option(
+        "--format", help="Output format: adfa-ld (text files) or parquet.")] = "adfa-ld",
+    host: Annotated[str | None, typer.Option(
+        help="parquet: the host partition (default: the host that recorded it).")] = None,
 ) -> None:
-    """Write one text file per thread trace (ADFA-LD layout when the dataset has labels)."""
+    """Write the thread traces as ADFA-LD text files, or as Parquet rows (hive layout)."""
     from sysgram.datasets import Dataset, export_adfa
 
-    _check_format(fmt)
+    _check_format(fmt, EXPORT_FORMATS)
     dataset = Dataset.open(path)
     for message in dataset.warnings:
         warn(message)
+    if fmt == "parquet":
+        _export_parquet(dataset, out, host)
+        return
     written = export_adfa(dataset, out)
     empty = sum(1 for t in dataset.threads if not len(t.ids))
     lossy = [t for t in dataset.threads if t.lost and len(t.ids)]
@@ -125,6 +137,17 @@ def export(
         lost = sum(t.lost for t in lossy)
         warn(f"{len(lossy):,} exported traces had {lost:,} lost events that the text format "
              "cannot mark; their files join the pieces around each gap.")
+
+
+def _export_parquet(dataset: Dataset, out: Path, host: str | None) -> None:
+    from sysgram.datasets.parquet import export_parquet
+
+    counts = export_parquet(dataset, out, host=host)
+    print(f"exported {counts['threads']:,} traces, {counts['syscalls']:,} syscalls as "
+          f"{counts['rows']:,} rows in {counts['files']:,} Parquet files to {printable(out)}")
+    if counts["lost_events"]:
+        warn(f"{counts['gaps']:,} losses ({counts['lost_events']:,} events) are marked in "
+             "the rows' lost_before column.")
 
 
 def import_(

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from sysgram.commands import fleet
 from sysgram.commands.allow import register as register_allow
 from sysgram.commands.common import StoreOption, curve_text, say, warn
 from sysgram.errors import UserError
@@ -19,6 +20,8 @@ def register(app: typer.Typer) -> None:
     group.command("show")(profiles_show)
     group.command("rm")(profiles_rm)
     register_allow(group)
+    group.command("export")(fleet.profiles_export)
+    group.command("import")(fleet.profiles_import)
     app.add_typer(group, name="profiles")
 
 

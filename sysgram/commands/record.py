@@ -118,9 +118,14 @@ def record(
         "--out", help="New or empty directory for the dataset.")] = None,
     cgroup: Annotated[str | None, typer.Option(
         "--cgroup", help="Only processes in this cgroup subtree (e.g. /system.slice).")] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="dataset (sysgram's log) or parquet (rows in a hive layout under "
+        "--out; an existing Parquet root takes more recordings).")] = "dataset",
 ) -> None:
     """Record the syscalls of every thread of the processes named PROC into a dataset."""
     comms = list(dict.fromkeys(kernel_comm(p) for p in proc))
+    if fmt not in ("dataset", "parquet"):
+        raise UserError(f"unknown --format '{fmt}'; use --format dataset or parquet.")
     seconds = parse_duration(duration)
     if exe is not None and len(comms) > 1:
         raise UserError("--exe names one binary's executable; give it with a single --proc.")
@@ -130,7 +135,7 @@ def record(
     if not can_trace():
         raise UserError(f"recording needs BPF tracing privileges; {PRIVILEGE_FIX}.")
     out = out or default_out("+".join(comms))
-    run_recording(comms, exe_path, seconds, out, cgroup)
+    run_recording(comms, exe_path, seconds, out, cgroup, fmt)
 
 
 def _checked_exe(exe: Path | None) -> str | None:
@@ -142,11 +147,16 @@ def _checked_exe(exe: Path | None) -> str | None:
 
 
 def run_recording(comms: list[str], exe: str | None, seconds: float | None, out: Path,
-                  cgroup: str | None = None) -> None:
+                  cgroup: str | None = None, fmt: str = "dataset") -> None:
     from sysgram.collector import Collector, TargetSpec
     from sysgram.collector.procinfo import pids_by_comm
     from sysgram.datasets import DatasetWriter
     from sysgram.syscalls import host_arch
+
+    writer_class = DatasetWriter
+    if fmt == "parquet":   # same interface, rows of thread pieces (sysgram.datasets.parquet)
+        from sysgram.datasets.parquet import ParquetRecordingWriter
+        writer_class = ParquetRecordingWriter
 
     # One binary keeps the one-target form readers know; several are listed.
     target = ({"comm": comms[0], "exe": exe} if len(comms) == 1
@@ -156,7 +166,7 @@ def run_recording(comms: list[str], exe: str | None, seconds: float | None, out:
     names = "', '".join(comms)
     meta = {"clock": "CLOCK_MONOTONIC (ns)", "monotonic_at_start_ns": time.monotonic_ns(),
             "wall_at_start": time.time(), "recorder_pid": os.getpid()}
-    writer = DatasetWriter(out, arch=host_arch(), source="record", target=target, meta=meta)
+    writer = writer_class(out, arch=host_arch(), source="record", target=target, meta=meta)
     stop = _StopFlag()
     stop.install()
     collector = Collector([TargetSpec(comm, exe=exe) for comm in comms], cgroup=cgroup)

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from sysgram.commands import fleet
 from sysgram.commands.common import (
     StoreOption,
     curve_text,
@@ -35,12 +36,14 @@ def register(app: typer.Typer) -> None:
 
 # -- sysgram train -----------------------------------------------------------------------
 def train(
-    proc: Annotated[list[str], typer.Option(
+    proc: Annotated[list[str] | None, typer.Option(
         "--proc", help="Process name (as `ps -o comm` shows it); repeat it to train several "
-        "binaries at once (one collector; one profile each).")],
+        "binaries at once (one collector; one profile each); optional with Parquet.")] = None,
     sources: Annotated[
-        list[Path] | None,
-        typer.Option("--from", help="Train from these recordings instead of live (repeatable)."),
+        list[str] | None,
+        typer.Option("--from", help="Train from these recordings instead of live (repeatable): "
+                     "datasets, or Parquet roots and fsspec URLs (one pooled profile per "
+                     "binary)."),
     ] = None,
     duration: Annotated[
         str | None,
@@ -70,13 +73,33 @@ def train(
                      "--append, the profile's).")
     ] = None,
     store: StoreOption = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="Parquet: the Dask scheduler to train on (default: a LocalCluster for large "
+        "data).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Parquet: LocalCluster workers (0: in this process).")] = None,
+    worker_memory: Annotated[str | None, typer.Option(
+        help="Parquet: memory limit of each LocalCluster worker, e.g. 2GiB.")] = None,
 ) -> None:
     """Learn a binary's profile, live or from recordings, and save it in the store."""
+    from sysgram.fleet.partitions import is_parquet_source
     from sysgram.models.store import ProfileStore
     from sysgram.models.touched import FirstSeen, host_networks
 
-    comms = list(dict.fromkeys(kernel_comm(p) for p in proc))
     _check_options(window, stride, target_far, stable_rate)
+    if sources and all(is_parquet_source(s) for s in sources):
+        if proc and len(proc) > 1:
+            raise UserError("Parquet recordings train one binary with --proc, or every binary "
+                            "they hold without it.")
+        return fleet.train_fleet_command(
+            sources, proc and kernel_comm(proc[0]), cluster=cluster, workers=workers,
+            worker_memory=worker_memory, store=store,
+            params={"detector": model, "window": window, "stride": stride,
+                    "target_far": target_far})
+    if not proc:
+        raise UserError("give the process name with --proc (only Parquet recordings train "
+                        "every binary they hold).")
+    comms = list(dict.fromkeys(kernel_comm(p) for p in proc))
     if sources and (duration is not None or until_stable):
         raise UserError("--duration and --until-stable say how long to record live; drop them "
                         "when training from recordings with --from.")
@@ -90,7 +113,8 @@ def train(
     previous = _previous(profile_store, comms[0], append)
     touched = {comm: FirstSeen(host_networks()) for comm in comms}  # learned beside
     if sources:
-        learned = {comm: _threads_from_datasets(sources, comm, touched[comm]) for comm in comms}
+        paths = [Path(s) for s in sources]
+        learned = {comm: _threads_from_datasets(paths, comm, touched[comm]) for comm in comms}
     else:
         learned = _threads_live(
             comms, parse_duration(duration or DEFAULT_DURATION), until_stable, stable_rate,

@@ -78,19 +78,7 @@ def write_envelope(path: Path, meta: dict, payload: object) -> dict:
         **meta,
     }
     head = json.dumps(header, sort_keys=True).encode()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(MAGIC + len(head).to_bytes(8, "big") + head + body)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    write_bytes_atomic(path, MAGIC + len(head).to_bytes(8, "big") + head + body)
     return header
 
 
@@ -123,6 +111,39 @@ def read_envelope(path: Path) -> Envelope:
                 "retrain it if scores look wrong."
             )
     return Envelope(header, payload, warnings)
+
+
+def read_verified_bytes(path: Path) -> tuple[dict, bytes]:
+    """The header and the whole file's bytes, after the trust, version and hash checks
+    (nothing unpickled): what `profiles export/import` copy, read once."""
+    with _open_checked(path, check_trust=True) as f:
+        raw = f.read()
+    with io.BytesIO(raw) as f:
+        header = _read_header(f, path)
+        body = f.read()
+    if len(body) != header.get("payload_bytes") or (
+        hashlib.sha256(body).hexdigest() != header.get("payload_sha256")
+    ):
+        raise ProfileFileError(f"{path} is corrupt or was modified (its payload does not match "
+                               "the sha256 recorded in it); export it again from its source.")
+    return header, raw
+
+
+def write_bytes_atomic(path: Path, raw: bytes) -> None:
+    """Write `raw` to `path` as write_envelope does (tmp, mode 0600, fsync, rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(raw)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def _open_checked(path: Path, check_trust: bool):

@@ -1,0 +1,147 @@
+"""One partition (a host's recordings of one binary name) -> what pooling needs of it.
+
+Read file by file (each bounded by the writer), so a partition of any size streams
+through a worker: per binary sha256 the distinct syscalls and n-grams (exact, merged
+later across hosts) and a uniform random *sample* of loss-free chunks of calls, bounded
+to `sample_calls` (bottom-k by random key: a chunk is kept when its key is among the
+smallest, so samples of partitions merge into a uniform sample of the whole fleet).
+A file that cannot be read is reported by name and skipped; the rest still counts.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sysgram.datasets.parquet_read import TRAINING_COLUMNS, PieceTails, table_pieces
+from sysgram.features import NgramVocabulary, Sequences
+from sysgram.features.sequences import SYMBOL_LIMIT
+from sysgram.fleet.partitions import Partition
+
+
+@dataclass(frozen=True)
+class Plan:
+    orders: tuple[int, ...]
+    window: int
+    sample_calls: int            # calls kept per binary sha256 of this partition
+    chunk_calls: int = 4096      # long pieces are sampled in chunks of this many calls
+    seed: int = 0
+
+
+@dataclass
+class Sample:
+    """Bottom-k sample of chunks: keys (uniform in [0, 1)) and the chunks themselves."""
+
+    budget: int
+    keys: list = field(default_factory=list)
+    chunks: list = field(default_factory=list)
+    held: int = 0
+    cutoff: float = 1.0          # chunks keyed at or above it can never be kept
+
+    def offer(self, seqs: Sequences, chunk_calls: int, rng: np.random.Generator) -> None:
+        lengths = seqs.lengths
+        per_piece = -(-lengths // chunk_calls)
+        piece = np.repeat(np.arange(len(seqs)), per_piece)
+        first = np.concatenate([[0], np.cumsum(per_piece)])[:-1]
+        starts = seqs.offsets[piece] + (np.arange(len(piece)) - first[piece]) * chunk_calls
+        ends = np.minimum(starts + chunk_calls, seqs.offsets[piece + 1])
+        keys = rng.random(len(starts))
+        for i in np.flatnonzero(keys < self.cutoff):
+            self.keys.append(float(keys[i]))
+            self.chunks.append(seqs.values[starts[i]:ends[i]].copy())
+            self.held += int(ends[i] - starts[i])
+        if self.held > 2 * self.budget:
+            self.prune()
+
+    def prune(self) -> None:
+        """Keep the smallest keys holding at most `budget` calls."""
+        order = np.argsort(self.keys)
+        sizes = np.array([len(self.chunks[i]) for i in order], dtype=np.int64)
+        keep = order[: int(np.searchsorted(np.cumsum(sizes), self.budget, side="right"))]
+        if len(keep) < len(order):
+            self.cutoff = float(self.keys[order[len(keep)]])
+        self.keys = [self.keys[i] for i in keep]
+        self.chunks = [self.chunks[i] for i in keep]
+        self.held = int(sum(len(c) for c in self.chunks))
+
+
+@dataclass
+class BinarySlice:
+    """What one partition holds of one binary (sha256)."""
+
+    sha256: str | None
+    comm: str
+    exe: str | None
+    arch: str
+    symbols: np.ndarray
+    codes: dict
+    sample: Sample
+    calls: int = 0
+    pieces: int = 0
+    unencodable: int = 0
+
+
+@dataclass
+class PartitionSummary:
+    host: str
+    binary_name: str
+    slices: dict = field(default_factory=dict)      # sha256 (or None) -> BinarySlice
+    failures: list = field(default_factory=list)    # (file, message)
+    files: int = 0
+    lost: int = 0
+    attack_rows: int = 0
+
+
+def summarize_partition(part: Partition, plan: Plan) -> PartitionSummary:
+    """Read the partition's files in order and summarise them (the Dask task)."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    fs, _ = fsspec.core.url_to_fs(part.url)
+    seed = zlib.crc32(f"{part.host}/{part.binary_name}".encode()) ^ plan.seed
+    rng = np.random.default_rng(seed)
+    out = PartitionSummary(part.host, part.binary_name)
+    tails = PieceTails(keep=max(plan.window, max(plan.orders)) - 1)
+    for path in part.files:
+        try:
+            table = pq.read_table(path, columns=TRAINING_COLUMNS, filesystem=fs)
+            pieces = table_pieces(table)
+        except Exception as exc:  # any damage: name the file, keep going without it
+            out.failures.append((path, f"{type(exc).__name__}: {exc}"))
+            tails.tails.clear()  # a trace must not be joined across the missing file
+            continue
+        out.files += 1
+        out.lost += pieces.lost
+        out.attack_rows += pieces.attack_rows
+        _add_pieces(out, pieces, tails.join(pieces), plan, rng)
+    for s in out.slices.values():
+        s.sample.prune()
+    return out
+
+
+def _add_pieces(out: PartitionSummary, pieces, ids: list, plan: Plan, rng) -> None:
+    shas = pieces.sha256
+    for sha in dict.fromkeys(shas):  # loop over binaries of the file, not pieces
+        mine = [i for i, s in enumerate(shas) if s == sha]
+        seqs = Sequences.from_list([ids[i] for i in mine])
+        beyond = seqs.values >= SYMBOL_LIMIT
+        slice_ = out.slices.get(sha)
+        if slice_ is None:
+            slice_ = out.slices[sha] = BinarySlice(
+                sha, pieces.comm[mine[0]] or out.binary_name, pieces.exe[mine[0]],
+                pieces.arch[mine[0]],
+                np.zeros(0, np.int64), {n: np.zeros(0, np.int64) for n in plan.orders},
+                Sample(plan.sample_calls))
+        if beyond.any():  # folded like sysgram.models.training_data.to_streams does
+            seqs.values[beyond] = SYMBOL_LIMIT - 1
+            slice_.unencodable += int(beyond.sum())
+        vocab = NgramVocabulary(plan.orders).fit(seqs)
+        slice_.symbols = np.union1d(slice_.symbols, vocab.symbols_)
+        for n in plan.orders:
+            slice_.codes[n] = np.union1d(slice_.codes[n], vocab.codes_[n])
+        # Real calls only: a continuation's `ids` repeat the earlier file's tail.
+        slice_.calls += int(np.diff(pieces.offsets)[mine].sum())
+        slice_.pieces += len(seqs)
+        slice_.sample.offer(seqs, plan.chunk_calls, rng)

@@ -1,0 +1,177 @@
+"""Fleet training: pooled profiles from Parquet, on a Dask LocalCluster and in process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import start_recorder
+
+from sysgram.cli import main
+from sysgram.datasets.parquet import ParquetRecordingWriter
+from sysgram.datasets.parquet_read import TRAINING_COLUMNS, table_pieces
+from sysgram.features import NgramVocabulary, Sequences
+from sysgram.fleet.training import FleetOptions, train_fleet
+from sysgram.models.profile import Profile
+
+SHA = "ab" * 32
+RARE = np.array([300, 301, 302], np.uint16)   # calls only host h0 makes
+SEAM = (310, 311)   # h1 makes 310 at the end of one file and 311 at the start of the next
+
+
+def write_fleet(root, hosts: int = 3, threads: int = 30, seed: int = 0) -> None:
+    """`hosts` hosts running one binary ("srv"): replays of one random stream, and h0
+    alone also making the RARE calls once. Rows reach several files per host; h1 writes a
+    file at every flush, so its traces span files (and SEAM's bigram spans two)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 40, size=3000).astype(np.uint16)
+    for h in range(hosts):
+        w = ParquetRecordingWriter(root, arch="x86_64", source="test", host=f"h{h}",
+                                   max_calls=1 if h == 1 else 5000)
+        for t in range(1, threads + 1):
+            w.start_thread(t, pid=1, comm="srv", exe="/usr/sbin/srv", exe_sha256=SHA)
+            start = int(rng.integers(0, 2000))
+            w.append(t, base[start:start + 400])
+            if h == 1 and t == 1:
+                w.append(t, np.array(SEAM[:1], np.uint16))
+            w.flush()
+            if h == 0 and t == 1:
+                w.append(t, RARE)
+            if h == 1 and t == 1:
+                w.append(t, np.array(SEAM[1:], np.uint16))
+            w.append(t, base[start + 400:start + 800])
+            w.end_thread(t)
+        w.close()
+
+
+def single_process_pieces(root) -> Sequences:
+    """Every loss-free piece, read in one go with pyarrow (no sysgram.fleet)."""
+    files = sorted(root.rglob("*.parquet"))
+    table = pa.concat_tables([pq.read_table(f, columns=TRAINING_COLUMNS) for f in files])
+    pieces = table_pieces(table)
+    return Sequences(pieces.values, pieces.offsets)
+
+
+def assert_same_vocabulary(pooled, single) -> None:
+    assert np.array_equal(pooled.symbols_, single.symbols_)
+    for n in single.orders:
+        assert np.array_equal(pooled.codes_[n], single.codes_[n]), f"order {n}"
+
+
+def test_pooled_vocabulary_counts_hosts_and_equals_a_single_fit(tmp_path):
+    write_fleet(tmp_path / "pq")
+    result = train_fleet([str(tmp_path / "pq")], FleetOptions(params={}, workers=0))
+    (pooled,) = result.binaries
+    assert (pooled.hosts, pooled.sha256, pooled.exe, pooled.error) == (3, SHA, "/usr/sbin/srv",
+                                                                      None)
+    assert pooled.calls == 3 * 30 * 800 + 3 + 2
+    # nothing sampled away; the fit also sees each trace's calls before a file seam again
+    assert pooled.sampled_calls >= pooled.calls
+    vocab = pooled.profile.vocabulary_
+    single = NgramVocabulary((1, 2, 3)).fit(single_process_pieces(tmp_path / "pq"))
+    assert_same_vocabulary(vocab, single)
+    assert vocab.n_hosts_ == 3
+    assert vocab.hosts_seen(RARE.astype(np.int64), 1).tolist() == [1, 1, 1]
+    common = vocab.codes_[1][0]
+    assert vocab.hosts_seen(np.array([common, 999]), 1).tolist() == [3, 0]
+    rare_first = vocab.rarest(Sequences.from_list([RARE]), 2)[1]
+    assert rare_first.tolist() == [1, 1]         # seen on 1 of 3 hosts, not "never"
+    seam = vocab.rarest(Sequences.from_list([np.array(SEAM, np.uint16)]), 2)[1]
+    assert seam.tolist() == [1]                  # joined across h1's two files
+
+
+def test_a_fit_budget_samples_windows_but_keeps_the_whole_vocabulary(tmp_path):
+    write_fleet(tmp_path / "pq", hosts=3, threads=60)
+    result = train_fleet([str(tmp_path / "pq")],
+                         FleetOptions(params={}, workers=0, fit_calls=30_000))
+    (pooled,) = result.binaries
+    assert pooled.sampled_calls <= 30_000 < pooled.calls
+    assert pooled.profile.training_summary_["syscalls"] == pooled.sampled_calls
+    single = NgramVocabulary((1, 2, 3)).fit(single_process_pieces(tmp_path / "pq"))
+    assert_same_vocabulary(pooled.profile.vocabulary_, single)
+
+
+def test_a_corrupt_partition_is_named_and_the_rest_trains(tmp_path, capsys):
+    root = tmp_path / "pq"
+    write_fleet(root)
+    broken = sorted((root / "host=h1" / "binary_name=srv").glob("*.parquet"))
+    for f in broken:                              # every file of h1: the whole partition
+        f.write_bytes(f.read_bytes()[:200])
+    code = main(["train", "--from", str(root), "--store", str(tmp_path / "store"),
+                 "--workers", "0"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    for f in broken:
+        assert f"skipped the unreadable Parquet file {f}" in err
+    assert "pooled     srv" in out and " 2 hosts," in out
+    assert (tmp_path / "store" / "srv.profile").exists()
+
+
+def test_profiles_export_import_copies_the_checked_envelope(tmp_path, capsys):
+    write_fleet(tmp_path / "pq")
+    assert main(["train", "--from", str(tmp_path / "pq"), "--store", str(tmp_path / "central"),
+                 "--workers", "0"]) == 0
+    exported = tmp_path / "srv.profile"
+    assert main(["profiles", "export", "srv", str(exported), "--store",
+                 str(tmp_path / "central")]) == 0
+    assert exported.read_bytes() == (tmp_path / "central" / "srv.profile").read_bytes()
+    assert main(["profiles", "import", str(exported), "--store", str(tmp_path / "host")]) == 0
+    assert (tmp_path / "host" / "srv.profile").read_bytes() == exported.read_bytes()
+    capsys.readouterr()
+    assert main(["profiles", "import", str(exported), "--store", str(tmp_path / "host")]) == 2
+    assert "--replace" in capsys.readouterr().err
+    tampered = tmp_path / "tampered.profile"
+    tampered.write_bytes(exported.read_bytes()[:-1] + b"\0")
+    tampered.chmod(0o600)
+    assert main(["profiles", "import", str(tampered), "--store", str(tmp_path / "h2")]) == 2
+    assert "does not match the sha256" in capsys.readouterr().err
+    exported.chmod(0o666)                         # others could have planted a payload
+    assert main(["profiles", "import", str(exported), "--store", str(tmp_path / "h3")]) == 2
+    assert "users other than root or its owner can write it" in capsys.readouterr().err
+    assert not (tmp_path / "h2" / "srv.profile").exists()
+    assert not (tmp_path / "h3" / "srv.profile").exists()
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_a_local_cluster_trains_from_record_parquet_like_one_process(build_workload, tmp_path):
+    exe = build_workload("pattern")
+    root = tmp_path / "pq"
+    recorder = start_recorder("--proc", exe.name, "--format", "parquet", "--out", str(root))
+    for _ in range(3):                    # 3 runs x (4 threads + a forked child)
+        subprocess.run([exe, "4", "3000", "1", "0"], check=True)
+    time.sleep(0.5)
+    recorder.send_signal(signal.SIGTERM)
+    _, err = recorder.communicate(timeout=30)
+    assert recorder.returncode == 0, err
+    result = train_fleet([str(root)], FleetOptions(params={}, workers=2, processes=False))
+    assert result.runner == "LocalCluster of 2 workers" and not result.failures
+    (pooled,) = result.binaries
+    assert pooled.error is None and pooled.sha256 and pooled.calls >= 3 * 5 * 3000
+    pieces = single_process_pieces(root)
+    assert pooled.calls == int(pieces.offsets[-1])
+    single = Profile().fit(pieces)
+    assert_same_vocabulary(pooled.profile.vocabulary_, single.vocabulary_)
+    assert pooled.profile.training_summary_["distinct_ngrams"] == \
+        single.training_summary_["distinct_ngrams"]
+
+
+def test_an_fsspec_url_trains_like_a_local_path(tmp_path):
+    import fsspec
+
+    write_fleet(tmp_path / "pq")
+    fs = fsspec.filesystem("memory")
+    fs.put(str(tmp_path / "pq"), "/fleet-test", recursive=True)
+    try:
+        remote = train_fleet(["memory://fleet-test"], FleetOptions(params={}, workers=0))
+    finally:
+        fs.rm("/fleet-test", recursive=True)
+    local = train_fleet([str(tmp_path / "pq")], FleetOptions(params={}, workers=0))
+    assert remote.hosts == 3 and remote.partitions == local.partitions
+    assert_same_vocabulary(remote.binaries[0].profile.vocabulary_,
+                           local.binaries[0].profile.vocabulary_)

@@ -95,11 +95,13 @@ def matches_template(path: str, templates: set[str] | frozenset[str]) -> bool:
     template = path_template(path)
     if template in templates:
         return True
-    parent = template.rsplit("/", 1)[0]
-    while parent:
+    # Each directory above it, deepest first; a relative path (openat from a dirfd) has
+    # fewer, and one without a slash none.
+    parent = template
+    while "/" in parent:
+        parent = parent.rsplit("/", 1)[0]
         if parent + "/*" in templates:
             return True
-        parent = parent.rsplit("/", 1)[0]
     return False
 
 

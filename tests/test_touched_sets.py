@@ -128,3 +128,27 @@ def test_an_unreadable_path_is_an_item_of_its_own_not_a_blind_spot():
     assert learned.new_items([unreadable]) == []
     hidden_peer = {"kind": "connect", "result": 0, "protocol": "tcp", "unreadable": True}
     assert item_key(hidden_peer) == ("peers", "connect tcp <unreadable>")
+
+
+def test_relative_paths_are_matched_and_end_the_directory_walk():
+    """openat from a dirfd gives relative paths: the walk up their directories ends (it
+    looped forever on 'a/b' and 'a', and hung the watcher on a shell's first relative
+    open)."""
+    import multiprocessing
+
+    from sysgram.models.touched import matches_template
+
+    def walk(queue) -> None:
+        queue.put([matches_template("foo/bar", frozenset({"/etc/passwd"})),
+                   matches_template("bar", frozenset({"/etc/passwd"})),
+                   matches_template("foo/bar", frozenset({"foo/*"})),
+                   matches_template("/srv/www/a/b.html", frozenset({"/srv/www/*"}))])
+
+    queue = multiprocessing.get_context("fork").Queue()
+    child = multiprocessing.get_context("fork").Process(target=walk, args=(queue,))
+    child.start()
+    child.join(10)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0, "the directory walk never ended"
+    assert queue.get(timeout=1) == [False, False, True, True]

@@ -95,11 +95,13 @@ def matches_template(path: str, templates: set[str] | frozenset[str]) -> bool:
     template = path_template(path)
     if template in templates:
         return True
-    parent = template.rsplit("/", 1)[0]
-    while parent:
+    # Each directory above it, deepest first; a relative path (openat from a dirfd) has
+    # fewer, and one without a slash none.
+    parent = template
+    while "/" in parent:
+        parent = parent.rsplit("/", 1)[0]
         if parent + "/*" in templates:
             return True
-        parent = parent.rsplit("/", 1)[0]
     return False
 
 
@@ -242,7 +244,7 @@ class TouchedSets(BaseEstimator):
 
     def new_items(self, X: Iterable[dict]) -> list[tuple[str, str, dict]]:
         """(set, key, record) of each record whose key is new and not allowed, once per key."""
-        networks = [ipaddress.ip_network(n, strict=False) for n in self.networks_]
+        networks = self._parsed_networks()
         seen: set[tuple[str, str]] = set()
         out = []
         for record in X:
@@ -252,6 +254,15 @@ class TouchedSets(BaseEstimator):
             seen.add(key)
             out.append((key[0], key[1], record))
         return out
+
+    def _parsed_networks(self) -> list:
+        # Parsed once per fitted object: the watcher asks for every record it sees.
+        cached = self.__dict__.get("_networks_cache")
+        if cached is None or cached[0] is not self.networks_:
+            cached = (self.networks_,
+                      [ipaddress.ip_network(n, strict=False) for n in self.networks_])
+            self.__dict__["_networks_cache"] = cached
+        return cached[1]
 
     def known(self, key: tuple[str, str], record: dict) -> bool:
         """Whether the item was learned or is allowed."""

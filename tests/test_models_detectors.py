@@ -82,3 +82,18 @@ def test_duplicate_windows_are_scored_once_and_identically(name, normal):
     repeated = normal.take(np.array([3, 1, 3, 3, 0, 1] * 5))
     direct = det.score_features(det.features_.transform(repeated))
     assert np.allclose(det.score_samples(repeated), direct)
+
+
+def test_lm_stream_with_too_few_sequences_for_a_stream_model_still_fits_and_scores():
+    """A handful of distinct windows (a tiny or very repetitive binary) is too few for the
+    stream model's folds: the window model scores streams instead (it raised before)."""
+    from sysgram.models.lm_stream import LMStreamDetector
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 20, 64).astype(np.uint16)
+    windows = Sequences.from_list([np.roll(base, k) for k in range(6)] * 5)
+    detector = LMStreamDetector().fit(windows)
+    assert detector.stream_model_ is None and detector.stream_reference_scores() is None
+    streams = Sequences.from_list([np.tile(base, 4), rng.integers(200, 230, 256)])
+    normal, foreign = detector.score_streams(streams)
+    assert np.isfinite([normal, foreign]).all() and foreign > normal

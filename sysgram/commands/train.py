@@ -95,7 +95,7 @@ def train(
             sources, proc and kernel_comm(proc[0]), cluster=cluster, workers=workers,
             worker_memory=worker_memory, store=store,
             params={"detector": model, "window": window, "stride": stride,
-                    "target_far": target_far})
+                    "target_far": target_far or DEFAULT_TARGET_FAR})
     if not proc:
         raise UserError("give the process name with --proc (only Parquet recordings train "
                         "every binary they hold).")

@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator
 from sysgram.features.sequences import Sequences
 from sysgram.models import defaults
 from sysgram.models.distinct import distinct_sample, score_distinct
-from sysgram.models.ensemble import PresenceLM
+from sysgram.models.ensemble import MIN_PER_FOLD, PresenceLM
 from sysgram.models.ngram_lm import NgramLanguageModel
 
 MAX_STREAM_FIT_WINDOWS = 4000  # windows the stream model learns from without streams
@@ -49,6 +49,9 @@ class LMStreamDetector(BaseEstimator):
         else:
             source, _ = distinct_sample(seqs, MAX_STREAM_FIT_WINDOWS, self.random_state)
             self.stream_source_ = "windows"
+        if len(source) < 2 * MIN_PER_FOLD:   # too few distinct sequences for its folds
+            self.stream_model_, self.stream_source_ = None, "none"
+            return self
         self.stream_model_ = PresenceLM(n_folds=self.n_folds,
                                         random_state=self.random_state).fit(source)
         return self
@@ -73,7 +76,10 @@ class LMStreamDetector(BaseEstimator):
         return out
 
     def score_streams(self, seqs: Sequences) -> np.ndarray:
-        """Each sequence scored whole by the stream model (a thread's stream so far)."""
+        """Each sequence scored whole by the stream model (a thread's stream so far); the
+        window model's trimmed mean surprise when training had too little for one."""
+        if self.stream_model_ is None:
+            return score_distinct(seqs, self._trimmed_mean_nll)
         return self.stream_model_.score_samples(seqs)
 
     def stream_reference_scores(self) -> np.ndarray | None:

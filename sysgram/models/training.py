@@ -29,6 +29,7 @@ class TrainedProfile:
     warnings: list[str] = field(default_factory=list)
     fit_seconds: float = 0.0
     touched: object | None = None  # the learned sets (models.touched.TouchedSets), or None
+    fleet: dict | None = None  # a pooled profile's fleet: hosts, how the vocabulary pooled
 
     def meta(self) -> dict:
         """The header fields describing this result (readable without unpickling)."""
@@ -39,6 +40,8 @@ class TrainedProfile:
                             thread_profile=self.thread_profile)
         if self.touched is not None:
             meta["touched"] = touched_meta(self.touched)
+        if self.fleet is not None:
+            meta["fleet"] = self.fleet
         return meta
 
 

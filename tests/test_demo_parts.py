@@ -224,3 +224,19 @@ def test_the_server_dies_with_a_demo_killed_by_sigkill(server_binary, tmp_path):
     while server_pid in live_pids_named(DEMO_COMM) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server_pid not in live_pids_named(DEMO_COMM)
+
+
+def test_attack_alerts_name_what_a_touched_alert_found():
+    from sysgram.demo.console import render_attack_alerts
+
+    lines = render_attack_alerts([
+        {"kind": "alert", "scope": "window", "time": "2026-12-04T18:05:39.687Z", "pid": 7,
+         "comm": "sh", "score": 12.3, "new_syscalls": ["rt_sigaction"]},
+        {"kind": "alert", "scope": "touched", "time": "2026-12-04T18:05:39.688Z", "pid": 7,
+         "comm": "sh", "new": {"set": "programs", "key": "/bin/sh\x1b[31m"},
+         "new_syscalls": []},
+        {"kind": "repeat", "scope": "touched"},
+    ])
+    assert lines[0].endswith("window score 12.300: rt_sigaction")
+    assert "touched new programs: /bin/sh" in lines[1] and "\x1b" not in lines[1]
+    assert len(lines) == 2

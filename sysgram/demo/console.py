@@ -121,9 +121,14 @@ def render_attack_alerts(records: list[dict]) -> list[str]:
     for r in records:
         if r.get("kind") != "alert":
             continue
+        head = f"{r.get('time', '')[11:23]}  pid {r.get('pid')} ({safe(r.get('comm'))}), "
+        if r.get("scope") == "touched":     # what it touched: no score, a new item
+            new = r.get("new") or {}
+            lines.append(head + f"touched new {safe(new.get('set', '?'))}: "
+                         f"{safe(new.get('key', '?'), 120)}")
+            continue
         new = ", ".join(r.get("new_syscalls") or []) or "unseen sequences"
-        lines.append(f"{r.get('time', '')[11:23]}  pid {r.get('pid')} ({safe(r.get('comm'))}), "
-                     f"score {r.get('score', 0):.3f}: {new}")
+        lines.append(head + f"{r.get('scope', 'window')} score {r.get('score', 0):.3f}: {new}")
     return lines
 
 

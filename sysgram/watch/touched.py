@@ -25,7 +25,7 @@ from sysgram.watch.alerts import SCHEMA, ProcessContext, wall_time
 
 # Touched records kept per thread for the window listings (the most recent ones).
 KEEP_PER_THREAD = 64
-# Distinct records whose verdict is remembered (cleared when full).
+# Records found inside the sets that are remembered (cleared when full).
 KNOWN_CACHE = 8192
 
 
@@ -136,10 +136,10 @@ class TouchedWatch:
         self._exited: list[int] = []
         self._periods: dict[int, tuple[TouchedRepeat, set[tuple[str, str]]]] = {}
         self._alerts: list[TouchedAlert] = []
-        # What each distinct record was found to be (its new keys; none: inside the sets),
-        # so a busy server's repeated opens, and a spawned shell's storm of new ones, skip
-        # the template rules after the first time (cleared when full).
-        self._verdicts: dict[tuple, list[tuple[str, str]]] = {}
+        # Records found inside the sets, so a busy server's repeated opens skip the template
+        # rules (cleared when full). New ones are not remembered: a fork storm's distinct
+        # /proc paths would fill it with state that outlives their processes.
+        self._known: set[tuple] = set()
         self.new_items = 0                    # occurrences of items outside the sets
         self.lost = 0                         # touched records the kernel could not deliver
 
@@ -162,12 +162,13 @@ class TouchedWatch:
     def _check(self, item, record: dict, ctx: ProcessContext) -> None:
         failed = item.result if (item.result or 0) < 0 else 0     # which failure matters
         seen = (item.kind, item.path, item.peer, item.protocol, failed, item.unreadable)
-        keys = self._verdicts.get(seen)
-        if keys is None:
-            keys = [(set_name, key) for set_name, key, _ in self.sets.new_items([record])]
-            if len(self._verdicts) >= KNOWN_CACHE:
-                self._verdicts.clear()
-            self._verdicts[seen] = keys
+        if seen in self._known:
+            return
+        keys = [(set_name, key) for set_name, key, _ in self.sets.new_items([record])]
+        if not keys:
+            if len(self._known) >= KNOWN_CACHE:
+                self._known.clear()
+            self._known.add(seen)
         for set_name, key in keys:
             self.new_items += 1
             self._offer(TouchedAlert(0, item.ts_ns, self.binary, ctx, item.tid, set_name, key,

@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -89,6 +90,22 @@ def test_one_watcher_two_programs_sighup_rotation_syslog_and_metrics(build_workl
     log_path = str(tmp_path / "log.sock")
     log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     log.bind(log_path)
+    # Read it as a log daemon does, as records come (the kernel queues only a few
+    # datagrams: net.unix.max_dgram_qlen is 10 here).
+    datagrams: list[str] = []
+    log.settimeout(0.5)
+    reading = threading.Event()
+    reading.set()
+
+    def read_log() -> None:
+        while reading.is_set():
+            try:
+                datagrams.append(log.recv(65536).decode())
+            except TimeoutError:
+                continue
+
+    log_reader = threading.Thread(target=read_log, daemon=True)
+    log_reader.start()
     alerts_file = tmp_path / "alerts.jsonl"
     victims = {name: subprocess.Popen([str(exe), port, str(tmp_path / f"{name}.stamps")],
                                       stdout=subprocess.DEVNULL)
@@ -164,13 +181,9 @@ def test_one_watcher_two_programs_sighup_rotation_syslog_and_metrics(build_workl
     file_lines = [json.dumps(json.loads(x), sort_keys=True) for x in rotated + fresh]
     assert file_lines == stdout_lines
     # ... and the syslog socket got one datagram per record.
-    log.settimeout(0.5)
-    datagrams = []
-    try:
-        while True:
-            datagrams.append(log.recv(65536).decode())
-    except TimeoutError:
-        pass
+    time.sleep(1.0)                   # the last datagrams are read
+    reading.clear()
+    log_reader.join(5)
     log.close()
     assert len(datagrams) == len(stdout_records)
     assert all("[alert@32473 " in d for d in datagrams)

@@ -67,6 +67,9 @@ def format_message(record: dict, *, hostname: str, procid: int) -> bytes:
     return line.encode("utf-8")
 
 
+SEND_TIMEOUT_S = 0.5
+
+
 class SyslogSink:
     """A watch sink (alert, repeat) that sends each record as one datagram."""
 
@@ -86,6 +89,9 @@ class SyslogSink:
     def _socket(self) -> socket.socket:
         if self._sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            # A log daemon that stops reading fills the socket's short queue; then a send
+            # would block the watcher for good. Wait a little, then count the record failed.
+            sock.settimeout(SEND_TIMEOUT_S)
             sock.connect(self.path)
             self._sock = sock
         return self._sock

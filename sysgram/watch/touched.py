@@ -89,6 +89,7 @@ class TouchedAlert:
             "comm": proc.comm, "exe": proc.exe, "exe_sha256": proc.exe_sha256,
             "new": {"set": self.set_name, "key": self.key, "item": self.item},
             "new_syscalls": [],           # every sysgram.alert/1 record has it
+            **({"cgroup": proc.cgroup, "container": proc.container} if proc.cgroup else {}),
         }
 
 

@@ -115,6 +115,16 @@ def encode_json(fields: dict) -> bytes:
     return json.dumps(clean, separators=(",", ":"), sort_keys=True, default=str).encode()
 
 
+def touched_fields(fields: dict, path: str | None = None) -> dict:
+    """A touched record's fields as stored: empty ones left out (0 is a value: a successful
+    call's result), the path kept faithfully (`encode_path`)."""
+    clean = {k: v for k, v in fields.items()
+             if not (v is None or v is False or (isinstance(v, tuple | list) and not v))}
+    if path is not None:
+        clean.update(encode_path(path))
+    return clean
+
+
 def encode_path(text: str) -> dict:
     """A path for a JSON payload: `path` when it is UTF-8, else its bytes as `path_hex`.
 

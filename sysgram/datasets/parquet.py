@@ -237,11 +237,7 @@ class ParquetRecordingWriter:
         row: after the calls that preceded it."""
         from sysgram.datasets import format as fmt
 
-        clean = {k: v for k, v in fields.items()
-                 if not (v is None or v is False or (isinstance(v, tuple | list) and not v))}
-        if path is not None:
-            clean.update(fmt.encode_path(path))
-        record = {"tid": tid, "pid": pid, "ts_ns": ts_ns, **clean}
+        record = {"tid": tid, "pid": pid, "ts_ns": ts_ns, **fmt.touched_fields(fields, path)}
         self._trace(tid).touched.append(fmt.encode_json(record).decode())
         self._counts["touched"] += 1
 

@@ -227,11 +227,7 @@ class DatasetWriter:
         thread = self._threads.get(tid)
         if thread is not None:
             self._emit_pending(tid)  # after the events that preceded it
-        # Empty fields are left out (0 is a value: a successful call's result).
-        clean = {k: v for k, v in fields.items()
-                 if not (v is None or v is False or (isinstance(v, tuple | list) and not v))}
-        if path is not None:
-            clean.update(fmt.encode_path(path))
+        clean = fmt.touched_fields(fields, path)
         if clean.get("kind") == "lost":
             self._lost_touched += int(clean.get("lost") or 0)
         self._emit(fmt.TOUCHED, tid, pid, fmt.encode_json(clean), ts_ns=ts_ns,

@@ -81,14 +81,19 @@ def serve(comm: str) -> None:
 
 
 class CollectorProcess:
-    """bench_collector.py --serve COMM, spoken to over stdin/stdout."""
+    """A benchmark script's `--serve COMM` collector, spoken to over stdin/stdout.
 
-    def __init__(self, comm: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", comm],
+    By default this script in this tree; `script` and `tree` run another (bench_touched.py
+    serves its own, and times another checkout's program beside this one's).
+    """
+
+    def __init__(self, comm: str, script: Path | None = None, tree: Path = ROOT) -> None:
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        self.proc = subprocess.Popen([sys.executable, str(script or __file__), "--serve", comm],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     cwd=ROOT)
+                                     cwd=tree, env=env)
         if "attached" not in self._read():
-            raise SystemExit("the collector did not attach; run `sysgram doctor`.")
+            raise SystemExit(f"the collector of {tree} did not attach; run `sysgram doctor`.")
 
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
@@ -107,13 +112,13 @@ class CollectorProcess:
         return result
 
 
-def _drained(collector: CollectorProcess) -> dict:
-    """Wait until the collector has delivered everything (two polls with no new events)."""
-    last = collector.ask("mark")
+def drained(collector: CollectorProcess, command: str = "mark", counter: str = "events") -> dict:
+    """Wait until the collector delivers nothing new (two answers 0.15 s apart agree)."""
+    last = collector.ask(command)
     while True:
         time.sleep(0.15)
-        now = collector.ask("mark")
-        if now["events"] == last["events"]:
+        now = collector.ask(command)
+        if now[counter] == last[counter]:
             return now
         last = now
 
@@ -221,7 +226,7 @@ def measure(reps: int, calls: int) -> dict:
             collector.ask("on")
             before = collector.ask("mark")
             traced.append(spin(target, calls))
-            after = _drained(collector)       # the collector is idle again: it must not
+            after = drained(collector)       # the collector is idle again: it must not
             # share the caches with the untargeted loop while it decodes 2 M events
             cpu_s += after["cpu_s"] - before["cpu_s"]
             events += after["events"] - before["events"]

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +38,9 @@ PACED_RATES = (10_000.0, 50_000.0, 200_000.0)   # opens per second
 PACED_S = 2.0
 PATH_NAME = "p" * 40
 LOOP_CPU = max(os.sched_getaffinity(0))
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_collector import CollectorProcess, drained  # noqa: E402
 
 
 def serve(comm: str) -> None:
@@ -75,28 +77,6 @@ def serve(comm: str) -> None:
             print(json.dumps({"opens": opens}), flush=True)
 
 
-class ServeProcess:
-    """A benchmark script's --serve COMM collector of a source tree, spoken to over stdio."""
-
-    def __init__(self, script: Path, tree: Path, comm: str) -> None:
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        self.proc = subprocess.Popen([sys.executable, str(script), "--serve", comm],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     cwd=tree, env=env)
-        if "attached" not in json.loads(self.proc.stdout.readline() or "{}"):
-            raise SystemExit(f"the collector of {tree} did not attach; run `sysgram doctor`.")
-
-    def ask(self, command: str) -> dict:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
-
-    def stop(self) -> dict:
-        result = self.ask("stop")
-        self.proc.wait(timeout=30)
-        return result
-
-
 def loop(binary: Path, *args: object) -> float:
     """Thread CPU ns per call (or pair) of one run of a workload, pinned to the last CPU."""
     out = subprocess.run([str(binary), *map(str, args)], check=True, capture_output=True,
@@ -114,15 +94,9 @@ def build_pair(work: Path, source: Path, prefix: str) -> tuple[Path, Path]:
     return target, other
 
 
-def drained(collector: ServeProcess) -> dict:
-    """Wait until the collector delivers nothing new (two polls 0.15 s apart)."""
-    last = collector.ask("count")
-    while True:
-        time.sleep(0.15)
-        now = collector.ask("count")
-        if now["opens"] == last["opens"]:
-            return now
-        last = now
+def opens_drained(collector: CollectorProcess) -> dict:
+    """Wait until the collector has delivered every open of the loop."""
+    return drained(collector, "count", "opens")
 
 
 def getppid_ab(reps: int, calls: int, baseline: Path) -> dict:
@@ -134,7 +108,8 @@ def getppid_ab(reps: int, calls: int, baseline: Path) -> dict:
     work = Path(tempfile.mkdtemp(prefix="sgbench-ab-"))
     try:
         target, other = build_pair(work, SPIN, "sgab")
-        trees = {name: ServeProcess(tree / "benchmarks" / "bench_collector.py", tree, target.name)
+        trees = {name: CollectorProcess(target.name, tree / "benchmarks" / "bench_collector.py",
+                                        tree)
                  for name, tree in (("baseline", baseline), ("this", ROOT))}
         for collector in trees.values():
             collector.ask("off")
@@ -163,22 +138,22 @@ def measure(reps: int, calls: int) -> dict:
         target, other = build_pair(work, SOURCE, "sgt")
         path = work / PATH_NAME
         path.write_text("x")
-        collector = ServeProcess(Path(__file__).resolve(), ROOT, target.name)
+        collector = CollectorProcess(target.name, Path(__file__).resolve(), ROOT)
         base, traced, untargeted = [], [], []
         for _ in range(reps):
             collector.ask("off")
             base.append(loop(other, calls, path))
             collector.ask("on")
             traced.append(loop(target, calls, path))
-            drained(collector)        # the untargeted loop must not share the CPU with it
+            opens_drained(collector)        # the untargeted loop must not share the CPU with it
             untargeted.append(loop(other, calls, path))
-        tight = drained(collector)["opens"]
+        tight = opens_drained(collector)["opens"]
         # Paced: the rates a busy server opens files at; every record must arrive.
         paced = {}
         for rate in PACED_RATES:
-            before = drained(collector)["opens"]
+            before = opens_drained(collector)["opens"]
             loop(target, int(rate * PACED_S), path, rate)
-            paced[rate] = drained(collector)["opens"] - before
+            paced[rate] = opens_drained(collector)["opens"] - before
         final = collector.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -113,8 +113,8 @@ def train(
     previous = _previous(profile_store, comms[0], append)
     touched = {comm: FirstSeen(host_networks()) for comm in comms}  # learned beside
     if sources:
-        paths = [Path(s) for s in sources]
-        learned = {comm: _threads_from_datasets(paths, comm, touched[comm]) for comm in comms}
+        datasets = _open_datasets([Path(s) for s in sources])
+        learned = {comm: _threads_from_datasets(datasets, comm, touched[comm]) for comm in comms}
     else:
         learned = _threads_live(
             comms, parse_duration(duration or DEFAULT_DURATION), until_stable, stable_rate,
@@ -169,29 +169,37 @@ def _previous(profile_store, comm: str, append: bool):
     return loaded
 
 
-def _threads_from_datasets(paths: list[Path], comm: str,
-                           touched=None) -> tuple[list, str, list[dict]]:
-    """The normal threads of `comm` in the recordings (one holding several binaries tags
-    each thread with its `target`; untagged threads are taken as they are), and what their
-    processes touched into `touched` (a FirstSeen)."""
+def _open_datasets(paths: list[Path]) -> list:
+    """Each recording opened once (however many binaries train from it), warnings shown."""
     from sysgram.datasets import Dataset
 
-    threads, described, arch = [], [], None
+    opened = []
     for path in paths:
         dataset = Dataset.open(path)
         for message in dataset.warnings:
             warn(f"{path}: {message}")
+        opened.append(dataset)
+    return opened
+
+
+def _threads_from_datasets(datasets: list, comm: str,
+                           touched=None) -> tuple[list, str, list[dict]]:
+    """The normal threads of `comm` in the recordings (one holding several binaries tags
+    each thread with its `target`; untagged threads are taken as they are), and what their
+    processes touched into `touched` (a FirstSeen)."""
+    threads, described, arch = [], [], None
+    for dataset in datasets:
         arch = arch or dataset.arch
         mine = [t for t in dataset.threads if t.target in (None, comm)]
         normal = [t for t in mine if t.label != "attack"]
         skipped = len(mine) - len(normal)
         if skipped:
-            say(f"{path}: left out {skipped:,} threads labelled as attacks.")
+            say(f"{dataset.path}: left out {skipped:,} threads labelled as attacks.")
         threads.extend(normal)
         if touched is not None:      # only this binary's normal processes' records
             pids = {t.pid for t in normal}
             touched.add(r for r in dataset.touched if r.get("pid") in pids)
-        described.append({"kind": "dataset", "path": str(Path(path).resolve()),
+        described.append({"kind": "dataset", "path": str(Path(dataset.path).resolve()),
                           "threads": len(normal), "syscalls": int(sum(len(t) for t in normal)),
                           "attack_threads_left_out": skipped})
     return threads, arch, described

@@ -49,9 +49,14 @@ class _Terminated(BaseException):
     """SIGTERM in a command that does not handle it itself (record and watch do)."""
 
 
+_terminated_by_signal = False
+
+
 def _raise_terminated(_signum, _frame) -> None:
     # Unwinding like Ctrl-C lets half-done work clean up after itself (a profile's tmp
     # file is removed); the default action would kill the process where it stands.
+    global _terminated_by_signal
+    _terminated_by_signal = True
     raise _Terminated
 
 
@@ -95,6 +100,11 @@ def _run(argv: list[str] | None) -> int:
         print("sysgram: terminated.", file=sys.stderr)
         return 128 + signal.SIGTERM
     except Exception as exc:
+        # A SIGTERM that lands while a C extension initialises (scipy's, on a lazy import)
+        # comes back as that module's ImportError: it is still the termination.
+        if _terminated_by_signal:
+            print("sysgram: terminated.", file=sys.stderr)
+            return 128 + signal.SIGTERM
         # Usage errors from click (which typer may bundle privately): print the usage
         # message, no traceback. Recognised by shape so either click works.
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):

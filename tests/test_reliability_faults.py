@@ -369,3 +369,28 @@ def test_sigterm_inside_the_profile_write_leaves_no_tmp_file(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == "sysgram: terminated."
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in store.iterdir()) == []
+
+
+def test_sigterm_landing_in_an_extension_import_is_still_a_termination(monkeypatch, capsys):
+    # A SIGTERM during a C extension's initialisation (scipy's, imported lazily by train)
+    # surfaces as that module's ImportError, not as the handler's exception.
+    from sysgram import cli
+
+    def import_interrupted(**_kwargs):
+        try:
+            cli._raise_terminated(signal.SIGTERM, None)
+        except cli._Terminated as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(cli, "app", import_interrupted)
+    monkeypatch.setattr(cli, "_terminated_by_signal", False)
+    assert cli._run(["train"]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "sysgram: terminated.\n"
+    monkeypatch.setattr(cli, "_terminated_by_signal", False)
+
+    def broken(**_kwargs):
+        raise ImportError("a real missing module")
+
+    monkeypatch.setattr(cli, "app", broken)
+    with pytest.raises(ImportError):  # without a SIGTERM, an error is not hidden
+        cli._run(["train"])

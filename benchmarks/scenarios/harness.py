@@ -6,6 +6,7 @@
    every model learns the same data;
 4. one `sysgram watch --json --alerts FILE` per model, all at once, for the watch period
    under the same load: every alert there is a false alarm;
+   (with `record_watch`, `sysgram record` keeps that period too, for offline replays);
 5. `sysgram record` again through the attack phase (the bookkeeping: which processes the
    attacks made, and what they called), then each attack in turn, each given
    `alert_wait_s` for alerts and `settle_s` so that its alerts' aggregation period closes
@@ -40,6 +41,7 @@ class Settings:
     settle_s: float = 6.0          # > watch's --aggregate period (5 s)
     attach_timeout_s: float = 120.0
     models: list[str] = field(default_factory=list)
+    record_watch: bool = False     # also record the watch period (replays: replay.py)
 
     def budget_s(self, attacks: int = 3) -> float:
         """Seconds the load must last: everything, with room for training and attaching."""
@@ -155,10 +157,16 @@ def run_scenario(server: Server, settings: Settings, work: Path) -> dict:
                 "--store", str(stores[model]), log=logs)
         watches = Watches(server.comm, stores, work)
         watches.start(settings.attach_timeout_s)
+        if settings.record_watch:
+            recorder = Recorder(server.comm, work / "watch", work / "record-watch.out")
+            recorder.start(settings.attach_timeout_s)
         before = server.load_done()
         watch_begins = time.monotonic()
         _watch_normal(server, watches, settings.watch_s)
         watched_s = time.monotonic() - watch_begins
+        if recorder is not None:
+            recorder.stop()
+            recorder = None
         load_watched = server.load_done() - before
         recorder = Recorder(server.comm, work / "attacks", work / "record-attacks.out")
         recorder.start(settings.attach_timeout_s)

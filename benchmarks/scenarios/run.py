@@ -1,7 +1,7 @@
 """The scenario suite's command: real servers under load, every detector, real attacks.
 
     .venv/bin/python -m benchmarks.scenarios [--servers nginx,apache,...] [--models a,b]
-        [--train 90s] [--watch 10m] [--parallel 3] [--quick] [--out FILE] [--keep]
+        [--train 90s] [--watch 10m] [--parallel 3] [--quick] [--out FILE] [--keep] [--record-watch]
 
 For each server (servers/): train `--train` under load (one recording, `train --from`
 per model), watch `--watch` with one `watch` per model at once (every alert is a false
@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="20 s training, 30 s watch")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     p.add_argument("--keep", action="store_true", help="keep the work directories")
+    p.add_argument("--record-watch", action="store_true",
+                   help="also record the watch period (kept: implies --keep), so that "
+                        "detector variants can be replayed offline (replay.py)")
     return p.parse_args(argv)
 
 
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = Settings(train_s=20.0 if args.quick else parse_duration(args.train),
                         watch_s=30.0 if args.quick else parse_duration(args.watch),
-                        models=models)
+                        models=models, record_watch=args.record_watch)
     installed = ensure(sorted({p for name in servers for p in make_server(name).debian_packages}))
     if installed:
         print(f"scenarios: installed {' '.join(installed)}", file=sys.stderr)
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text + "\n")
     print(text)
     print(markdown(document))
-    if not args.keep:
+    if not (args.keep or args.record_watch):
         shutil.rmtree(root, ignore_errors=True)
     return 0 if all("error" not in r for r in results) else 1
 

@@ -58,8 +58,10 @@ class _NullProfile:
     def score_windows(self, seqs) -> np.ndarray:
         return np.zeros(len(seqs))
 
-    def novel_windows(self, seqs) -> np.ndarray:
-        return np.zeros(len(seqs), dtype=bool)
+    def novelty(self, seqs):
+        from sysgram.models.policy import Novelty
+
+        return Novelty(np.zeros(len(seqs), dtype=np.int64), np.zeros(len(seqs), dtype=bool))
 
     def new_syscalls(self, seqs) -> list[list[int]]:
         return [[] for _ in range(len(seqs))]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sysgram.models.policy import Novelty, decisive_syscalls
 from sysgram.syscalls import table
 
 READ, WRITE, OPENAT, CLOSE = 0, 1, 257, 3
@@ -32,10 +33,18 @@ class FakeProfile:
         per_row = np.add.reduceat(novel.astype(float), seqs.offsets[:-1]) if len(seqs) else []
         return np.asarray(per_row) / np.maximum(seqs.lengths, 1)
 
-    def novel_windows(self, seqs):
-        return np.array([not set(zip(w.tolist()[:-1], w.tolist()[1:], strict=True)) <= self.pairs
-                         or not np.isin(w, self.known).all()
-                         for w in (seqs[k] for k in range(len(seqs)))], dtype=bool)
+    def novelty(self, seqs):
+        """Events: distinct calls outside the set plus distinct unknown pairs of known
+        calls; decisive: a new call of the real decisive kind (execve, connect, ...)."""
+        decisive_calls = set(decisive_syscalls(self.arch_).tolist())
+        events, decisive = [], []
+        for w in (seqs[k].tolist() for k in range(len(seqs))):
+            new = {x for x in w if x not in self.known}
+            pairs = {p for p in zip(w[:-1], w[1:], strict=True)
+                     if p not in self.pairs and not new & set(p)}
+            events.append(len(new) + len(pairs))
+            decisive.append(bool(new & decisive_calls))
+        return Novelty(np.array(events, dtype=np.int64), np.array(decisive, dtype=bool))
 
     def new_syscalls(self, seqs):
         return [[int(x) for x in dict.fromkeys(seqs[k].tolist()) if x not in self.known]

@@ -257,6 +257,7 @@ def _result(server: Server, settings: Settings, work: Path, attacks: list[Attack
             "name": attack.name, "shape": attack.shape, "how": attack.how,
             "succeeded": outcome.succeeded, "evidence": outcome.evidence,
             "target_pid": outcome.target_pid,
+            "span_ns": [span.begins_ns, span.ends_ns],  # CLOCK_MONOTONIC (replay.py)
             "attack_call_delay_s": round((outcome.effective_ns - outcome.begins_ns) / 1e9, 3),
             "tree": activity.summary(),
             "expected_syscalls": list(attack.expect_syscalls),

@@ -90,6 +90,43 @@ class NgramVocabulary:
     def size(self) -> int:
         return int(sum(len(c) for c in self.codes_.values()))
 
+    def _seen(self, codes: np.ndarray, n: int) -> np.ndarray:
+        """Whether training saw each order-n code (True where the order was not kept)."""
+        if n == 1:
+            return np.isin(codes, self.symbols_)
+        if n in self.codes_:
+            return _member(codes, self.codes_[n])
+        return np.ones(len(codes), dtype=bool)
+
+    def novel_events(self, seqs: Sequences) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per sequence, how many distinct *minimal* unseen n-grams it holds, and the
+        (row, syscall) pairs of its new calls.
+
+        An n-gram is minimal when training never saw it but saw both of its (n-1)-grams: a
+        new call (n = 1), a new transition between known calls, a new three-call order of
+        known transitions. Each novel thing a sequence does is counted once at the order
+        where it first shows: one new call is one event, not also the two unseen pairs it
+        sits in. A sequence holds an unseen n-gram of any order iff it holds a minimal one.
+        """
+        values = seqs.values.astype(np.int64)
+        new = ~np.isin(values, self.symbols_)
+        new_rows, new_calls = seqs.row_of_position()[new], values[new]
+        events = _distinct_per_row(new_rows, new_calls, len(seqs))
+        for n in sorted(o for o in self.orders if o >= 2):
+            codes, rows = self.unseen(seqs, n)
+            suffix = codes & ((1 << (SYMBOL_BITS * (n - 1))) - 1)
+            minimal = self._seen(codes >> SYMBOL_BITS, n - 1) & self._seen(suffix, n - 1)
+            events += _distinct_per_row(rows[minimal], codes[minimal], len(seqs))
+        return events, new_rows, new_calls
+
+
+def _distinct_per_row(rows: np.ndarray, codes: np.ndarray, n_rows: int) -> np.ndarray:
+    """How many distinct codes each row holds."""
+    if len(codes) == 0:
+        return np.zeros(n_rows, dtype=np.int64)
+    pairs = np.unique(np.stack([rows, codes]), axis=1)
+    return np.bincount(pairs[0], minlength=n_rows)
+
 
 def _digits(codes: np.ndarray, n: int, base: int) -> np.ndarray:
     """(len(codes), n) base-`base` digits of compact codes, most significant first."""

@@ -32,6 +32,28 @@ RUNNING_CHECK_CALLS = 1024
 # streams are judged by a model of windows.
 MIN_STREAMS = 50
 
+# The alert's novelty bar (models/policy.py): a window (or stream) that scores above the
+# threshold alerts when it holds at least this many distinct minimal unseen n-grams (a
+# new call, a new transition between known calls, ...: features/ngrams.novel_events), or
+# one new call of DECISIVE_SYSCALLS. One unseen transition between calls the binary
+# makes all the time is what a short training leaves unseen on every busy server (the
+# suite's false alarms: `write -> setsockopt` in nginx, `read -> accept4` in Apache);
+# an attack does several new things at once.
+MIN_NOVEL_EVENTS = 2
+
+# Calls that change what a process is, whom it talks to or what it may do: one of them,
+# new to the binary, is evidence enough on its own (as Falco's and Tetragon's default
+# rules single out exec, outbound connects, module loads and privilege changes).
+DECISIVE_SYSCALLS = (
+    "execve", "execveat",                                   # another program
+    "connect", "bind", "listen", "accept", "accept4",       # a new network role
+    "ptrace", "process_vm_writev", "process_vm_readv",      # another process's memory
+    "memfd_create", "init_module", "finit_module",          # code from nowhere on disk
+    "kexec_load", "kexec_file_load", "bpf",
+    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset",
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns",
+)
+
 # Thread streams: the detector, and the "window" that makes a stream one sequence.
 THREAD_DETECTOR = "presence-lm"
 THREAD_ROLLUP = "whole"

@@ -35,7 +35,7 @@ def score_threads(profile, threads: list, thread_profile=None) -> dict:
     piece_scores = profile.score_threads(streams.pieces)
     thread_of_window = streams.thread_of_piece[windows.source]
     # Position of each piece's first call inside its thread, for window positions.
-    piece_start = streams.pieces.offsets[:-1] - _thread_first_offset(streams)
+    piece_start = streams.pieces.offsets[:-1] - thread_first_offset(streams)
     n = streams.n_threads
     thread_score = max_by_group(piece_scores, streams.thread_of_piece, n)
     n_windows = np.bincount(thread_of_window, minlength=n)
@@ -122,7 +122,7 @@ def _processes(threads: list[dict]) -> list[dict]:
     return list(by_pid.values())
 
 
-def _thread_first_offset(streams) -> np.ndarray:
+def thread_first_offset(streams) -> np.ndarray:
     """For each piece, the flat offset where its thread's first piece starts."""
     offsets = streams.pieces.offsets[:-1]
     first_piece = np.searchsorted(streams.thread_of_piece, streams.thread_of_piece)

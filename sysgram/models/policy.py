@@ -8,24 +8,49 @@ floats, higher = more anomalous):
   (`TOLERANCE`: a profile whose normal windows all score one value would otherwise alarm
   on the last bits of a batched BLAS call).
 - **anomalous** (the alert): above and, when the profile requires novelty (the default),
-  the window holds a call or an n-gram training never saw. High scores made only of known
-  n-grams were nearly all the false alarms on live servers; an attack brings calls or
-  sequences of its own.
-- **learnable** (`watch --learn`): neither above nor novel. A window that scored high is
-  never learned (the profile must not learn the attack it should report), and neither is
-  one holding unseen n-grams: learning those would wear the novelty rule away.
+  the window holds enough that training never saw: at least `min_events` distinct
+  minimal unseen n-grams (`Novelty.events`), or one new call of the decisive kind
+  (`defaults.DECISIVE_SYSCALLS`: exec, connect, ptrace, ...). High scores made only of
+  known n-grams were nearly all the false alarms on live servers, and most of the rest
+  were one new transition between calls the server makes all the time; an attack brings
+  several new calls and sequences of its own.
+- **learnable** (`watch --learn`): neither above nor holding anything unseen. A window
+  that scored high is never learned (the profile must not learn the attack it should
+  report), and neither is one holding unseen n-grams: learning those would wear the
+  novelty rule away.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from sysgram.features.sequences import Sequences
+from sysgram.models import defaults
 
 TOLERANCE = 1e-6  # relative margin above the threshold that still counts as "at" it
+
+
+@dataclass(frozen=True)
+class Novelty:
+    """What each sequence holds that training never saw, as the policy weighs it."""
+
+    events: np.ndarray  # distinct minimal unseen n-grams (a new call counts once)
+    decisive: np.ndarray  # holds a new call of defaults.DECISIVE_SYSCALLS
+
+
+@functools.cache
+def decisive_syscalls(arch: str | None) -> np.ndarray:
+    """The numbers of `defaults.DECISIVE_SYSCALLS` in `arch`'s table (those it has)."""
+    from sysgram.syscalls import table
+
+    names = table(arch)
+    numbers = {name: nr for nr, name in names.items()}  # arm64 has no plain execve twin etc.
+    return np.array(sorted(numbers[n] for n in defaults.DECISIVE_SYSCALLS if n in numbers),
+                    dtype=np.int64)
 
 
 class PolicyProfile(Protocol):
@@ -35,7 +60,7 @@ class PolicyProfile(Protocol):
     thread_threshold_: float | None
     require_novelty: bool
 
-    def novel_windows(self, seqs: Sequences) -> np.ndarray: ...
+    def novelty(self, seqs: Sequences) -> Novelty: ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +80,7 @@ class Verdicts:
 class AlertPolicy:
     threshold: float
     require_novelty: bool = True
+    min_events: int = defaults.MIN_NOVEL_EVENTS
 
     @classmethod
     def for_windows(cls, profile: PolicyProfile, threshold: float | None = None) -> AlertPolicy:
@@ -87,12 +113,16 @@ class AlertPolicy:
         anomalous = above.copy()
         if self.require_novelty and seqs is not None and above.any():
             rows = np.flatnonzero(above)
-            anomalous[rows] = profile.novel_windows(seqs.take(rows))
+            anomalous[rows] = self.novel_enough(profile.novelty(seqs.take(rows)))
         return Verdicts(scores, above, anomalous)
+
+    def novel_enough(self, novelty: Novelty) -> np.ndarray:
+        """The novelty bar an above-threshold sequence must clear to be an alert."""
+        return novelty.decisive | (novelty.events >= self.min_events)
 
     def learnable(self, profile: PolicyProfile, verdicts: Verdicts, seqs: Sequences) -> np.ndarray:
         """Rows that may be learned: scored at or below the threshold and hold nothing new."""
         rows = np.flatnonzero(~verdicts.above)
         if len(rows):
-            rows = rows[~profile.novel_windows(seqs.take(rows))]
+            rows = rows[profile.novelty(seqs.take(rows)).events == 0]
         return rows

@@ -22,7 +22,7 @@ from sysgram.features import NgramVocabulary, Sequences, Windows, window_streams
 from sysgram.features.novelty import novelty_curve_of_streams
 from sysgram.features.sequences import SYMBOL_LIMIT, decode_ngram, max_by_group
 from sysgram.models import defaults
-from sysgram.models.policy import AlertPolicy
+from sysgram.models.policy import AlertPolicy, Novelty, decisive_syscalls
 from sysgram.models.registry import detector_class, get_detector, get_rollup
 from sysgram.models.threshold import MIN_CALIBRATION, calibrate, keep_reachable
 
@@ -268,14 +268,18 @@ class Profile(BaseEstimator):
             return np.zeros(0, dtype=np.float64)
         return np.asarray(get_rollup(self.rollup_name_)(self, traces), dtype=np.float64)
 
+    def novelty(self, seqs: Sequences) -> Novelty:
+        """What each window holds that training never saw: its distinct minimal unseen
+        n-grams, and whether one of its new calls is decisive (the policy weighs both)."""
+        events, new_rows, new_calls = self.vocabulary_.novel_events(seqs)
+        decisive_rows = new_rows[np.isin(new_calls, decisive_syscalls(self.arch_))]
+        decisive = np.zeros(len(seqs), dtype=bool)
+        decisive[decisive_rows] = True
+        return Novelty(events, decisive)
+
     def novel_windows(self, seqs: Sequences) -> np.ndarray:
-        """Whether each window holds a call or an n-gram (of the profile's orders) that
-        training never saw."""
-        novel = np.zeros(len(seqs), dtype=bool)
-        for n in self.orders_:
-            _, rows = self.vocabulary_.unseen(seqs, n)
-            novel[rows] = True
-        return novel
+        """Whether each window holds anything at all that training never saw."""
+        return self.novelty(seqs).events > 0
 
     def new_syscalls(self, seqs: Sequences) -> list[list[int]]:
         """Per sequence: the syscall numbers training never saw, in order of appearance."""

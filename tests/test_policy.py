@@ -1,0 +1,72 @@
+"""The alert policy's novelty bar: minimal unseen n-grams counted once, decisive calls."""
+
+import numpy as np
+
+from sysgram.features import NgramVocabulary, Sequences
+from sysgram.models.policy import AlertPolicy, Novelty, decisive_syscalls
+from sysgram.syscalls import table
+
+NR = table("x86_64")
+READ, WRITE, CLOSE, OPENAT, POLL = (NR.number(n) for n in ("read", "write", "close", "openat",
+                                                           "epoll_wait"))
+GETRUSAGE, EXECVE = NR.number("getrusage"), NR.number("execve")
+
+# Training: a cycle over five calls, so every pair and triple it holds is known.
+CYCLE = [POLL, READ, OPENAT, READ, CLOSE, WRITE]
+VOCAB = NgramVocabulary((1, 2, 3)).fit(Sequences.from_list([np.array(CYCLE * 50)]))
+
+
+def events(calls: list[int]) -> int:
+    return int(VOCAB.novel_events(Sequences.from_list([np.array(calls)]))[0][0])
+
+
+def test_known_windows_hold_no_event():
+    assert events(CYCLE * 3) == 0
+
+
+def test_one_new_transition_is_one_event_however_many_ngrams_it_makes_unseen():
+    # WRITE -> READ never happened: the pair, and the triples around it, are unseen.
+    assert events([CLOSE, WRITE, READ, OPENAT, READ]) == 1
+
+
+def test_one_new_call_is_one_event_not_also_its_unseen_pairs():
+    assert events([POLL, READ, GETRUSAGE, OPENAT, READ]) == 1
+    assert events([POLL, READ, GETRUSAGE, OPENAT, GETRUSAGE, READ]) == 1  # distinct, once
+
+
+def test_a_new_order_of_known_transitions_is_an_event_of_its_own():
+    # POLL -> READ and READ -> CLOSE are known pairs, POLL, READ, CLOSE never happened.
+    assert events([POLL, READ, CLOSE]) == 1
+    assert events([POLL, READ, CLOSE, WRITE, READ, OPENAT, GETRUSAGE]) == 3
+
+
+class _Profile:
+    threshold_, thread_threshold_, require_novelty, arch_ = 0.0, None, True, "x86_64"
+
+    def novelty(self, seqs):
+        counts, rows, calls = VOCAB.novel_events(seqs)
+        decisive = np.zeros(len(seqs), dtype=bool)
+        decisive[rows[np.isin(calls, decisive_syscalls(self.arch_))]] = True
+        return Novelty(counts, decisive)
+
+
+def test_above_the_threshold_an_alert_needs_two_events_or_one_decisive_call():
+    windows = Sequences.from_list([np.array(w) for w in (
+        CYCLE * 2,                                          # nothing new
+        [CLOSE, WRITE, READ, OPENAT, READ],                 # one new transition
+        [POLL, READ, GETRUSAGE, CLOSE, WRITE, READ],        # a new call and a transition
+        [POLL, READ, EXECVE, OPENAT, READ, CLOSE],          # a new decisive call alone
+    )])
+    policy = AlertPolicy(threshold=0.0)
+    verdicts = policy.classify(_Profile(), np.ones(len(windows)), windows)
+    assert verdicts.anomalous.tolist() == [False, False, True, True]
+    assert verdicts.above.all()
+    below = policy.classify(_Profile(), -np.ones(len(windows)), windows)
+    assert not below.anomalous.any()  # the bar only ever narrows the threshold's verdict
+    # Only what holds nothing unseen is learned, below the threshold.
+    assert policy.learnable(_Profile(), below, windows).tolist() == [0]
+
+
+def test_the_decisive_calls_exist_in_the_table():
+    found = set(NR.names(decisive_syscalls("x86_64")))
+    assert {"execve", "connect", "ptrace", "memfd_create", "setuid"} <= found

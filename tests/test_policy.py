@@ -70,3 +70,23 @@ def test_above_the_threshold_an_alert_needs_two_events_or_one_decisive_call():
 def test_the_decisive_calls_exist_in_the_table():
     found = set(NR.names(decisive_syscalls("x86_64")))
     assert {"execve", "connect", "ptrace", "memfd_create", "setuid"} <= found
+
+
+SIGRETURN, FUTEX = NR.number("rt_sigreturn"), NR.number("futex")
+SPLICED = np.array([SIGRETURN, FUTEX])
+
+
+def test_ngrams_across_a_signal_return_or_a_futex_are_timing_not_events():
+    vocab = NgramVocabulary((1, 2, 3)).fit(Sequences.from_list(
+        [np.array(CYCLE * 50 + [WRITE, SIGRETURN, POLL, FUTEX, POLL] * 3)]))
+    # A handler that returned, and a lock that was contended, between new neighbours.
+    window = Sequences.from_list([np.array([POLL, READ, SIGRETURN, OPENAT, FUTEX, CLOSE])])
+    assert vocab.novel_events(window)[0][0] == 4       # counted without the rule
+    assert vocab.novel_events(window, spliced=SPLICED)[0][0] == 0
+    # What the program does between them still counts: WRITE -> READ is its own order.
+    window = Sequences.from_list([np.array([CLOSE, WRITE, READ, SIGRETURN, OPENAT])])
+    assert vocab.novel_events(window, spliced=SPLICED)[0][0] == 1
+    # A call never seen is an event even when it is one of them.
+    fresh = NgramVocabulary((1, 2, 3)).fit(Sequences.from_list([np.array(CYCLE * 50)]))
+    window = Sequences.from_list([np.array([POLL, READ, SIGRETURN, OPENAT, READ])])
+    assert fresh.novel_events(window, spliced=SPLICED)[0][0] == 1

@@ -98,7 +98,8 @@ class NgramVocabulary:
             return _member(codes, self.codes_[n])
         return np.ones(len(codes), dtype=bool)
 
-    def novel_events(self, seqs: Sequences) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def novel_events(self, seqs: Sequences, spliced: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per sequence, how many distinct *minimal* unseen n-grams it holds, and the
         (row, syscall) pairs of its new calls.
 
@@ -107,6 +108,12 @@ class NgramVocabulary:
         known transitions. Each novel thing a sequence does is counted once at the order
         where it first shows: one new call is one event, not also the two unseen pairs it
         sits in. A sequence holds an unseen n-gram of any order iff it holds a minimal one.
+
+        Unseen n-grams (n >= 2) that hold a call of `spliced` are not counted: such a call
+        marks where asynchronous work was spliced into the thread's own order (a signal
+        handler returns with `rt_sigreturn` to wherever it interrupted), so the n-grams
+        across it say when the signal came, not what the program does. The call itself,
+        new, is still one event.
         """
         values = seqs.values.astype(np.int64)
         new = ~np.isin(values, self.symbols_)
@@ -116,8 +123,18 @@ class NgramVocabulary:
             codes, rows = self.unseen(seqs, n)
             suffix = codes & ((1 << (SYMBOL_BITS * (n - 1))) - 1)
             minimal = self._seen(codes >> SYMBOL_BITS, n - 1) & self._seen(suffix, n - 1)
+            if spliced is not None and len(spliced):
+                minimal &= ~_holds_any(codes, n, spliced)
             events += _distinct_per_row(rows[minimal], codes[minimal], len(seqs))
         return events, new_rows, new_calls
+
+
+def _holds_any(codes: np.ndarray, n: int, calls: np.ndarray) -> np.ndarray:
+    """Whether each packed order-n code holds one of `calls`."""
+    out = np.zeros(len(codes), dtype=bool)
+    for k in range(n):
+        out |= np.isin((codes >> (SYMBOL_BITS * k)) & (SYMBOL_LIMIT - 1), calls)
+    return out
 
 
 def _distinct_per_row(rows: np.ndarray, codes: np.ndarray, n_rows: int) -> np.ndarray:

@@ -41,6 +41,14 @@ MIN_STREAMS = 50
 # an attack does several new things at once.
 MIN_NOVEL_EVENTS = 2
 
+# Calls whose place in a thread's order is timing, not behaviour: a signal handler runs
+# wherever the signal lands and returns through `rt_sigreturn`; a `futex` wait or wake
+# appears between two calls only when another thread held the lock just then. Unseen
+# n-grams across them say when, not what (the suite's bash, sh and sshd false alarms were
+# SIGCHLD and SIGALRM handlers landing between new neighbours; memcached's, lock
+# contention between its worker's reads and sends).
+SPLICING_SYSCALLS = ("rt_sigreturn", "sigreturn", "futex")
+
 # Calls that change what a process is, whom it talks to or what it may do: one of them,
 # new to the binary, is evidence enough on its own (as Falco's and Tetragon's default
 # rules single out exec, outbound connects, module loads and privilege changes).

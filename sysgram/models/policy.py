@@ -42,15 +42,22 @@ class Novelty:
     decisive: np.ndarray  # holds a new call of defaults.DECISIVE_SYSCALLS
 
 
-@functools.cache
 def decisive_syscalls(arch: str | None) -> np.ndarray:
     """The numbers of `defaults.DECISIVE_SYSCALLS` in `arch`'s table (those it has)."""
+    return _numbers(arch, defaults.DECISIVE_SYSCALLS)
+
+
+def splicing_syscalls(arch: str | None) -> np.ndarray:
+    """The numbers of `defaults.SPLICING_SYSCALLS` in `arch`'s table (those it has)."""
+    return _numbers(arch, defaults.SPLICING_SYSCALLS)
+
+
+@functools.cache
+def _numbers(arch: str | None, names: tuple[str, ...]) -> np.ndarray:
     from sysgram.syscalls import table
 
-    names = table(arch)
-    numbers = {name: nr for nr, name in names.items()}  # arm64 has no plain execve twin etc.
-    return np.array(sorted(numbers[n] for n in defaults.DECISIVE_SYSCALLS if n in numbers),
-                    dtype=np.int64)
+    numbers = {name: nr for nr, name in table(arch).items()}  # tables differ per arch
+    return np.array(sorted(numbers[n] for n in names if n in numbers), dtype=np.int64)
 
 
 class PolicyProfile(Protocol):

@@ -22,7 +22,7 @@ from sysgram.features import NgramVocabulary, Sequences, Windows, window_streams
 from sysgram.features.novelty import novelty_curve_of_streams
 from sysgram.features.sequences import SYMBOL_LIMIT, decode_ngram, max_by_group
 from sysgram.models import defaults
-from sysgram.models.policy import AlertPolicy, Novelty, decisive_syscalls
+from sysgram.models.policy import AlertPolicy, Novelty, decisive_syscalls, splicing_syscalls
 from sysgram.models.registry import detector_class, get_detector, get_rollup
 from sysgram.models.threshold import MIN_CALIBRATION, calibrate, keep_reachable
 
@@ -271,7 +271,8 @@ class Profile(BaseEstimator):
     def novelty(self, seqs: Sequences) -> Novelty:
         """What each window holds that training never saw: its distinct minimal unseen
         n-grams, and whether one of its new calls is decisive (the policy weighs both)."""
-        events, new_rows, new_calls = self.vocabulary_.novel_events(seqs)
+        events, new_rows, new_calls = self.vocabulary_.novel_events(
+            seqs, spliced=splicing_syscalls(self.arch_))
         decisive_rows = new_rows[np.isin(new_calls, decisive_syscalls(self.arch_))]
         decisive = np.zeros(len(seqs), dtype=bool)
         decisive[decisive_rows] = True

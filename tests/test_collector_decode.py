@@ -74,3 +74,20 @@ def test_long_runs_are_gathered_by_slices_in_the_same_order():
     (segment,) = buf.release(100)
     assert segment.ids.tolist() == a + b + c
     assert segment.ids.dtype == np.uint16
+
+
+def test_a_process_keeps_the_parent_its_fork_record_named():
+    # By the time /proc is read, a child whose parent has exited (a shell's `cmd &`, a
+    # double fork) has been handed to init; the fork record still says who started it.
+    import os
+
+    from sysgram.collector.threads import ThreadBook
+
+    book = ThreadBook()
+    pid = os.getpid()                      # a live process: /proc names its real parent
+    book.on_fork(pid, 4242, target=1)
+    book.snapshot(pid, pid)
+    assert book.start_item(pid, pid, ts_ns=1).ppid == 4242
+    other = ThreadBook()                   # without a fork record, /proc's parent
+    other.snapshot(pid, pid)
+    assert other.start_item(pid, pid, ts_ns=1).ppid == os.getppid()

@@ -12,6 +12,7 @@ lifecycle records (fork, exec) and the collector's seeds say, else as the kernel
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -114,6 +115,12 @@ class ThreadBook:
                     pid=tgid, ppid=info.ppid if info.ppid is not None else fallback.ppid,
                     comm=info.comm, exe=fallback.exe, exe_sha256=fallback.exe_sha256,
                     cgroup=info.cgroup or fallback.cgroup)
+            parent = self._parent.get(tgid)
+            if parent is not None and parent != tgid and info.ppid != parent:
+                # The fork record's parent, not /proc's: a child whose parent has already
+                # exited (a double fork, `cmd &` in a shell that ended) is init's child
+                # by the time /proc is read, and the tree an alert names would break.
+                info = dataclasses.replace(info, ppid=parent)
             self._procs[tgid] = info
         return self._procs[tgid]
 

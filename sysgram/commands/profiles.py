@@ -125,7 +125,25 @@ def _show_lines(header: dict) -> list[str]:
     lines += [f"probed     {printable(m)}" for m in calibration_warnings(cal)]
     for src in t.get("sources") or []:
         lines.append(f"source     {printable(json.dumps(src))}")
-    return lines + _touched_show_lines(header.get("touched"))
+    return lines + _roles_show_lines(header.get("roles")) + _touched_show_lines(
+        header.get("touched"))
+
+
+def _roles_show_lines(roles: dict | None) -> list[str]:
+    """Thread roles seen while training, and which ran only once (models/roles.py)."""
+    from sysgram.models.roles import once_seen_warnings
+
+    if not roles:
+        return ["roles      none recorded (no thread start times in the training data)"]
+    shown = roles["roles"]
+    lines = [f"roles      {roles.get('roles_total', len(shown))} thread names over "
+             f"{roles['span_s']:g} s of training (runs: separate bursts of thread starts)"]
+    for r in shown:
+        kind = "resident" if r["resident"] else f"{r['runs']} run" + ("s" if r["runs"] != 1
+                                                                     else "")
+        lines.append(f"  {printable(r['name']):<16} {r['threads']:>6,} threads "
+                     f"{r['calls']:>12,} calls  {kind}")
+    return lines + [f"once       {printable(m)}" for m in once_seen_warnings(roles)]
 
 
 def _touched_show_lines(touched: dict | None) -> list[str]:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from sysgram.features import Sequences
+from sysgram.models.roles import merge_roles, once_seen_warnings, summarise_roles
 from sysgram.models.training_data import binary_identity, to_streams, unencodable_warning
 
 
@@ -30,6 +31,7 @@ class TrainedProfile:
     fit_seconds: float = 0.0
     touched: object | None = None  # the learned sets (models.touched.TouchedSets), or None
     fleet: dict | None = None  # a pooled profile's fleet: hosts, how the vocabulary pooled
+    roles: dict | None = None  # thread roles seen while training (models.roles)
 
     def meta(self) -> dict:
         """The header fields describing this result (readable without unpickling)."""
@@ -42,6 +44,8 @@ class TrainedProfile:
             meta["touched"] = touched_meta(self.touched)
         if self.fleet is not None:
             meta["fleet"] = self.fleet
+        if self.roles is not None:
+            meta["roles"] = self.roles
         return meta
 
 
@@ -73,6 +77,9 @@ def train_profile(
         binary = previous.header.get("binary") or binary
     result = _fit(name, profile, pieces, described, binary, notes, warnings)
     result.touched = fit_touched(touched, previous.touched if previous is not None else None)
+    result.roles = merge_roles(previous.header.get("roles") if previous is not None else None,
+                               summarise_roles(threads))
+    result.warnings.extend(once_seen_warnings(result.roles))
     return result
 
 
@@ -95,6 +102,7 @@ def retrain_with_streams(name: str, loaded, learned: Sequences, source: dict) ->
                   binary if isinstance(binary, dict) else {}, [], [], thread_profile=False)
     result.thread_profile = loaded.thread_profile
     result.touched = loaded.touched
+    result.roles = loaded.header.get("roles")  # learned windows carry no thread timing
     return result
 
 

@@ -1,0 +1,99 @@
+"""Roles: the parts a binary's threads play, told apart by their names, and which of them
+training saw start only once.
+
+How profiles treat roles (docs/design.md, "Roles and periodic work"): one window profile
+and one stream profile per binary, pooled over its roles. A role's windows are local
+behaviour built from the same runtime (libc, the language's VM) as the others', and a
+short training gives a rare role too few windows for a model of its own; the novelty
+rule (models/policy.py) judges every window against what *any* role did. What pooling
+cannot tell is whether training saw a role's work recur: a checkpointer, a log rotator,
+a child started every few minutes may have run once, or never, while training recorded.
+
+So training summarises roles: per thread name, its threads and calls and how many
+separate *runs* started its threads (starts more than RUN_GAP_S apart are separate
+runs; threads alive from the recording's start, or for most of it, are *resident*). A
+role that is not resident and ran once is work whose period training cannot know: the
+profile has seen one run of it, and the next run may do what that one did not. Training
+names such roles (`once_seen_warnings`), the profile header keeps the summary, and
+`profiles show` lists it. A periodic job that never ran while training is invisible to
+any summary: `train --until-stable` and the novelty curve say when learning has settled,
+and `watch --learn` keeps learning from windows that pass the policy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RUN_GAP_S = 5.0          # thread starts further apart than this belong to separate runs
+RESIDENT_SHARE = 0.5     # a thread alive this share of the training is resident
+MIN_SPAN_S = 4 * RUN_GAP_S  # shorter trainings cannot tell one run from several
+MAX_ROLES = 32           # roles kept in the header (the busiest first)
+
+
+def summarise_roles(threads: list) -> dict | None:
+    """{"span_s", "roles": [{"name", "threads", "calls", "runs", "resident",
+    "first_start_s"}]} of recorded thread traces; None when they carry no start times
+    (imported corpora)."""
+    timed = [t for t in threads if t.start_ns]
+    if not timed:
+        return None
+    begin = min(t.start_ns for t in timed)
+    end = max(max(t.end_ns or t.start_ns, t.start_ns) for t in timed)
+    span_s = (end - begin) / 1e9
+    by_name: dict[str, list] = {}
+    for t in timed:
+        by_name.setdefault(t.comm or "?", []).append(t)
+    roles = [_role(name, members, begin, span_s) for name, members in by_name.items()]
+    roles.sort(key=lambda r: -r["calls"])
+    return {"span_s": round(span_s, 1), "roles": roles[:MAX_ROLES],
+            "roles_total": len(roles)}
+
+
+def _role(name: str, members: list, begin: int, span_s: float) -> dict:
+    starts = np.array(sorted((t.start_ns - begin) / 1e9 for t in members))
+    lived = np.array([((t.end_ns or t.start_ns) - t.start_ns) / 1e9 for t in members])
+    # Resident: there when recording began (first seen in its first second), or alive
+    # most of the training.
+    early = starts <= 1.0
+    resident = bool(np.any(early) or np.any(lived >= RESIDENT_SHARE * span_s))
+    transient = np.sort(starts[~early & (lived < RESIDENT_SHARE * span_s)])
+    runs = int(1 + np.count_nonzero(np.diff(transient) > RUN_GAP_S)) if len(transient) else 0
+    return {"name": name, "threads": len(members), "calls": int(sum(len(t) for t in members)),
+            "runs": runs, "resident": resident, "first_start_s": round(float(starts[0]), 1)}
+
+
+def merge_roles(previous: dict | None, new: dict | None) -> dict | None:
+    """The summary of a profile trained on `previous`'s recordings and then `new`'s
+    (`train --append`): runs add up, a role resident in either is resident."""
+    if not previous or not new:
+        return new or previous
+    merged = {r["name"]: dict(r) for r in previous["roles"]}
+    for r in new["roles"]:
+        old = merged.get(r["name"])
+        if old is None:
+            merged[r["name"]] = dict(r)
+            continue
+        for key in ("threads", "calls", "runs"):
+            old[key] += r[key]
+        old["resident"] = old["resident"] or r["resident"]
+    roles = sorted(merged.values(), key=lambda r: -r["calls"])
+    return {"span_s": round(previous["span_s"] + new["span_s"], 1), "roles": roles[:MAX_ROLES],
+            "roles_total": len(roles)}
+
+
+def once_seen(summary: dict | None) -> list[dict]:
+    """Roles that are not resident and started in one run only, in a training long
+    enough to have seen a second."""
+    if not summary or summary["span_s"] < MIN_SPAN_S:
+        return []
+    return [r for r in summary["roles"] if not r["resident"] and r["runs"] == 1]
+
+
+def once_seen_warnings(summary: dict | None) -> list[str]:
+    """One sentence per once-seen role, with the fix."""
+    return [f"thread role '{r['name']}' ran once while training ({r['threads']} threads "
+            f"starting at {r['first_start_s']:g} s of {summary['span_s']:g} s): if it is "
+            "periodic work, the profile has seen one run of it and the next may alert; "
+            "train across two or more of its runs (a longer --duration, or `train --append` "
+            "with a later recording)."
+            for r in once_seen(summary)]

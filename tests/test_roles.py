@@ -1,0 +1,78 @@
+"""Thread roles in training: runs, residents, and the roles training saw run only once."""
+
+import numpy as np
+
+from sysgram.datasets.trace import ThreadTrace
+from sysgram.models.roles import merge_roles, once_seen, once_seen_warnings, summarise_roles
+
+S = 10**9
+
+
+def thread(comm: str, start_s: float, end_s: float, tid: int) -> ThreadTrace:
+    return ThreadTrace(tid=tid, pid=tid, comm=comm, start_ns=int(start_s * S) + S,
+                       end_ns=int(end_s * S) + S, ids=np.zeros(100, dtype=np.uint16))
+
+
+def training() -> list[ThreadTrace]:
+    threads = [thread("server", 0, 90, 1), thread("worker", 0, 90, 2)]    # resident
+    threads += [thread("bash", t, t + 1, 100 + t) for t in range(10, 90, 10)]  # every 10 s
+    threads += [thread("checkpoint", 42, 43, 500), thread("checkpoint", 42.5, 44, 501)]
+    return threads
+
+
+def test_roles_count_runs_and_residents():
+    summary = summarise_roles(training())
+    roles = {r["name"]: r for r in summary["roles"]}
+    assert summary["span_s"] == 90
+    assert roles["server"]["resident"] and roles["worker"]["resident"]
+    assert not roles["bash"]["resident"] and roles["bash"]["runs"] == 8
+    assert roles["checkpoint"]["runs"] == 1 and roles["checkpoint"]["threads"] == 2
+
+
+def test_a_role_that_ran_once_is_named_with_the_fix():
+    summary = summarise_roles(training())
+    assert [r["name"] for r in once_seen(summary)] == ["checkpoint"]
+    (message,) = once_seen_warnings(summary)
+    assert "'checkpoint' ran once" in message and "--duration" in message
+
+
+def test_a_later_recording_with_a_second_run_clears_the_warning():
+    first = summarise_roles(training())
+    later = summarise_roles([thread("server", 0, 60, 1), thread("checkpoint", 30, 31, 600)])
+    merged = merge_roles(first, later)
+    assert {r["name"]: r["runs"] for r in merged["roles"]}["checkpoint"] == 2
+    assert once_seen(merged) == []
+
+
+def test_short_trainings_and_untimed_corpora_claim_nothing():
+    short = [thread("x", 0, 10, 1), thread("job", 5, 6, 2)]
+    assert once_seen(summarise_roles(short)) == []
+    assert summarise_roles([ThreadTrace(tid=1, pid=1, ids=np.zeros(5, np.uint16))]) is None
+
+
+def test_train_warns_of_a_role_that_ran_once_and_profiles_show_lists_roles(tmp_path, capsys):
+    from sysgram.cli import main
+    from sysgram.datasets import DatasetWriter
+    from sysgram.features.synthetic import random_chain, sample_chain
+    from sysgram.models.store import ProfileStore
+
+    rng = np.random.default_rng(3)
+    chain = random_chain(np.arange(40), np.random.default_rng(4))
+    with DatasetWriter(tmp_path / "ds", arch="x86_64", source="synthetic") as w:
+        for tid, comm, start_s, end_s in [(1, "srv", 0, 60), (2, "srv", 0, 60),
+                                          *[(10 + k, "child", 6 * k + 3, 6 * k + 4)
+                                            for k in range(1, 9)],
+                                          (90, "rotate", 31, 32)]:
+            w.start_thread(tid, pid=tid, comm=comm, start_ns=(start_s + 1) * S)
+            w.append(tid, sample_chain(chain, 3000, rng))
+            w.end_thread(tid, end_ns=(end_s + 1) * S)
+    store = tmp_path / "store"
+    assert main(["train", "--proc", "srv", "--from", str(tmp_path / "ds"), "--store",
+                 str(store)]) == 0
+    err = capsys.readouterr().err
+    assert "thread role 'rotate' ran once" in err and "'child'" not in err
+    roles = {r["name"]: r for r in ProfileStore(store).header("srv")["roles"]["roles"]}
+    assert roles["child"]["runs"] == 8 and roles["srv"]["resident"]
+    assert main(["profiles", "show", "srv", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "rotate" in out and "once       thread role 'rotate'" in out

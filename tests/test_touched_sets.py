@@ -152,3 +152,18 @@ def test_relative_paths_are_matched_and_end_the_directory_walk():
         child.kill()
     assert child.exitcode == 0, "the directory walk never ended"
     assert queue.get(timeout=1) == [False, False, True, True]
+
+
+def test_a_training_that_captured_nothing_learns_empty_sets_not_none():
+    from sysgram.models.touched import FirstSeen, fit_touched
+
+    # A database under a steady load opens no file while training: the first file it
+    # opens after (LOAD_FILE('/etc/passwd')) must be news, not unwatched.
+    quiet = FirstSeen(())
+    quiet.mark_captured()
+    sets = fit_touched(quiet)
+    assert sets is not None and all(len(keys) == 0 for keys in sets.sets_.values())
+    new = sets.new_items([{"kind": "open", "path": "/etc/passwd", "result": 3}])
+    assert [(name, key) for name, key, _ in new] == [("files", "/etc/passwd")]
+    # Without capture (an imported corpus, an old recording) there is nothing to learn.
+    assert fit_touched(FirstSeen(())) is None

@@ -197,6 +197,8 @@ def _threads_from_datasets(datasets: list, comm: str,
             say(f"{dataset.path}: left out {skipped:,} threads labelled as attacks.")
         threads.extend(normal)
         if touched is not None:      # only this binary's normal processes' records
+            if "touched" in (dataset.meta.get("collector") or {}):
+                touched.mark_captured()  # recorded with touched capture, even if none came
             pids = {t.pid for t in normal}
             touched.add(r for r in dataset.touched if r.get("pid") in pids)
         described.append({"kind": "dataset", "path": str(Path(dataset.path).resolve()),
@@ -221,6 +223,8 @@ def _threads_live(
         tuple(defaults.DEFAULT_ORDERS), stable_rate=stable_rate, stable_for=stable_for,
     ) for comm in comms}
     names = "', '".join(comms)
+    for first_seen in (touched or {}).values():
+        first_seen.mark_captured()  # the collector always captures what processes touch
     with Collector([TargetSpec(comm) for comm in comms]) as collector:
         started = time.monotonic()  # after attaching: compiling must not eat the duration
         say(f"recording '{names}' for up to {duration:g}s"

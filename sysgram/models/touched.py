@@ -291,10 +291,18 @@ class FirstSeen:
         self._first: dict[tuple[str, str], dict] = {}
         self.records = 0
         self.span = (0, 0)
+        # Whether the source captured touched records at all: then no record means the
+        # binary touched nothing, and everything it touches later is new.
+        self.captured = False
+
+    def mark_captured(self) -> None:
+        """The source captures touched records (a live training, a recent recording)."""
+        self.captured = True
 
     def add(self, records: Iterable[dict]) -> None:
         start, end = self.span
         for record in records:
+            self.captured = True
             self.records += 1
             ts = int(record.get("ts_ns") or 0)
             if ts:
@@ -403,8 +411,13 @@ def novelty_per_minute(first_seen_ns: Sequence[int], start_ns: int, end_ns: int)
 
 def fit_touched(first_seen: FirstSeen | None, prior: TouchedSets | None = None
                 ) -> TouchedSets | None:
-    """The touched sets of a training: from its records, extended by `prior` (--append)."""
-    if first_seen is None or not first_seen.records:
+    """The touched sets of a training: from its records, extended by `prior` (--append).
+
+    A training that captured touched records and got none learns empty sets (a database
+    under a steady load opens no file and accepts no connection: the first file it opens
+    after training is news); one that could not capture them (an imported corpus, an old
+    recording) learns none, and watch only lists what is touched."""
+    if first_seen is None or not (first_seen.records or first_seen.captured):
         return prior
     sets = TouchedSets().fit(first_seen.first_records(), span_ns=first_seen.span)
     sets.records_ = first_seen.records

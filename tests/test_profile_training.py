@@ -78,3 +78,21 @@ def test_an_unattributed_loss_cuts_every_recorded_thread():
     streams = to_streams(learning.recording.traces(), "x86_64")
     assert streams.pieces.lengths.tolist() == [10, 6, 7, 3]
     assert learning.recording.lost == 4
+
+
+def test_live_threads_carry_their_times_for_the_roles_summary():
+    from sysgram.collector import ThreadExit
+    from sysgram.models.roles import summarise_roles
+
+    learning = LiveLearning("x86_64", 8, 4, (1, 2), min_windows=1)
+    s = 10**9
+    learning.add([ThreadStart(5, 5, None, "srv", None, None, 1 * s),
+                  ThreadEvents(5, 5, np.arange(10, dtype=np.uint16), 1 * s),
+                  ThreadEvents(7, 7, np.arange(10, dtype=np.uint16), 30 * s),  # unannounced
+                  ThreadExit(7, 7, 31 * s, True),
+                  ThreadEvents(5, 5, np.arange(10, dtype=np.uint16), 60 * s)], 0.0)
+    srv, job = sorted(learning.recording.traces(), key=lambda t: t.tid)
+    assert (srv.start_ns, srv.end_ns) == (1 * s, 60 * s)
+    assert (job.start_ns, job.end_ns) == (30 * s, 31 * s)
+    roles = {r["name"]: r for r in summarise_roles([srv, job])["roles"]}
+    assert roles["srv"]["resident"] and roles["?"]["runs"] == 1

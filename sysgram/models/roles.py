@@ -58,7 +58,7 @@ def _role(name: str, members: list, begin: int, span_s: float) -> dict:
     resident = bool(np.any(early) or np.any(lived >= RESIDENT_SHARE * span_s))
     transient = np.sort(starts[~early & (lived < RESIDENT_SHARE * span_s)])
     runs = int(1 + np.count_nonzero(np.diff(transient) > RUN_GAP_S)) if len(transient) else 0
-    return {"name": name, "threads": len(members), "calls": int(sum(len(t) for t in members)),
+    return {"name": name, "threads": len(members), "calls": int(sum(len(t.ids) for t in members)),
             "runs": runs, "resident": resident, "first_start_s": round(float(starts[0]), 1)}
 
 

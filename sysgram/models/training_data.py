@@ -103,6 +103,8 @@ class RecordedThread:
     chunks: list = field(default_factory=list)
     length: int = 0
     gap_rows: list = field(default_factory=list)
+    start_ns: int | None = None  # CLOCK_MONOTONIC: its start, else its first calls
+    end_ns: int | None = None    # its exit, else its last calls seen
 
     @property
     def ids(self) -> np.ndarray:
@@ -130,7 +132,7 @@ class LiveRecording:
 
     def add(self, items: list) -> list[tuple[int, np.ndarray]]:
         """Take a drain's items; return the (tid, ids) pieces that arrived, in order."""
-        from sysgram.collector import Gap, ThreadEvents, ThreadStart
+        from sysgram.collector import Gap, ThreadEvents, ThreadExit, ThreadStart
 
         arrived = []
         for item in items:  # loop over drain items (batches of calls), not calls
@@ -139,10 +141,13 @@ class LiveRecording:
                 if earlier is not None and earlier.length:  # a reused tid: keep the first
                     self.ended.append(earlier)
                 self.threads[item.tid] = RecordedThread(
-                    item.tid, item.pid, item.comm, item.exe, item.exe_sha256, self.arch
+                    item.tid, item.pid, item.comm, item.exe, item.exe_sha256, self.arch,
+                    start_ns=item.ts_ns or None,
                 )
             elif isinstance(item, ThreadEvents):
                 thread = self._thread(item.tid, item.pid)
+                thread.start_ns = thread.start_ns or item.ts_ns or None
+                thread.end_ns = max(thread.end_ns or 0, item.ts_ns) or None
                 thread.chunks.append(item.ids)
                 thread.length += len(item.ids)
                 self.events += len(item.ids)
@@ -151,6 +156,8 @@ class LiveRecording:
                 thread = self._thread(item.tid, item.pid)
                 thread.gap_rows.append((thread.length, item.lost))
                 self.lost += item.lost
+            elif isinstance(item, ThreadExit) and item.tid in self.threads:
+                self.threads[item.tid].end_ns = item.ts_ns or self.threads[item.tid].end_ns
         return arrived
 
     def lose_everywhere(self, unattributed: int) -> bool:

@@ -494,3 +494,34 @@ def test_the_session_cuts_streams_when_the_collector_counts_unattributed_losses(
     session = WatchSession(Collector(), eng, [], StopRules(duration_s=0.2))
     session.run(stop)
     assert eng.stats.lost_unattributed == 5 and eng.stats.windows_scored == 0
+
+
+def test_a_quiet_thread_gets_its_last_calls_scored_without_waiting_for_more():
+    # Window 4, stride 2: after 7 calls the window holding the seventh is not complete;
+    # an attack's last calls in a thread that then blocks must not wait for calls to come.
+    eng = engine()
+    assert eng.ingest([start(10), ThreadEvents(10, 10, ids(READ, WRITE, OPENAT, CLOSE, READ,
+                                                             CONNECT, CLONE), S)]) == []
+    assert eng.flush_idle(S + 100_000_000) == []            # not quiet long enough yet
+    (alert,) = eng.flush_idle(2 * S)
+    assert alert.explanation.new_syscalls == ["connect", "clone"]
+    assert eng.stats.windows_idle == 1
+    assert eng.flush_idle(3 * S) == [] and eng.stats.windows_idle == 1   # once
+    # The stream's windows go on as before: the next full window still comes, and the
+    # close does not cut the flushed tail again.
+    scored = eng.stats.windows_scored
+    eng.ingest([ThreadEvents(10, 10, ids(READ), 4 * S), ThreadExit(10, 10, 5 * S, True)])
+    assert eng.stats.windows_scored == scored + 1
+
+
+def test_the_flushed_tail_leaves_the_offline_windows_unchanged():
+    from sysgram.features.stream import ThreadStream
+
+    calls = np.arange(100, dtype=np.uint16)
+    plain, flushed = ThreadStream(8, 4), ThreadStream(8, 4)
+    out_plain, out_flushed = [], []
+    for lo in range(0, 100, 7):
+        out_plain += list(plain.feed(calls[lo:lo + 7]).windows)
+        out_flushed += list(flushed.feed(calls[lo:lo + 7]).windows)
+        flushed.tail()
+    assert np.array_equal(np.array(out_plain), np.array(out_flushed))

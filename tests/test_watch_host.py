@@ -31,6 +31,9 @@ class FakeEngine:
         self.stats.events += sum(len(i.ids) for i in items if isinstance(i, ThreadEvents))
         return [f"alert-{len(self.seen)}"] if items else []
 
+    def flush_idle(self, now_ns: int) -> list:
+        return []
+
     def expire(self, now_ns: int) -> list:
         return []
 

@@ -69,7 +69,7 @@ class ThreadStream:
             view = np.lib.stride_tricks.sliding_window_view(buf, self.length)
             windows = view[starts - self._buf_start]
             self._next_start = int(starts[-1]) + self.stride
-            self._covered_to = int(starts[-1]) + self.length
+            self._covered_to = max(self._covered_to, int(starts[-1]) + self.length)
         else:
             windows = np.zeros((0, self.length), dtype=np.uint16)
         # Keep what the next full window or an end-aligned last window needs.
@@ -77,6 +77,18 @@ class ThreadStream:
         self._buf = buf[keep_from - self._buf_start :].copy()
         self._buf_start = keep_from
         return Cut(windows.copy() if len(windows) else windows)
+
+    def tail(self) -> np.ndarray | None:
+        """The window that ends at the last call, when calls are not yet in any window
+        (the thread went quiet mid-stride); those calls then count as covered, so the
+        stream's close does not cut the same window again. Full windows only: a stream
+        shorter than a window is judged at its end. The next full windows still come out
+        as they would have: this adds a window, never moves one."""
+        if self._covered_to >= self._seg_len or self._seg_len < self.length:
+            return None
+        start = self._seg_len - self.length - self._buf_start
+        self._covered_to = self._seg_len
+        return self._buf[start:].copy()
 
     def _close_segment(self, at_gap: bool = False) -> tuple[np.ndarray | None, int]:
         """The last window of the segment (if any calls are not yet in one), unscored count."""

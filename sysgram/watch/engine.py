@@ -47,6 +47,10 @@ class WatchConfig:
     warmup_s: float = 2.0  # after each process start or exec, windows are not scored
     aggregate_s: float = 5.0  # alerts of one process within this period are folded
     burst: int = 20  # distinct-process alerts per period before a binary-wide fold
+    # A thread quiet this long with calls in no window yet gets the window ending at its
+    # last call scored (`flush_idle`): an attack's last calls must not wait for calls
+    # that may come seconds later (a worker blocked on the peer it just connected to).
+    idle_flush_s: float = 0.25
 
 
 @dataclass
@@ -58,6 +62,7 @@ class WatchStats:
     windows_scored: int = 0
     windows_warmup: int = 0  # not scored: inside a process's warm-up
     windows_unscored_loss: int = 0  # not scored: they would have spanned a loss
+    windows_idle: int = 0  # scored early: the window ending at a quiet thread's last call
     anomalous_windows: int = 0
     alerts: int = 0
     repeats: int = 0
@@ -378,6 +383,19 @@ class WatchEngine:
                 self.stats.alerts += 1
                 out.append(self._with_touched(emitted, self.length + self.stride))
         return out
+
+    def flush_idle(self, now_ns: int) -> list[Alert]:
+        """Score the last window of every thread quiet since `now_ns - idle_flush_s` whose
+        latest calls are in no window yet; the alerts that gives."""
+        quiet_since = now_ns - int(self.config.idle_flush_s * 1e9)
+        for thread in self._threads.values():
+            if thread.last_ns > quiet_since or thread.pending:
+                continue
+            window = thread.stream.tail()
+            if window is not None:
+                self.stats.windows_idle += 1
+                self._keep(window, thread, thread.last_ns)
+        return self._score_windows()
 
     def expire(self, now_ns: int) -> list[Repeat]:
         """Close aggregation periods that ended by `now_ns` (kernel monotonic time)."""

@@ -30,6 +30,7 @@ class RoutedEngine(Protocol):
     stats: WatchStats
 
     def ingest(self, items: Iterable[object]) -> list[Alert]: ...
+    def flush_idle(self, now_ns: int) -> list[Alert]: ...
     def expire(self, now_ns: int) -> list[Repeat]: ...
     def reap(self, now_ns: int, idle_s: float, alive: Callable[[int, int], bool]) -> int: ...
     def finish(self) -> tuple[list[Alert], list[Repeat]]: ...
@@ -190,6 +191,12 @@ class HostRouter:
                 observer.scored(binary, time.perf_counter() - started)
         return alerts
 
+
+    def flush_idle(self, now_ns: int) -> list[Alert]:
+        alerts = []
+        for engine in self.engines.values():
+            alerts += engine.flush_idle(now_ns)
+        return alerts
 
     def expire(self, now_ns: int) -> list[Repeat]:
         repeats, self._held_repeats = self._held_repeats, []

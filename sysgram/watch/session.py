@@ -137,6 +137,7 @@ class WatchSession:
             drain = self.collector.poll(self.poll_timeout_s)
             alerts = engine.ingest(drain.items)
             now = time.monotonic_ns()  # the kernel's clock (CLOCK_MONOTONIC)
+            alerts += engine.flush_idle(now)
             self._emit(alerts, engine.expire(now))
             if now - last_reap >= self.reap_interval_ns:
                 engine.reap(now, idle_s=self.reap_interval_ns / 1e9, alive=thread_alive)

@@ -21,6 +21,7 @@ import contextlib
 import signal
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,6 +242,8 @@ def _result(server: Server, settings: Settings, work: Path, attacks: list[Attack
             "false_alarms": fa,
             "false_alarms_per_hour": round(fa * 3600 / watched_s, 2),
             "false_alarms_per_hour_95_upper": round(upper_rate_95(fa, watched_s), 1),
+            "false_alarms_by_scope": dict(Counter(str(a.get("scope"))
+                                                  for a in verdicts.false_alarms)),
             "false_alarm_examples": [_brief(a) for a in verdicts.false_alarms[:5]],
             "stray_alerts_during_attacks": len(verdicts.stray),
             "watch_summary": summaries.get(model, {}),

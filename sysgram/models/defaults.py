@@ -54,7 +54,9 @@ SPLICING_SYSCALLS = ("rt_sigreturn", "sigreturn", "futex")
 # rules single out exec, outbound connects, module loads and privilege changes).
 DECISIVE_SYSCALLS = (
     "execve", "execveat",                                   # another program
-    "connect", "bind", "listen", "accept", "accept4",       # a new network role
+    # A new network role; not accept: a listening server may accept nothing while it
+    # trains on pooled connections, and a bind shell has bound and listened first.
+    "connect", "bind", "listen",
     "ptrace", "process_vm_writev", "process_vm_readv",      # another process's memory
     "memfd_create", "init_module", "finit_module",          # code from nowhere on disk
     "kexec_load", "kexec_file_load", "bpf",

@@ -496,6 +496,44 @@ def test_the_session_cuts_streams_when_the_collector_counts_unattributed_losses(
     assert eng.stats.lost_unattributed == 5 and eng.stats.windows_scored == 0
 
 
+def test_a_host_watch_cuts_every_binarys_streams_and_counts_the_loss_once():
+    # The same loss on a watch of two binaries (watch --all): the router passes the cut
+    # to both engines (no window of either spans the loss) and the loss is counted once.
+    import threading
+
+    from sysgram.collector.items import CollectorStats, Drain
+    from sysgram.watch.host import HostRouter
+    from sysgram.watch.session import StopRules, WatchSession
+
+    def begin(tid: int, binary: str) -> ThreadStart:
+        return ThreadStart(tid, tid, 1, binary, f"/usr/bin/{binary}", "ab" * 32, 0,
+                           target=binary)
+
+    class Collector:
+        def __init__(self) -> None:
+            self.drains = [[begin(10, "victim"), ThreadEvents(10, 10, ids(READ, WRITE, OPENAT), 1),
+                            begin(20, "other"), ThreadEvents(20, 20, ids(READ, WRITE, OPENAT), 1)],
+                           [ThreadEvents(10, 10, ids(CLOSE, READ, WRITE), 2),
+                            ThreadEvents(20, 20, ids(CLOSE, READ, WRITE), 2)]]
+            self.polls = 0
+
+        def poll(self, timeout: float) -> Drain:
+            self.polls += 1
+            return Drain(self.drains.pop(0) if self.drains else [])
+
+        def stats(self) -> CollectorStats:
+            lost = 5 if self.polls >= 1 else 0
+            return CollectorStats(0, 0, lost, lost, 0, 0, 0, 0, 0, 0, 0)
+
+    victim = engine()
+    other = engine(binary_path="/usr/bin/other")
+    router = HostRouter({"victim": victim, "other": other})
+    WatchSession(Collector(), router, [], StopRules(duration_s=0.2)).run(threading.Event())
+    assert victim.stats.events == other.stats.events == 6
+    assert victim.stats.windows_scored == other.stats.windows_scored == 0
+    assert router.stats.lost_unattributed == 5
+
+
 def test_a_quiet_thread_gets_its_last_calls_scored_without_waiting_for_more():
     # Window 4, stride 2: after 7 calls the window holding the seventh is not complete;
     # an attack's last calls in a thread that then blocks must not wait for calls to come.

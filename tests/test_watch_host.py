@@ -40,6 +40,9 @@ class FakeEngine:
     def reap(self, now_ns, idle_s, alive) -> int:
         return 0
 
+    def lose_everywhere(self, lost: int, ts_ns: int) -> None:
+        self.stats.lost_unattributed += lost
+
     def finish(self):
         self.finished += 1
         return ["final"], ["repeat"]

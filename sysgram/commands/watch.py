@@ -283,6 +283,7 @@ def watch(
             session = WatchSession(
                 collector, engine, sinks, rules,
                 on_status=status_line.show if status_line else None,
+                threshold=engine.scorer.threshold,
             )
             reason = session.run(stop)
             lost = session.lost_events()

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sysgram.commands.common import warn
+from sysgram.commands.common import say, warn
 from sysgram.errors import UserError
 
 
@@ -45,7 +45,7 @@ def _report(changes) -> None:
     for verb, names in (("watching", changes.added), ("reloaded", changes.replaced),
                         ("stopped watching", changes.removed)):
         if names:
-            print(f"sysgram: {verb} {', '.join(names)}", file=sys.stderr, flush=True)
+            say(f"{verb} {', '.join(names)}")
 
 
 def _summary(router, collector_stats, elapsed_s: float, reason: str) -> str:

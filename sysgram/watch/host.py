@@ -34,6 +34,7 @@ class RoutedEngine(Protocol):
     def expire(self, now_ns: int) -> list[Repeat]: ...
     def reap(self, now_ns: int, idle_s: float, alive: Callable[[int, int], bool]) -> int: ...
     def finish(self) -> tuple[list[Alert], list[Repeat]]: ...
+    def lose_everywhere(self, lost: int, ts_ns: int) -> None: ...
     @property
     def processes(self) -> int: ...
     @property
@@ -53,6 +54,7 @@ class RouterStats:
     binaries_added: int = 0
     binaries_removed: int = 0
     reloads: int = 0
+    lost_unwatched: int = 0      # unattributed losses while no binary was watched
 
 
 def sum_stats(parts: Iterable[WatchStats]) -> WatchStats:
@@ -206,6 +208,16 @@ class HostRouter:
 
     def reap(self, now_ns: int, idle_s: float, alive: Callable[[int, int], bool]) -> int:
         return sum(engine.reap(now_ns, idle_s, alive) for engine in self.engines.values())
+
+    def lose_everywhere(self, lost: int, ts_ns: int) -> None:
+        """Calls lost that no thread can be named for may belong to any binary: every
+        engine cuts its open streams. The count goes to one engine only, so the totals
+        (and the summary) count each lost call once."""
+        engines = list(self.engines.values())
+        if not engines:
+            self.router_stats.lost_unwatched += int(lost)
+        for i, engine in enumerate(engines):
+            engine.lose_everywhere(int(lost) if i == 0 else 0, ts_ns)
 
     def finish(self) -> tuple[list[Alert], list[Repeat]]:
         self._apply_reload()

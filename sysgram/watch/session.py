@@ -17,7 +17,7 @@ from typing import Protocol
 
 from sysgram.collector.items import CollectorStats, Drain
 from sysgram.watch.alerts import Alert, Repeat
-from sysgram.watch.engine import WatchEngine
+from sysgram.watch.host import RoutedEngine
 
 
 class Source(Protocol):
@@ -62,11 +62,12 @@ class WatchSession:
     def __init__(
         self,
         collector: Source,
-        engine: WatchEngine,
+        engine: RoutedEngine,
         sinks: list[Sink],
         rules: StopRules | None = None,
         *,
         on_status: Callable[[Status], None] | None = None,
+        threshold: float = float("nan"),
         status_interval_s: float = 0.5,
         reap_interval_s: float = 5.0,
         poll_timeout_s: float = 0.05,
@@ -76,6 +77,7 @@ class WatchSession:
         self.sinks = sinks
         self.rules = rules or StopRules()
         self.on_status = on_status
+        self.threshold = threshold  # shown on the status line (one binary's profile)
         self.status_interval_ns = int(status_interval_s * 1e9)
         self.reap_interval_ns = int(reap_interval_s * 1e9)
         self.poll_timeout_s = poll_timeout_s
@@ -121,7 +123,7 @@ class WatchSession:
             threads=self.engine.threads,
             windows_per_s=windows_per_s,
             max_score=stats.max_score,
-            threshold=self.engine.scorer.threshold,
+            threshold=self.threshold,
             alerts=stats.alerts,
             lost=max(self.lost_events(), stats.lost_events),
             unscored=stats.windows_unscored_loss,

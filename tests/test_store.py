@@ -305,6 +305,29 @@ def test_cli_train_honours_or_refuses_every_option_it_is_given(tmp_path, capsys,
     assert header["calibration"]["target_far"] == 0.02
 
 
+def test_cli_train_refuses_options_its_source_kind_would_ignore(tmp_path, capsys, monkeypatch):
+    """The Parquet path returned before the live-only and --append checks, and the cluster
+    options did nothing without Parquet: each is now one sentence, exit 2."""
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "store"))
+    parquet = tmp_path / "fleet"
+    (parquet / "host=a").mkdir(parents=True)   # a Parquet root (its layout, no file needed)
+    _record(tmp_path / "normal", 1, 30, 200, seed=0)
+    refused = {
+        "drop them": [["--from", str(parquet), "--duration", "5s"],
+                      ["--from", str(parquet), "--until-stable"],
+                      ["--from", str(tmp_path / "normal"), "--cluster", "tcp://127.0.0.1:1"],
+                      ["--duration", "5s", "--workers", "2"],
+                      ["--from", str(tmp_path / "normal"), "--worker-memory", "1GiB"]],
+        "drop --append": [["--from", str(parquet), "--append"]],
+    }
+    for fix, cases in refused.items():
+        for options in cases:
+            assert main(["train", "--proc", "demo", *options]) == 2, options
+            err = capsys.readouterr().err
+            assert fix in err and err.count("\n") == 1, (options, err)
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
+
+
 def test_a_profile_trained_with_another_syscall_table_is_refused(tmp_path, trained, monkeypatch):
     profile, traces = trained
     s = ProfileStore(tmp_path / "p")

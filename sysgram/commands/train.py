@@ -87,7 +87,14 @@ def train(
     from sysgram.models.touched import FirstSeen, host_networks
 
     _check_options(window, stride, target_far, stable_rate)
-    if sources and all(is_parquet_source(s) for s in sources):
+    if sources and (duration is not None or until_stable):
+        raise UserError("--duration and --until-stable say how long to record live; drop them "
+                        "when training from recordings with --from.")
+    if append and not sources:
+        raise UserError("--append extends a profile with recordings; give them with --from.")
+    parquet = bool(sources) and all(is_parquet_source(s) for s in sources)
+    _check_parquet_options(parquet, append, cluster, workers, worker_memory)
+    if parquet:
         if proc and len(proc) > 1:
             raise UserError("Parquet recordings train one binary with --proc, or every binary "
                             "they hold without it.")
@@ -100,11 +107,6 @@ def train(
         raise UserError("give the process name with --proc (only Parquet recordings train "
                         "every binary they hold).")
     comms = list(dict.fromkeys(kernel_comm(p) for p in proc))
-    if sources and (duration is not None or until_stable):
-        raise UserError("--duration and --until-stable say how long to record live; drop them "
-                        "when training from recordings with --from.")
-    if append and not sources:
-        raise UserError("--append extends a profile with recordings; give them with --from.")
     profile_store = ProfileStore(store)
     for comm in comms:
         profile_store.path(comm)  # a bad name fails before any recording
@@ -142,6 +144,19 @@ def _train_one(profile_store, comm: str, threads: list, arch: str | None, descri
         params = {"detector": model, "window": window, "stride": stride,
                   "target_far": target_far or DEFAULT_TARGET_FAR, "arch": arch or host_arch()}
     _fit_and_save(profile_store, comm, Profile(**params), threads, described, previous, touched)
+
+
+def _check_parquet_options(parquet: bool, append: bool, cluster: str | None,
+                           workers: int | None, worker_memory: str | None) -> None:
+    """Options that only one kind of source uses are refused with the other, not ignored."""
+    if parquet and append:
+        raise UserError("--append extends a profile with sysgram recordings; Parquet "
+                        "training fits new profiles: drop --append.")
+    given = [name for name, value in (("--cluster", cluster), ("--workers", workers),
+                                      ("--worker-memory", worker_memory)) if value is not None]
+    if given and not parquet:
+        raise UserError(f"{', '.join(given)} choose where Parquet recordings are trained; "
+                        "drop them, or give Parquet recordings with --from.")
 
 
 def _check_options(window: int | None, stride: int | None, target_far: float | None,

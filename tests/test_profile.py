@@ -171,6 +171,13 @@ def test_a_rare_job_held_out_for_calibration_cannot_make_the_profile_blind():
                                              p.window_)])
     assert p.is_anomalous(p.score_windows(foreign), foreign).all()
     assert p.threshold_ < p.score_ceiling_
+    # ... and the user is told, by every training path (fleet pooling included)
+    from sysgram.models.training import calibration_warnings, pooled_result
+
+    (said,) = [m for m in calibration_warnings(p.calibration_) if "lowered to" in m]
+    assert f"{lowered['was']:.6g}" in said and "calls this binary never made" in said
+    pooled = pooled_result("demo", p, sources=[], binary={}, fleet={"hosts": 2})
+    assert said in pooled.warnings
 
 
 def test_a_detector_that_scores_everything_alike_is_refused():

@@ -68,7 +68,7 @@ def _profile_names(binaries: list) -> dict[int, str]:
 
 
 def _save_line(profile_store, name: str, pooled, sources: list[str]) -> str:
-    from sysgram.models.training import TrainedProfile
+    from sysgram.models.training import pooled_result
 
     label = f"{printable(name):16}"
     if pooled.profile is None:
@@ -77,9 +77,11 @@ def _save_line(profile_store, name: str, pooled, sources: list[str]) -> str:
               "host_names": pooled.host_names[:100], "syscalls": pooled.calls,
               "sampled_syscalls": pooled.sampled_calls, "streams": pooled.pieces}
     binary = {"name": pooled.comm, "path": pooled.exe, "sha256": pooled.sha256}
-    trained = TrainedProfile(name, pooled.profile, None, None, sources=[source], binary=binary,
-                             fleet={"hosts": pooled.hosts,
-                                    "vocabulary": "pooled (host counts per n-gram)"})
+    trained = pooled_result(name, pooled.profile, sources=[source], binary=binary,
+                            fleet={"hosts": pooled.hosts,
+                                   "vocabulary": "pooled (host counts per n-gram)"})
+    for message in trained.warnings:
+        warn(f"{name}: {message}")
     path = profile_store.save(trained)
     sampled = ("all" if pooled.sampled_calls >= pooled.calls
                else f"a {100 * pooled.sampled_calls / max(pooled.calls, 1):.1f} % sample")

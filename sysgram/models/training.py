@@ -1,11 +1,12 @@
 """The training service: thread traces in, a trained result out; nothing printed.
 
 `train_profile` is the one way a profile is made, by `sysgram train` (live or from
-recordings, `--append`), by `watch --learn` (`retrain_with_streams`) and by the
-benchmarks: traces -> loss-free streams in the profile's arch -> the window profile ->
-the whole-thread profile (when there are threads enough) -> binary identity. What the
-caller should tell the user comes back as `notes` (information) and `warnings` (something
-is off); `ProfileStore.save` takes the result whole.
+recordings, `--append`), by `watch --learn` (`retrain_with_streams`), by fleet training
+(`pooled_result` wraps what sysgram.fleet fitted) and by the benchmarks: traces ->
+loss-free streams in the profile's arch -> the window profile -> the whole-thread profile
+(when there are threads enough) -> binary identity. What the caller should tell the user
+comes back as `notes` (information) and `warnings` (something is off);
+`ProfileStore.save` takes the result whole.
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def train_on_streams(name: str, streams: Sequences, profile, *,
                      sources: list[dict] | None = None) -> TrainedProfile:
     """Fit on streams already loss-free and in the profile's arch (benchmarks, tests)."""
     return _fit(name, profile, streams, list(sources or []), {"name": name}, [], [])
+
+
+def pooled_result(name: str, profile, *, sources: list[dict], binary: dict,
+                  fleet: dict) -> TrainedProfile:
+    """A profile fitted on a fleet's pooled recordings (sysgram.fleet), as a result the
+    store saves like any other, with the same calibration warnings."""
+    return TrainedProfile(name, profile, None, None, sources=sources, binary=binary,
+                          warnings=calibration_warnings(profile.calibration_), fleet=fleet)
 
 
 def retrain_with_streams(name: str, loaded, learned: Sequences, source: dict) -> TrainedProfile:

@@ -294,6 +294,7 @@ class FakeThreadProfile(FakeProfile):
     """Whole-stream score: the share of calls outside the trained set; threshold 0.2."""
 
     thread_threshold_ = 0.2
+    detector_ = None  # no running form: judged when the stream ends (or is cut)
 
     def score_threads(self, seqs):
         return self.score_windows(seqs)

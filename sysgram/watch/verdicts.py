@@ -22,12 +22,13 @@ are still scored one by one).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from sysgram.features.sequences import Sequences
 from sysgram.models.defaults import RUNNING_CHECK_CALLS as RUNNING_MIN_CALLS
-from sysgram.models.policy import AlertPolicy
+from sysgram.models.policy import AlertPolicy, PolicyProfile
 from sysgram.models.running import running_scores
 from sysgram.watch.alerts import ProcessContext
 
@@ -79,8 +80,16 @@ class _Stream:
         return self.pieces[0] if len(self.pieces) == 1 else np.concatenate(self.pieces)
 
 
+class ThreadProfile(PolicyProfile, Protocol):
+    """What the verdicts need of a whole-thread profile (models.profile.Profile is one)."""
+
+    detector_: object | None  # its fitted detector: judged while running if it has a form
+
+    def score_threads(self, seqs: Sequences) -> np.ndarray: ...
+
+
 class ThreadVerdicts:
-    def __init__(self, profile: object, max_calls: int = MAX_STREAM_CALLS) -> None:
+    def __init__(self, profile: ThreadProfile, max_calls: int = MAX_STREAM_CALLS) -> None:
         self.profile = profile
         policy = AlertPolicy.for_threads(profile)
         if policy is None:
@@ -89,13 +98,13 @@ class ThreadVerdicts:
         self.threshold = policy.threshold
         self.max_calls = max_calls
         self.stats = VerdictStats()
-        self.running = running_scores(getattr(profile, "detector_", None))
+        self.running = running_scores(profile.detector_)
         self._streams: dict[int, _Stream] = {}
         self._ended: list[EndedStream] = []
         self._ended_scores: list[float | None] = []  # None: score the whole ids
 
     @classmethod
-    def of(cls, thread_profile: object | None) -> ThreadVerdicts | None:
+    def of(cls, thread_profile: ThreadProfile | None) -> ThreadVerdicts | None:
         """Verdicts by `thread_profile`, when there is one with a thread threshold."""
         if thread_profile is None or AlertPolicy.for_threads(thread_profile) is None:
             return None

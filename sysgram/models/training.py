@@ -2,7 +2,8 @@
 
 `train_profile` is the one way a profile is made, by `sysgram train` (live or from
 recordings, `--append`), by `watch --learn` (`retrain_with_streams`), by fleet training
-(`pooled_result` wraps what sysgram.fleet fitted) and by the benchmarks: traces ->
+(`pooled_result` wraps what sysgram.fleet fitted) and by the benchmarks that save one
+(`train_on_streams`; bench_models times `Profile.fit` alone): traces ->
 loss-free streams in the profile's arch -> the window profile -> the whole-thread profile
 (when there are threads enough) -> binary identity. What the caller should tell the user
 comes back as `notes` (information) and `warnings` (something is off);

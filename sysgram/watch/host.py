@@ -19,7 +19,7 @@ from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, fields
 from typing import Protocol
 
-from sysgram.collector.items import ThreadExit, ThreadStart
+from sysgram.collector.items import Exec, ThreadExit, ThreadStart
 from sysgram.watch.alerts import Alert, Repeat
 from sysgram.watch.engine import WatchStats
 
@@ -87,17 +87,17 @@ class ItemRouting:
         routed: dict[str, list[object]] = {}
         unrouted = 0
         for item in items:
-            kind = type(item).__name__
-            if kind == "ThreadStart" and item.target is not None:
-                self._owner[item.pid] = item.target
-            elif kind == "Exec" and item.target is not None:
-                self._exec(item, routed, wanted)
+            match item:
+                case ThreadStart(target=str()):
+                    self._owner[item.pid] = item.target
+                case Exec(target=str()):
+                    self._exec(item, routed, wanted)
             binary = self._owner.get(item.pid)
             if binary is None or binary not in wanted:
                 unrouted += 1
                 continue
             routed.setdefault(binary, []).append(item)
-            if kind == "ThreadExit" and item.group_dead:
+            if isinstance(item, ThreadExit) and item.group_dead:
                 self._owner.pop(item.pid, None)
         return routed, unrouted
 

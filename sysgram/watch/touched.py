@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sysgram.collector.items import ThreadEvents, ThreadExit, Touched, TouchedGap
 from sysgram.sanitize import for_terminal as safe
 from sysgram.watch.alerts import SCHEMA, ProcessContext, wall_time
 
@@ -146,19 +147,19 @@ class TouchedWatch:
 
     def observe(self, item, ctx: ProcessContext | None) -> None:
         """One drain item (the engine's context of its process, if it knows one)."""
-        kind = type(item).__name__
-        if kind == "ThreadEvents":
-            self._calls[item.tid] = self._calls.get(item.tid, 0) + len(item.ids)
-        elif kind == "TouchedGap":
-            self.lost += int(item.lost)
-        elif kind == "Touched":
-            record = record_fields(item)
-            self._recent.setdefault(item.tid, deque(maxlen=KEEP_PER_THREAD)).append(
-                (self._calls.get(item.tid, 0), record))
-            if self.sets is not None and ctx is not None:
-                self._check(item, record, ctx)
-        elif kind == "ThreadExit":
-            self._exited.append(item.tid)     # freed after this drain's alerts listed it
+        match item:
+            case ThreadEvents():
+                self._calls[item.tid] = self._calls.get(item.tid, 0) + len(item.ids)
+            case TouchedGap():
+                self.lost += int(item.lost)
+            case Touched():
+                record = record_fields(item)
+                self._recent.setdefault(item.tid, deque(maxlen=KEEP_PER_THREAD)).append(
+                    (self._calls.get(item.tid, 0), record))
+                if self.sets is not None and ctx is not None:
+                    self._check(item, record, ctx)
+            case ThreadExit():
+                self._exited.append(item.tid)  # freed after this drain's alerts listed it
 
     def _check(self, item, record: dict, ctx: ProcessContext) -> None:
         failed = item.result if (item.result or 0) < 0 else 0     # which failure matters

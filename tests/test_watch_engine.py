@@ -418,6 +418,27 @@ def test_an_exec_of_a_file_named_like_the_binary_gets_no_warm_up():
     assert eng.stats.windows_warmup == 1
 
 
+def test_on_a_host_watch_an_exec_into_another_binary_by_name_gets_no_warm_up():
+    """With several binaries the router makes the process a ThreadStart in the binary it
+    joins; the Exec that follows (a file merely named like that binary) still ends any
+    warm-up: its windows are scored at once."""
+    from sysgram.watch.host import HostRouter
+
+    victim, other = engine(warmup_s=2.0), engine(warmup_s=2.0, binary_path="/usr/bin/other")
+    router = HostRouter({"victim": victim, "other": other})
+    router.ingest([ThreadStart(10, 10, 1, "victim", "/usr/bin/victim", None, -10 * S,
+                               target="victim"), ThreadEvents(10, 10, NORMAL, 1)])
+    alerts = router.ingest([Exec(10, 10, "/tmp/x/other", "other", 2 * S, target="other"),
+                            ThreadEvents(10, 10, BAD, 2 * S + 1)])
+    assert other.stats.windows_warmup == 0 and len(alerts) == 1
+    # The binary's own file is a restart there too: a warm-up, no alert.
+    router.ingest([ThreadStart(20, 20, 1, "victim", "/usr/bin/victim", None, -10 * S,
+                               target="victim"),
+                   Exec(20, 20, "/usr/bin/other", "other", 3 * S, target="other"),
+                   ThreadEvents(20, 20, BAD, 3 * S + 1)])
+    assert other.stats.windows_warmup == 1 and other.stats.anomalous_windows == 1
+
+
 def test_learning_keeps_per_thread_streams_and_never_novel_windows():
     """--learn gets each thread's learnable windows (in order, per thread), stitched back
     into that thread's stream; a window below the threshold that holds an unseen pair

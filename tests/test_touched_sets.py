@@ -167,3 +167,66 @@ def test_a_training_that_captured_nothing_learns_empty_sets_not_none():
     assert [(name, key) for name, key, _ in new] == [("files", "/etc/passwd")]
     # Without capture (an imported corpus, an old recording) there is nothing to learn.
     assert fit_touched(FirstSeen(())) is None
+
+
+
+def _crowd(prefix: str, suffix: str = "", count: int = 40) -> list[str]:
+    """`count` distinct letter-only names (digits would be templated into one)."""
+    return [f"{prefix}{chr(97 + i % 26)}{chr(97 + i // 26)}{suffix}" for i in range(count)]
+
+
+def _fit(paths: list[str], **extra) -> TouchedSets:
+    return TouchedSets(networks=()).fit([_rec("open", 1, path=p, **extra) for p in paths])
+
+
+def test_dot_dot_is_resolved_before_templating_so_it_cannot_climb_out_of_a_web_root():
+    sets = _fit(_crowd("/srv/www/page", ".html"))
+    assert "/srv/www/*" in sets.sets_["files"]
+    climbs = [_rec("open", path="/srv/www/../../etc/shadow"),
+              _rec("open", path="/srv/www/./../../etc//passwd"),
+              _rec("open", path="//srv/www/../../root/.ssh/id_rsa")]
+    assert [k for _, k, _ in sets.new_items(climbs)] == [
+        "/etc/shadow", "/etc/passwd", "/root/.ssh/id_rsa"]
+    assert sets.new_items([_rec("open", path="/srv/www/x/../index.html")]) == []
+    assert path_template("//tmp/./a/../tmpab3_xyz9") == "/tmp/tmp<random>"
+    sets.set_params(allow_files=("/srv/www/*",))       # an allow-list matches it too
+    assert len(sets.new_items(climbs)) == 3
+    # A relative path (from a dirfd) that climbs matches only an identical entry.
+    assert matches_template("foo/bar", frozenset({"foo/*"}))
+    assert not matches_template("foo/../../etc/shadow", frozenset({"foo/*"}))
+    assert matches_template("foo/../x", frozenset({"foo/../x"}))
+
+
+def test_crowded_system_directories_never_collapse_to_a_wildcard():
+    sets = _fit(_crowd("/etc/conf") + _crowd("/home/alice/.ssh/key") + _crowd("/usr/bin/tool")
+                + _crowd("/proc/1/x"))
+    assert not {"/etc/*", "/home/alice/.ssh/*", "/usr/bin/*", "/proc/<pid>/*"} \
+        & sets.sets_["files"]
+    assert sets.kept_exact_ == 160
+    new = sets.new_items([_rec("open", path="/etc/shadow"), _rec("open", path="/usr/bin/nc"),
+                          _rec("open", path="/proc/1/mem")])
+    assert [k for _, k, _ in new] == ["/etc/shadow", "/usr/bin/nc", "/proc/<pid>/mem"]
+    top = {"/" + name for name in _crowd("")}
+    assert collapse(top, 32) == top
+    assert "/var/www/*" in collapse(_crowd("/var/www/p"), 32)
+    assert "/dev/shm/*" in collapse(_crowd("/dev/shm/seg"), 32)
+
+
+def test_a_cut_path_never_matches_a_wildcard_only_the_same_learned_cut_path():
+    web_root = _crowd("/srv/www/page", ".html")
+    long_name = "/srv/www/" + "a" * 246                       # 255 bytes: filled the buffer
+    cut = _rec("open", path=long_name, cut=True)
+    sets = _fit(web_root)
+    assert "/srv/www/*" in sets.sets_["files"]
+    # What the kernel did not read could be `/../../../etc/shadow`.
+    assert [k for _, k, _ in sets.new_items([cut])] == [long_name + "//<cut>"]
+    sets.set_params(allow_files=("/srv/www/*",))
+    assert len(sets.new_items([cut])) == 1
+    learned = TouchedSets(networks=()).fit([_rec("open", 1, path=p) for p in web_root]
+                                           + [dict(cut, ts_ns=1)])
+    assert learned.new_items([cut]) == []
+    # The same text whole (not cut) is a name in the web root, and no cut path is whole.
+    assert learned.new_items([_rec("open", path=long_name)]) == []
+    assert not matches_template(long_name, frozenset({long_name + "//<cut>"}))
+    # An exec whose argument was cut has its path whole.
+    assert item_key(_rec("exec", path="/bin/sh", result=0, cut=True)) == ("programs", "/bin/sh")

@@ -167,3 +167,19 @@ def test_a_refused_connect_does_not_hide_a_later_one_in_progress():
 
     assert eng.ingest([start(7), connect(-111)]) == []              # refused: touched nothing
     assert [a.key for a in eng.ingest([connect(-115)])] == ["connect tcp 203.0.113.9:4444"]
+
+
+def test_a_cut_path_is_checked_even_after_the_same_text_whole_was_found_known():
+    from sysgram.watch.alerts import ProcessContext
+
+    web = [{"kind": "open", "path": f"/srv/www/{chr(97 + i % 26)}{chr(97 + i // 26)}",
+            "ts_ns": 1} for i in range(40)]
+    watch = TouchedWatch(TouchedSets(networks=()).fit(web), "victim")
+    ctx = ProcessContext(7, 1, "victim", "/usr/bin/victim", None)
+    long_name = "/srv/www/" + "a" * 246
+    whole = Touched(tid=7, pid=7, ts_ns=S, kind="open", syscall=OPENAT, path=long_name)
+    watch.observe(whole, ctx)
+    assert watch.take_alerts() == []                   # a name in the web root, cached
+    watch.observe(Touched(tid=7, pid=7, ts_ns=2 * S, kind="open", syscall=OPENAT,
+                          path=long_name, cut=True), ctx)
+    assert [a.key for a in watch.take_alerts()] == [long_name + "//<cut>"]

@@ -363,5 +363,9 @@ def _touched_summary(meta: dict | None) -> list[str]:
     if not meta:
         return ["touched    nothing recorded (no files, programs or peers in the training)"]
     sizes = ", ".join(f"{name} {len(keys):,}" for name, keys in meta["sets"].items())
-    return [f"touched    {meta['records']:,} records; learned {sizes}",
-            f"           {curve_text(meta['novelty_per_minute'])} new items per minute"]
+    lines = [f"touched    {meta['records']:,} records; learned {sizes}",
+             f"           {curve_text(meta['novelty_per_minute'])} new items per minute"]
+    if meta.get("kept_exact"):
+        lines.append(f"           {meta['kept_exact']:,} file names kept exact in crowded "
+                     "protected directories (/etc, /root, ...: never learned as dir/*)")
+    return lines

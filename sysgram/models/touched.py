@@ -6,6 +6,10 @@ learns the sets and says which records of a window are new.
 
 File paths are generalised to templates so names that differ per process, per run or
 per connection match what was learned:
+  - an absolute path is first normalised lexically (`.`, `..` and repeated slashes
+    resolved), at fit and at watch, so `/srv/www/../../etc/shadow` is `/etc/shadow`; a
+    relative path (openat from a dirfd) is kept as it is, and one holding `..` matches
+    only an identical learned entry, never a `dir/*`;
   - `/proc/<pid>/...` and `/proc/<pid>/task/<tid>/...` (also `/proc/self`, `thread-self`
     as they are);
   - a component made only of digits is `<n>`; a component that is a hex hash or a uuid
@@ -17,7 +21,12 @@ per connection match what was learned:
   - outside the system directories (/usr, /lib*, /bin, /sbin, /etc, /opt, /boot),
     digit runs inside a component are `<n>` (rotated logs `x.log.3`, `pgsql_tmp123.0`);
   - at fit, a directory with more than `collapse_after` distinct templates below it is
-    learned as `dir/*` (any name in it: a web root served file by file);
+    learned as `dir/*` (any name in it: a web root served file by file), except the
+    directories of NEVER_COLLAPSE (/etc, /root, ssh keys, executables, ...), whose names
+    stay exact;
+  - a path the kernel cut (it filled its 256-byte buffer: the rest was never read) is
+    `<its template>//<cut>` and matches only that same learned cut entry, never a
+    `dir/*` (the unread rest could hold `/../../etc/shadow`);
   - a path the kernel could not read (its page not yet in memory) is `<unreadable>`, an
     item like any other, so it is never a blind spot.
 Peers: loopback addresses are `loopback`, addresses in the host's subnets `subnet`
@@ -30,6 +39,8 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import json
+import os
+import posixpath
 import re
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -37,6 +48,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from sysgram.bpf.sizes import TOUCH_PATH_LEN
 from sysgram.errors import UserError
 from sysgram.sanitize import printable
 
@@ -50,13 +62,63 @@ _PY_TEMP = re.compile(r"^tmp[a-z0-9_]{8}")      # Python's tempfile: tmp + 8 ran
 _DIGIT_RUN = re.compile(r"\d+")
 NET_KINDS = ("connect", "accept", "bind", "send")
 UNREADABLE = "<unreadable>"
+# Marks the key of a cut path. A normalised absolute template never holds `//`, and a
+# relative path is kept whole and shorter than a cut one, so no whole path has this key.
+CUT = "//<cut>"
+
+# Directories whose names are never learned as `dir/*`, however many were seen: one
+# name more in them is a break-in, not a new page (credentials, configuration and
+# persistence, boot, executables, raw devices, other processes' memory). Their names
+# are a fixed set on a host, so keeping them exact costs entries, not false alarms.
+# `*` is one component, a trailing `/**` the directory and every one below it.
+NEVER_COLLAPSE = (
+    "/",                                   # /etc, /root, ... themselves
+    "/etc/**",                             # shadow, sudoers, ssh, ssl/private, cron, pam
+    "/root/**",
+    "/home", "/home/*", "/home/*/.ssh/**", "/home/*/.gnupg/**",   # dotfiles, keys
+    "/boot/**",
+    "/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin",
+    "/var/lib", "/var/spool/cron/**",
+    "/run/secrets/**", "/var/run/secrets/**",                      # container secrets
+    "/dev",                                # /dev/mem, disks (/dev/shm still collapses)
+    # /proc/<n> is already `<pid>` for every process; its names (mem, environ, maps)
+    # must stay exact, and so must /proc's own (kcore, kallsyms).
+    "/proc", "/proc/<pid>", "/proc/self", "/proc/thread-self",
+    "/proc/<pid>/task/<tid>", "/proc/self/task/<tid>",
+)
+
+
+def _directories_regex(patterns: Sequence[str]) -> re.Pattern:
+    alternatives = []
+    for pattern in patterns:
+        tree = pattern.endswith("/**")
+        base = pattern[:-3] if tree else pattern
+        parts = ("[^/]+" if part == "*" else re.escape(part) for part in base.split("/"))
+        alternatives.append("/".join(parts) + ("(?:/.*)?" if tree else ""))
+    return re.compile("|".join(f"(?:{a})" for a in alternatives))
+
+
+_NEVER_COLLAPSE = _directories_regex(NEVER_COLLAPSE)
 
 
 # -- templates ---------------------------------------------------------------------------
+def normalise(path: str) -> str:
+    """An absolute path with `.`, `..` and repeated slashes resolved lexically.
+
+    Symbolic links are not followed (the watched process's view is not ours); a
+    relative path is returned as it is: its `..` depends on the directory fd.
+    """
+    if not path.startswith("/"):
+        return path
+    path = posixpath.normpath(path)
+    return path[1:] if path.startswith("//") else path      # POSIX keeps a leading `//`
+
+
 def path_template(path: str) -> str:
     """The template a path is learned and matched by (see the module's rules)."""
     if not path.startswith("/"):
         return path                      # relative to a directory fd: kept as it is
+    path = normalise(path)
     parts = path.split("/")
     in_temp = path.startswith(_TEMP_DIRS)
     in_system = path.startswith(_SYSTEM_DIRS)
@@ -90,11 +152,46 @@ def _random_run(match: re.Match) -> str:
     return run
 
 
-def matches_template(path: str, templates: set[str] | frozenset[str]) -> bool:
-    """Whether `path`'s template was learned, or a learned `dir/*` holds it."""
+def cut_key(path: str) -> str:
+    """The key of a path the kernel cut: its whole components templated, the partial
+    last one kept as read, and CUT. It is matched only by the same learned key."""
+    if not path.startswith("/"):
+        return path + CUT
+    head, _, partial = path.rpartition("/")
+    return path_template(head or "/").rstrip("/") + "/" + partial + CUT
+
+
+def path_cut(record: dict) -> bool:
+    """Whether the record's path is cut (it filled the kernel's buffer; the rest unread).
+
+    An exec's `cut` also marks an argument that filled its buffer: its path was cut
+    only if the path filled its own.
+    """
+    path = record.get("path") or ""
+    if not record.get("cut") or not path:
+        return False
+    return record.get("kind") == "open" or len(os.fsencode(path)) >= TOUCH_PATH_LEN - 1
+
+
+def _climbs(relative: str) -> bool:
+    return ".." in relative.split("/")
+
+
+def matches_template(path: str, templates: set[str] | frozenset[str], cut: bool = False
+                     ) -> bool:
+    """Whether `path`'s template was learned, or a learned `dir/*` holds it.
+
+    A cut path (`cut`) matches only its learned cut key: a `dir/*` would vouch for the
+    part the kernel never read. A relative path that climbs (`..`) matches only itself:
+    where it lands depends on its directory fd, not on its text.
+    """
+    if cut:
+        return cut_key(path) in templates
     template = path_template(path)
     if template in templates:
         return True
+    if not template.startswith("/") and _climbs(template):
+        return False
     # Each directory above it, deepest first; a relative path (openat from a dirfd) has
     # fewer, and one without a slash none.
     parent = template
@@ -106,17 +203,33 @@ def matches_template(path: str, templates: set[str] | frozenset[str]) -> bool:
 
 
 def collapse(templates: Iterable[str], limit: int) -> set[str]:
-    """Templates with every directory of more than `limit` distinct names as `dir/*`."""
+    """Templates with every directory of more than `limit` distinct names as `dir/*`,
+    but those of NEVER_COLLAPSE (and cut keys, which stand for no whole name)."""
     templates = set(templates)
+    for directory, names in _crowded(templates, limit).items():
+        if not protected(directory):
+            templates -= names
+            templates.add(directory.rstrip("/") + "/*")
+    return templates
+
+
+def kept_exact(templates: Iterable[str], limit: int) -> int:
+    """Names that would have been `dir/*` but for NEVER_COLLAPSE (for the summary)."""
+    return sum(len(names) for directory, names in _crowded(set(templates), limit).items()
+               if protected(directory))
+
+
+def protected(directory: str) -> bool:
+    """Whether a directory template is one of NEVER_COLLAPSE's."""
+    return _NEVER_COLLAPSE.fullmatch(directory) is not None
+
+
+def _crowded(templates: set[str], limit: int) -> dict[str, set[str]]:
     by_dir: dict[str, set[str]] = {}
     for t in templates:
-        if t.startswith("/") and t.count("/") >= 2:
-            by_dir.setdefault(t.rsplit("/", 1)[0], set()).add(t)
-    for directory, names in by_dir.items():
-        if len(names) > limit:
-            templates -= names
-            templates.add(directory + "/*")
-    return templates
+        if t.startswith("/") and not t.endswith(CUT):
+            by_dir.setdefault(t.rsplit("/", 1)[0] or "/", set()).add(t)
+    return {d: names for d, names in by_dir.items() if len(names) > limit}
 
 
 # -- peers -------------------------------------------------------------------------------
@@ -182,10 +295,10 @@ def item_key(record: dict, networks: Sequence = ()) -> tuple[str, str] | None:
     if kind == "exec":
         if result != 0 or not record.get("path"):
             return None
-        return "programs", path_template(record["path"])
+        return "programs", _path_key(record)
     if kind == "open":
         if record.get("path"):
-            return "files", path_template(record["path"])
+            return "files", _path_key(record)
         # A path the kernel could not read (not paged in): learned and flagged as such,
         # so it cannot hide a file.
         return ("files", UNREADABLE) if record.get("unreadable") else None
@@ -194,6 +307,10 @@ def item_key(record: dict, networks: Sequence = ()) -> tuple[str, str] | None:
             return None
         return peer_key(record, networks)
     return None
+
+
+def _path_key(record: dict) -> str:
+    return cut_key(record["path"]) if path_cut(record) else path_template(record["path"])
 
 
 # -- the estimator -----------------------------------------------------------------------
@@ -230,6 +347,7 @@ class TouchedSets(BaseEstimator):
         learned: dict[str, set[str]] = {name: set() for name in SETS}
         for name, key in first_seen.keys:
             learned[name].add(key)
+        self.kept_exact_ = kept_exact(learned["files"], self.collapse_after)
         learned["files"] = collapse(learned["files"], self.collapse_after)
         self.sets_ = {name: frozenset(keys) for name, keys in learned.items()}
         self.records_ = first_seen.records
@@ -270,12 +388,13 @@ class TouchedSets(BaseEstimator):
         if value == UNREADABLE:
             return value in self.sets_[name]
         if name == "files":
-            return matches_template(record["path"], self.sets_["files"]) or any(
-                fnmatch.fnmatchcase(record["path"], p) for p in self.allow_files)
+            cut = path_cut(record)
+            return matches_template(record["path"], self.sets_["files"], cut) or \
+                _path_allowed(record["path"], self.allow_files, cut)
         if value in self.sets_[name]:
             return True
         if name == "programs":
-            return any(fnmatch.fnmatchcase(record["path"], p) for p in self.allow_execs)
+            return _path_allowed(record["path"], self.allow_execs, path_cut(record))
         return _peer_allowed(record, self.allow_peers)
 
 
@@ -366,9 +485,20 @@ def touched_meta(sets: TouchedSets) -> dict:
         "sets": {name: sorted(keys) for name, keys in sets.sets_.items()},
         "novelty_per_minute": list(sets.novelty_curve_),
         "networks": list(sets.networks_),
+        "kept_exact": getattr(sets, "kept_exact_", 0),     # older profiles lack it
         "allow": {"files": list(sets.allow_files), "peers": list(sets.allow_peers),
                   "execs": list(sets.allow_execs)},
     }
+
+
+def _path_allowed(path: str, patterns: Sequence[str], cut: bool) -> bool:
+    # Patterns match the normalised path (`/srv/www/*` must not allow
+    # `/srv/www/../../etc/shadow`); a cut path only a pattern that is its very text, as a
+    # wildcard would cover the part the kernel never read.
+    if cut:
+        return path in patterns
+    path = normalise(path)
+    return any(fnmatch.fnmatchcase(path, p) for p in patterns)
 
 
 def _peer_allowed(record: dict, patterns: Sequence[str]) -> bool:

@@ -163,7 +163,9 @@ class TouchedWatch:
 
     def _check(self, item, record: dict, ctx: ProcessContext) -> None:
         failed = item.result if (item.result or 0) < 0 else 0     # which failure matters
-        seen = (item.kind, item.path, item.peer, item.protocol, failed, item.unreadable)
+        # `cut` too: a cut path is matched by other rules than the same text whole.
+        seen = (item.kind, item.path, item.peer, item.protocol, failed, item.unreadable,
+                item.cut)
         if seen in self._known:
             return
         keys = [(set_name, key) for set_name, key, _ in self.sets.new_items([record])]

@@ -43,9 +43,11 @@ def test_train_learns_the_sets_show_lists_them_and_allow_extends_them(tmp_path, 
     out = capsys.readouterr().out
     assert "learned programs 1, files 2, peers 1, listens 0" in out
     assert "2 2 0 new items per minute" in out        # the last minute brought nothing
+    assert "files     2 0 0" in out and "programs  0 1 0" in out    # and per set
     assert main(["profiles", "show", "demo"]) == 0
     shown = capsys.readouterr().out
     assert "    /proc/<pid>/stat" in shown and "connect tcp loopback:5432" in shown
+    assert "  files (2, new per minute 2 0 0)" in shown
 
     sets = ProfileStore().load("demo").touched
     live = [{"kind": "open", "path": "/etc/passwd"},

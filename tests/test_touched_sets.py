@@ -92,6 +92,8 @@ def test_sets_learn_and_flag_only_what_is_new_once_and_allow_lists_silence_it():
     ]
     sets = TouchedSets(networks=()).fit(train)
     assert sets.novelty_curve_ == [2, 0, 2]          # /proc/<pid>/stat is one key
+    assert sets.novelty_by_set_ == {"programs": [0, 0, 1], "files": [2, 0, 0],
+                                    "peers": [0, 0, 1], "listens": [0, 0, 0]}
     live = [_rec("open", path="/proc/99/stat"), _rec("open", path="/etc/passwd"),
             _rec("open", path="/etc/passwd"),
             _rec("exec", path="/bin/sh", result=0),

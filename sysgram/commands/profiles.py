@@ -152,8 +152,10 @@ def _touched_show_lines(touched: dict | None) -> list[str]:
         return ["touched    no sets (trained without what the binary touched)"]
     lines = [f"touched    {touched.get('records', 0):,} records, new items per minute "
              f"{curve_text(touched.get('novelty_per_minute') or [], 20)}"]
+    by_set = touched.get("novelty_per_minute_by_set") or {}
     for name, keys in (touched.get("sets") or {}).items():
-        lines.append(f"  {name} ({len(keys):,})")
+        curve = f", new per minute {curve_text(by_set[name], 20)}" if name in by_set else ""
+        lines.append(f"  {name} ({len(keys):,}{curve})")
         lines += [f"    {printable(k)}" for k in keys]
     for name, patterns in (touched.get("allow") or {}).items():
         lines += [f"  allowed {name[:-1]:<5} {printable(p)}" for p in patterns]

@@ -365,6 +365,9 @@ def _touched_summary(meta: dict | None) -> list[str]:
     sizes = ", ".join(f"{name} {len(keys):,}" for name, keys in meta["sets"].items())
     lines = [f"touched    {meta['records']:,} records; learned {sizes}",
              f"           {curve_text(meta['novelty_per_minute'])} new items per minute"]
+    lines += [f"           {name:<9} {curve_text(curve)}"
+              for name, curve in (meta.get("novelty_per_minute_by_set") or {}).items()
+              if any(curve)]
     if meta.get("kept_exact"):
         lines.append(f"           {meta['kept_exact']:,} file names kept exact in crowded "
                      "protected directories (/etc, /root, ...: never learned as dir/*)")

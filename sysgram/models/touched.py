@@ -353,6 +353,10 @@ class TouchedSets(BaseEstimator):
         self.records_ = first_seen.records
         start, end = span_ns or first_seen.span
         self.novelty_curve_ = novelty_per_minute(first_seen.times, start, end)
+        # Per set as well: a database still finding new files while its peers are settled
+        # needs a longer training for its files alone.
+        self.novelty_by_set_ = {
+            name: novelty_per_minute(first_seen.times_of(name), start, end) for name in SETS}
         return self
 
     def _networks(self) -> list:
@@ -439,6 +443,11 @@ class FirstSeen:
     def times(self) -> list[int]:
         return [int(r.get("ts_ns") or 0) for r in self._first.values()]
 
+    def times_of(self, set_name: str) -> list[int]:
+        """When each key of one set was first seen."""
+        return [int(r.get("ts_ns") or 0) for (name, _), r in self._first.items()
+                if name == set_name]
+
     def first_records(self) -> list[dict]:
         return list(self._first.values())
 
@@ -484,6 +493,7 @@ def touched_meta(sets: TouchedSets) -> dict:
         "records": sets.records_,
         "sets": {name: sorted(keys) for name, keys in sets.sets_.items()},
         "novelty_per_minute": list(sets.novelty_curve_),
+        "novelty_per_minute_by_set": getattr(sets, "novelty_by_set_", {}),  # older: none
         "networks": list(sets.networks_),
         "kept_exact": getattr(sets, "kept_exact_", 0),     # older profiles lack it
         "allow": {"files": list(sets.allow_files), "peers": list(sets.allow_peers),

@@ -194,5 +194,9 @@ def test_one_watcher_two_programs_sighup_rotation_syslog_and_metrics(build_workl
         assert scraped[f'sysgram_alerts_total{{binary="{name}"}}'] == alerts
         assert scraped[f'sysgram_events_total{{binary="{name}"}}'] == calls
     assert scraped["sysgram_binaries"] == 2 and scraped["sysgram_reloads_total"] == 2
+    # Nothing lost across the reload and the rotation: no record of any kind, no gap.
+    lost = {k: v for k, v in scraped.items()
+            if k.startswith(("sysgram_collector_lost_total", "sysgram_gap_events_total"))}
+    assert lost and not any(lost.values()), lost
     # The alerts file is reopened on each SIGHUP (the profile's and logrotate's).
     assert f"{len(stdout_records):,} records written, reopened 2 times" in summary

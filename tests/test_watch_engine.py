@@ -489,32 +489,36 @@ def test_an_unattributed_loss_ends_every_open_segment():
     assert eng.stats.lost_unattributed == 7 and eng.stats.windows_unscored_loss > 0
 
 
+class LossyCollector:
+    """A `Source` handing out `drains` one per poll; from the first poll on, its counters
+    say the kernel lost 5 calls of no known thread (between the first drain and the next)."""
+
+    def __init__(self, drains: list[list]) -> None:
+        self.drains = drains
+        self.polls = 0
+
+    def poll(self, timeout: float):
+        from sysgram.collector.items import Drain
+
+        self.polls += 1
+        return Drain(self.drains.pop(0) if self.drains else [])
+
+    def stats(self):
+        from sysgram.collector.items import CollectorStats
+
+        lost = 5 if self.polls >= 1 else 0
+        return CollectorStats(0, 0, lost, lost, 0, 0, 0, 0, 0, 0, 0)
+
+
 def test_the_session_cuts_streams_when_the_collector_counts_unattributed_losses():
     import threading
 
-    from sysgram.collector.items import CollectorStats, Drain
     from sysgram.watch.session import StopRules, WatchSession
 
-    class Collector:
-        """Two drains of thread 10; between them the kernel lost 5 calls of no known thread."""
-
-        def __init__(self) -> None:
-            self.drains = [[start(10), ThreadEvents(10, 10, ids(READ, WRITE, OPENAT), 1)],
-                           [ThreadEvents(10, 10, ids(CLOSE, READ, WRITE), 2)]]
-            self.polls = 0
-
-        def poll(self, timeout: float) -> Drain:
-            self.polls += 1
-            return Drain(self.drains.pop(0) if self.drains else [])
-
-        def stats(self) -> CollectorStats:
-            lost = 5 if self.polls >= 1 else 0
-            return CollectorStats(0, 0, lost, lost, 0, 0, 0, 0, 0, 0, 0)
-
+    collector = LossyCollector([[start(10), ThreadEvents(10, 10, ids(READ, WRITE, OPENAT), 1)],
+                                [ThreadEvents(10, 10, ids(CLOSE, READ, WRITE), 2)]])
     eng = engine()
-    stop = threading.Event()
-    session = WatchSession(Collector(), eng, [], StopRules(duration_s=0.2))
-    session.run(stop)
+    WatchSession(collector, eng, [], StopRules(duration_s=0.2)).run(threading.Event())
     assert eng.stats.lost_unattributed == 5 and eng.stats.windows_scored == 0
 
 
@@ -523,7 +527,6 @@ def test_a_host_watch_cuts_every_binarys_streams_and_counts_the_loss_once():
     # to both engines (no window of either spans the loss) and the loss is counted once.
     import threading
 
-    from sysgram.collector.items import CollectorStats, Drain
     from sysgram.watch.host import HostRouter
     from sysgram.watch.session import StopRules, WatchSession
 
@@ -531,26 +534,15 @@ def test_a_host_watch_cuts_every_binarys_streams_and_counts_the_loss_once():
         return ThreadStart(tid, tid, 1, binary, f"/usr/bin/{binary}", "ab" * 32, 0,
                            target=binary)
 
-    class Collector:
-        def __init__(self) -> None:
-            self.drains = [[begin(10, "victim"), ThreadEvents(10, 10, ids(READ, WRITE, OPENAT), 1),
-                            begin(20, "other"), ThreadEvents(20, 20, ids(READ, WRITE, OPENAT), 1)],
-                           [ThreadEvents(10, 10, ids(CLOSE, READ, WRITE), 2),
-                            ThreadEvents(20, 20, ids(CLOSE, READ, WRITE), 2)]]
-            self.polls = 0
-
-        def poll(self, timeout: float) -> Drain:
-            self.polls += 1
-            return Drain(self.drains.pop(0) if self.drains else [])
-
-        def stats(self) -> CollectorStats:
-            lost = 5 if self.polls >= 1 else 0
-            return CollectorStats(0, 0, lost, lost, 0, 0, 0, 0, 0, 0, 0)
-
+    collector = LossyCollector(
+        [[begin(10, "victim"), ThreadEvents(10, 10, ids(READ, WRITE, OPENAT), 1),
+          begin(20, "other"), ThreadEvents(20, 20, ids(READ, WRITE, OPENAT), 1)],
+         [ThreadEvents(10, 10, ids(CLOSE, READ, WRITE), 2),
+          ThreadEvents(20, 20, ids(CLOSE, READ, WRITE), 2)]])
     victim = engine()
     other = engine(binary_path="/usr/bin/other")
     router = HostRouter({"victim": victim, "other": other})
-    WatchSession(Collector(), router, [], StopRules(duration_s=0.2)).run(threading.Event())
+    WatchSession(collector, router, [], StopRules(duration_s=0.2)).run(threading.Event())
     assert victim.stats.events == other.stats.events == 6
     assert victim.stats.windows_scored == other.stats.windows_scored == 0
     assert router.stats.lost_unattributed == 5

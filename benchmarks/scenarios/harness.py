@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -201,7 +202,7 @@ def _run_attacks(attacks: list[Attack], watches: Watches, settings: Settings):
     spans: list[AttackSpan] = []
     outcomes = []
     for attack in attacks:
-        outcome = attack.run()
+        outcome = _run_polling(attack, watches)
         outcomes.append(outcome)
         if spans:
             spans[-1] = _ended(spans[-1], outcome.begins_ns)
@@ -214,6 +215,27 @@ def _run_attacks(attacks: list[Attack], watches: Watches, settings: Settings):
     if spans:
         spans[-1] = _ended(spans[-1], time.monotonic_ns())
     return spans, outcomes
+
+
+def _run_polling(attack: Attack, watches: Watches):
+    """Run one attack while reading the alerts: an attack that blocks (an SSRF request
+    waits seconds for the peer it reached) must not delay the moment its alerts are read."""
+    done: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            done["outcome"] = attack.run()
+        except BaseException as err:  # re-raised in the harness's thread
+            done["error"] = err
+
+    worker = threading.Thread(target=run, name=f"attack-{attack.name}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        watches.poll()
+        worker.join(0.02)
+    if "error" in done:
+        raise done["error"]
+    return done["outcome"]
 
 
 def _ended(span: AttackSpan, ends_ns: int) -> AttackSpan:

@@ -85,6 +85,34 @@ def test_pooled_vocabulary_counts_hosts_and_equals_a_single_fit(tmp_path):
     assert seam.tolist() == [1]                  # joined across h1's two files
 
 
+def test_an_alert_of_a_pooled_profile_says_on_how_many_hosts_its_rarest_ngrams_were_seen(
+        tmp_path):
+    from sysgram.syscalls import table
+    from sysgram.watch.alerts import Alert, ProcessContext
+    from sysgram.watch.explain import explain_window
+    from sysgram.watch.render import alert_text
+
+    write_fleet(tmp_path / "pq")
+    (pooled,) = train_fleet([str(tmp_path / "pq")], FleetOptions(params={}, workers=0)).binaries
+    profile = pooled.profile
+    common = pooled.profile.vocabulary_.symbols_[:2].astype(np.uint16)
+    window = np.concatenate([np.resize(common, profile.window_ - 4), RARE, [299]])
+    exp = explain_window(profile, window.astype(np.uint16))
+    names = table(profile.arch_)
+    assert exp.fleet["hosts"] == 3
+    rarest = exp.fleet["rarest_seen"]
+    assert rarest[0] == {"ngram": [names.name(c) for c in RARE], "hosts": 1}   # h0's alone
+    assert all(r["hosts"] >= 1 for r in rarest)     # unseen ones are listed as unseen
+    alert = Alert(1, 5, "srv", ProcessContext(7, 1, "srv", "/usr/sbin/srv", None, 7),
+                  7, 2.0, 1.0, exp)
+    assert alert.record()["fleet"] == exp.fleet
+    text = alert_text(alert)
+    assert "seen on none of 3 hosts" in text and "on 1 of 3 hosts" in text
+    # A profile of one host says nothing of a fleet.
+    single = Profile().fit(Sequences.from_list([np.resize(common, 2000)] * 30))
+    assert explain_window(single, np.resize(common, single.window_)).fleet is None
+
+
 def test_a_fit_budget_samples_windows_but_keeps_the_whole_vocabulary(tmp_path):
     write_fleet(tmp_path / "pq", hosts=3, threads=60)
     result = train_fleet([str(tmp_path / "pq")],

@@ -320,9 +320,26 @@ class Profile(BaseEstimator):
             unseen[str(n)] = [
                 [names.name(s) for s in decode_ngram(c, n)] for c in ordered[:MAX_LISTED]
             ]
-        return {
+        out = {
             "syscalls": names.names(ids),
             "new_syscalls": [names.name(s) for s in new],
             "unseen_ngrams": unseen,
             "unseen_counts": counts,
+        }
+        if hasattr(self.vocabulary_, "rarest"):  # a fleet's pooled vocabulary
+            out["fleet"] = self._fleet_context(seqs, names)
+        return out
+
+    def _fleet_context(self, seqs: Sequences, names) -> dict:
+        """How many of the fleet's hosts saw the window's rarest n-grams (longest order):
+        an n-gram seen on 1 of 40 hosts is not "never seen", and not common either."""
+        vocab, n = self.vocabulary_, max(self.orders_)
+        codes, hosts = vocab.rarest(seqs, n)
+        seen = hosts > 0
+        return {
+            "hosts": int(vocab.n_hosts_),
+            "rarest_seen": [
+                {"ngram": [names.name(c) for c in decode_ngram(int(code), n)],
+                 "hosts": int(k)}
+                for code, k in zip(codes[seen][:3], hosts[seen][:3], strict=True)],
         }

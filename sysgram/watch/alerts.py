@@ -91,6 +91,7 @@ class Alert:
             **({"stream_calls": self.stream_calls} if self.scope == "thread" else {}),
             **({"cgroup": proc.cgroup, "container": proc.container} if proc.cgroup else {}),
             **({"touched": self.touched} if self.touched is not None else {}),
+            **({"fleet": exp.fleet} if exp.fleet is not None else {}),
         }
 
 

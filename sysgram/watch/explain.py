@@ -24,6 +24,9 @@ class Explanation:
     unseen_ngrams: list[list[str]] = field(default_factory=list)  # never seen in training
     unseen_spans: list[tuple[int, int]] = field(default_factory=list)  # (start, order)
     new_syscalls: list[str] = field(default_factory=list)  # new to this binary
+    # A pooled (fleet) profile: {"hosts": M, "rarest_seen": [{"ngram", "hosts"}]}: the
+    # window's rarest n-grams that some hosts saw, and on how many (unseen: on none).
+    fleet: dict | None = None
 
     def marked(self) -> list[bool]:
         """Per call: is it inside an n-gram never seen in training?"""
@@ -58,7 +61,8 @@ def explain_window(profile: Explainer, window: np.ndarray) -> Explanation:
     """The explanation of one window: its calls, marked where an unseen n-gram sits."""
     raw = profile.explain(np.asarray(window))
     calls, unseen = list(raw["syscalls"]), _unseen_grams(raw["unseen_ngrams"])
-    return Explanation(calls, unseen, _spans_of(unseen, calls), list(raw["new_syscalls"]))
+    return Explanation(calls, unseen, _spans_of(unseen, calls), list(raw["new_syscalls"]),
+                       raw.get("fleet"))
 
 
 def explain_stream(profile: Explainer, ids: np.ndarray) -> Explanation:
@@ -67,4 +71,4 @@ def explain_stream(profile: Explainer, ids: np.ndarray) -> Explanation:
     a stream can be tens of thousands of calls."""
     raw = profile.explain(np.asarray(ids))
     return Explanation(list(dict.fromkeys(raw["syscalls"])), _unseen_grams(raw["unseen_ngrams"]),
-                       [], list(raw["new_syscalls"]))
+                       [], list(raw["new_syscalls"]), raw.get("fleet"))

@@ -63,6 +63,8 @@ def alert_text(alert: Alert, colour: bool = False) -> str:
         lines.append(f"  unseen n-grams: {grams}{more}")
     if exp.new_syscalls:
         lines.append("  new to this binary: " + ", ".join(safe(n, 40) for n in exp.new_syscalls))
+    if exp.fleet is not None:
+        lines.append(fleet_text(exp.fleet, bool(exp.unseen_ngrams)))
     if alert.touched:
         lines += window_text(alert.touched)
     return "\n".join(lines)
@@ -125,3 +127,13 @@ def summary_text(binary: str, stats: WatchStats, elapsed_s: float, lost: int, re
         lines.append(f"  {stats.touched_new:,} touched records outside the learned sets; "
                      f"{stats.touched_lost:,} touched records lost")
     return "\n".join(lines)
+
+
+def fleet_text(fleet: dict, unseen: bool) -> str:
+    """One line of fleet context: an unseen n-gram was seen on none of the fleet's hosts;
+    the rarest seen ones, on how many."""
+    hosts = int(fleet.get("hosts") or 0)
+    parts = [f"unseen n-grams seen on none of {hosts:,} hosts"] if unseen else []
+    parts += [f"{' '.join(safe(c, 40) for c in r['ngram'])} on {int(r['hosts']):,} of "
+              f"{hosts:,} hosts" for r in fleet.get("rarest_seen") or []]
+    return "  fleet: " + ("; ".join(parts) if parts else f"{hosts:,} hosts pooled")

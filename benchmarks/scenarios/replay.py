@@ -15,9 +15,12 @@ scores both recordings with the stored profile, as `sysgram score` does, and cou
   alerted between the attack's start and the next attack's (the run's `span_ns`; runs
   made before spans were kept fall back to the whole attack phase, said in the output).
 
-Whole threads are judged at their end as the offline `score` does, not as they run: the
-live suite (`python -m benchmarks.scenarios`) stays the measurement of record; this is
-for comparing decisions on identical data, seconds per variant instead of a 40-minute run.
+Whole threads are judged at their end as the offline `score` does, not as they run, and
+a recorded thread is one stream across its execs (live, an exec starts a new stream: a
+login shell's `ps` is judged alone there, with bash's calls before it here), so thread
+verdicts differ from the live ones. Touched sets are not replayed. The live suite
+(`python -m benchmarks.scenarios`) stays the measurement of record; this is for
+comparing decisions on identical data, seconds per variant instead of a 40-minute run.
 """
 
 from __future__ import annotations

@@ -37,7 +37,26 @@ def markdown(doc: dict) -> str:
         load = s["load"].replace("|", "\\|")  # a shell pipe in a command list
         lines.append(f"| {s['server']} | {s['version']} | {load} | "
                      f"{s['load_completed_while_watched']:,} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + ["", *per_model(doc)])
+    return "\n".join(lines + ["", *by_scope(doc), "", *per_model(doc)])
+
+
+def by_scope(doc: dict) -> list[str]:
+    """What raised each false alarm: a window, a whole thread, or a touched item (runs
+    made before the harness counted scopes have no such table)."""
+    ran = [s for s in doc["servers"] if "error" not in s]
+    if not any("false_alarms_by_scope" in s["models"][m] for s in ran for m in doc["models"]):
+        return []
+    models = doc["models"]
+    lines = ["### False alarms by what raised them (window / thread / touched)", "",
+             "| server | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for s in ran:
+        cells = []
+        for m in models:
+            scopes = s["models"][m].get("false_alarms_by_scope") or {}
+            cells.append(" / ".join(str(scopes.get(k, 0)) for k in ("window", "thread",
+                                                                     "touched")))
+        lines.append(f"| {s['server']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def per_model(doc: dict) -> list[str]:

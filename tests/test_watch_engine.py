@@ -29,6 +29,7 @@ S = 1_000_000_000  # one second in ns
 NAMES = table("x86_64")
 READ, WRITE, OPENAT, CLOSE = 0, 1, 257, 3
 CLONE, EXECVE, CONNECT = 56, 59, 42
+MKDIR = 83
 
 
 # -- a fake profile (the collector items are the real ones) -------------------------------
@@ -184,11 +185,16 @@ def test_a_window_with_new_syscalls_is_never_folded_away():
     # In the same period, the first window that brings new syscalls is new evidence.
     emitted = eng.ingest([ThreadEvents(10, 10, ids(CONNECT, CLONE), 2 * S)])
     assert len(emitted) == 1 and emitted[0].explanation.new_syscalls == ["connect", "clone"]
-    # Once the period has named new syscalls, further ones fold into its repeat.
-    assert eng.ingest([ThreadEvents(10, 10, ids(EXECVE, READ), 3 * S)]) == []
+    # Once the period has named new syscalls, a window bringing more folds into its
+    # repeat, unless one is a decisive call the period has not told (a second attack on
+    # a thread whose first one still alerts): that one is emitted, once.
+    assert eng.ingest([ThreadEvents(10, 10, ids(MKDIR, READ), 3 * S)]) == []
+    emitted = eng.ingest([ThreadEvents(10, 10, ids(EXECVE, READ), 3 * S + S // 2)])
+    assert len(emitted) == 1 and "execve" in emitted[0].explanation.new_syscalls
+    assert eng.ingest([ThreadEvents(10, 10, ids(EXECVE, READ), 4 * S)]) == []
     (repeat,) = eng.expire(10 * S)
-    assert repeat.windows == eng.stats.anomalous_windows - 2
-    assert "execve" in repeat.record()["new_syscalls"]
+    assert repeat.windows == eng.stats.anomalous_windows - 3
+    assert {"mkdir", "execve"} <= set(repeat.record()["new_syscalls"])
 
 
 def test_a_burst_of_alerting_processes_folds_binary_wide():

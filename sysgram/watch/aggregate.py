@@ -8,8 +8,12 @@ are folded into a `Repeat` emitted when the period closes ("+N windows in
 of anomalous children), the rest fold into one binary-wide repeat. A period whose
 alerts named no syscall new to the binary (weak, score-only anomalies) does not swallow
 the first window that brings new syscalls: that one is new evidence (a shell spawned in
-the middle of a burst of weak alerts) and is emitted; later ones fold, and the repeat
-lists every new syscall of the period.
+the middle of a burst of weak alerts) and is emitted. Nor does any period swallow a
+window bringing a decisive call (`defaults.DECISIVE_SYSCALLS`: exec, connect,
+memfd_create, ...) it has not told yet: a second attack on a thread whose first one still
+alerts (a `dlopen` from memory seconds after a connect) is a new story, not a repeat. The
+rest fold, and the repeat lists every new syscall of the period; decisive calls bound the
+extra alerts a period can emit to a few.
 Nothing is dropped: each anomalous window is either an alert or counted in a repeat.
 A period ends by time, whether or not `expire()` ran yet: an alert stamped after its end
 closes it (the repeat waits for the next `expire()`) and opens a new one.
@@ -19,7 +23,10 @@ from __future__ import annotations
 
 import itertools
 
+from sysgram.models.defaults import DECISIVE_SYSCALLS
 from sysgram.watch.alerts import Alert, Repeat
+
+DECISIVE = frozenset(DECISIVE_SYSCALLS)
 
 
 class Aggregator:
@@ -64,10 +71,10 @@ class Aggregator:
         self._close_ended(alert.process.group, alert.ts_ns)
         for open_ in (self._by_pid.get(alert.process.group), self._overflow):
             if open_ is not None and alert.ts_ns - open_.first_ns < self.period_ns:
-                if not new or open_.reported:
+                if not _new_evidence(new, open_.reported):
                     open_.fold(alert)
                     return None
-                open_.reported |= new  # the first new syscalls of a weak period: emit
+                open_.reported |= new
                 alert.id = next(self._ids)
                 return alert
         if self._recent_alerts(alert.ts_ns) >= self.burst:
@@ -115,3 +122,11 @@ class Aggregator:
     def finish(self) -> list[Repeat]:
         """Close every open period (at exit)."""
         return self.expire(2**63 - 1)
+
+
+def _new_evidence(new: set[str], reported: set[str]) -> bool:
+    """Whether a window naming `new` syscalls tells its open period something new: the
+    first new syscalls of a weak period, or a decisive call the period has not told."""
+    if not new:
+        return False
+    return not reported or bool((new & DECISIVE) - reported)

@@ -560,7 +560,7 @@ def test_a_quiet_thread_gets_its_last_calls_scored_without_waiting_for_more():
     eng = engine()
     assert eng.ingest([start(10), ThreadEvents(10, 10, ids(READ, WRITE, OPENAT, CLOSE, READ,
                                                              CONNECT, CLONE), S)]) == []
-    assert eng.flush_idle(S + 100_000_000) == []            # not quiet long enough yet
+    assert eng.flush_idle(S + 50_000_000) == []            # not quiet long enough yet
     (alert,) = eng.flush_idle(2 * S)
     assert alert.explanation.new_syscalls == ["connect", "clone"]
     assert eng.stats.windows_idle == 1

@@ -50,7 +50,7 @@ class WatchConfig:
     # A thread quiet this long with calls in no window yet gets the window ending at its
     # last call scored (`flush_idle`): an attack's last calls must not wait for calls
     # that may come seconds later (a worker blocked on the peer it just connected to).
-    idle_flush_s: float = 0.25
+    idle_flush_s: float = 0.1
 
 
 @dataclass

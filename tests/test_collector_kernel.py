@@ -77,6 +77,8 @@ def test_23_getppid_per_thread_and_forked_child_exactly_in_order(build_workload)
         assert rec.exits[tid].tid == tid          # every thread ends after its events
     child = [t for t in threads if rec.starts[t].pid == t]
     assert len(child) == 1 and rec.starts[child[0]].ppid in rec.pids
+    # Every thread was started while traced: the process by its exec, the rest by clones.
+    assert all(start.created for start in rec.starts.values())
     assert {rec.starts[t].exe_sha256 for t in threads} != {None}
     assert stats.lost == 0 and stats.lost_unattributed == 0
 
@@ -97,6 +99,9 @@ def test_running_process_is_seeded_from_proc(build_workload):
     for tid in rec.pattern_threads():
         assert rec.bracketed(tid).tolist() == [GETPPID] * 23
         assert rec.starts[tid].pid == proc.pid
+    # The process was found running; the threads it started once released were seen start.
+    assert rec.starts[proc.pid].created is False
+    assert all(rec.starts[tid].created for tid in rec.pattern_threads() if tid != proc.pid)
 
 
 def test_threads_running_before_the_collector_started_are_recorded(build_workload):
@@ -116,6 +121,7 @@ def test_threads_running_before_the_collector_started_are_recorded(build_workloa
     assert len(threads) == 3 and proc.pid not in threads
     for tid in threads:
         assert rec.bracketed(tid).tolist() == [GETPPID] * 23
+        assert rec.starts[tid].created is False   # running before: no clone was seen
 
 
 def test_exec_into_name_and_restart_are_recorded_other_names_are_not(build_workload):

@@ -96,3 +96,20 @@ def test_live_threads_carry_their_times_for_the_roles_summary():
     assert (job.start_ns, job.end_ns) == (30 * s, 31 * s)
     roles = {r["name"]: r for r in summarise_roles([srv, job])["roles"]}
     assert roles["srv"]["resident"] and roles["?"]["runs"] == 1
+
+
+def test_live_threads_carry_whether_they_started_while_traced():
+    from sysgram.models.roles import startup_warnings, summarise_roles
+
+    learning = LiveLearning("x86_64", 8, 4, (1, 2), min_windows=1)
+    s = 10**9
+    learning.add([ThreadStart(5, 5, None, "srv", None, None, 1 * s, created=False),
+                  ThreadEvents(5, 5, np.arange(10, dtype=np.uint16), 1 * s),
+                  ThreadStart(6, 5, None, "srv", None, None, 30 * s, created=False),
+                  ThreadEvents(6, 5, np.arange(10, dtype=np.uint16), 30 * s)], 0.0)
+    summary = summarise_roles(learning.recording.traces())
+    assert summary["threads_created"] == 0 and len(startup_warnings(summary)) == 1
+    learning.add([ThreadStart(7, 5, None, "srv", None, None, 40 * s, created=True),
+                  ThreadEvents(7, 5, np.arange(10, dtype=np.uint16), 40 * s)], 0.0)
+    summary = summarise_roles(learning.recording.traces())
+    assert summary["threads_created"] == 1 and startup_warnings(summary) == []

@@ -3,14 +3,22 @@
 import numpy as np
 
 from sysgram.datasets.trace import ThreadTrace
-from sysgram.models.roles import merge_roles, once_seen, once_seen_warnings, summarise_roles
+from sysgram.models.roles import (
+    merge_roles,
+    once_seen,
+    once_seen_warnings,
+    startup_warnings,
+    summarise_roles,
+)
 
 S = 10**9
 
 
-def thread(comm: str, start_s: float, end_s: float, tid: int) -> ThreadTrace:
+def thread(comm: str, start_s: float, end_s: float, tid: int,
+           created: bool | None = None) -> ThreadTrace:
     return ThreadTrace(tid=tid, pid=tid, comm=comm, start_ns=int(start_s * S) + S,
-                       end_ns=int(end_s * S) + S, ids=np.zeros(100, dtype=np.uint16))
+                       end_ns=int(end_s * S) + S, ids=np.zeros(100, dtype=np.uint16),
+                       created=created)
 
 
 def training() -> list[ThreadTrace]:
@@ -50,6 +58,28 @@ def test_short_trainings_and_untimed_corpora_claim_nothing():
     assert summarise_roles([ThreadTrace(tid=1, pid=1, ids=np.zeros(5, np.uint16))]) is None
 
 
+def test_a_training_that_saw_no_thread_start_says_so_and_one_that_did_does_not():
+    # A pool of idle threads first seen late (their first call came at 30 s) but found
+    # running: resident, not a run, and no thread was started while recording.
+    pooled = [thread("server", 0, 90, 1, created=False),
+              *[thread("pool", 30 + k, 90, 10 + k, created=False) for k in range(4)]]
+    summary = summarise_roles(pooled)
+    roles = {r["name"]: r for r in summary["roles"]}
+    assert summary["threads_created"] == 0
+    assert roles["pool"]["resident"] and roles["pool"]["runs"] == 0
+    assert once_seen(summary) == []
+    (message,) = startup_warnings(summary)
+    assert "no thread or process started while training" in message and "--append" in message
+    # One thread started while recording: start-up was seen.
+    grown = summarise_roles([*pooled, thread("pool", 50, 90, 20, created=True)])
+    assert grown["threads_created"] == 1 and startup_warnings(grown) == []
+    # Recordings that do not mark it (older ones) and appended trainings claim nothing new.
+    assert summarise_roles(training())["threads_created"] is None
+    assert startup_warnings(summarise_roles(training())) == []
+    assert merge_roles(summary, summarise_roles(training()))["threads_created"] is None
+    assert merge_roles(summary, grown)["threads_created"] == 1
+
+
 def test_train_warns_of_a_role_that_ran_once_and_profiles_show_lists_roles(tmp_path, capsys):
     from sysgram.cli import main
     from sysgram.datasets import DatasetWriter
@@ -63,7 +93,8 @@ def test_train_warns_of_a_role_that_ran_once_and_profiles_show_lists_roles(tmp_p
                                           *[(10 + k, "child", 6 * k + 3, 6 * k + 4)
                                             for k in range(1, 9)],
                                           (90, "rotate", 31, 32)]:
-            w.start_thread(tid, pid=tid, comm=comm, start_ns=(start_s + 1) * S)
+            w.start_thread(tid, pid=tid, comm=comm, start_ns=(start_s + 1) * S,
+                           created=comm != "srv")
             w.append(tid, sample_chain(chain, 3000, rng))
             w.end_thread(tid, end_ns=(end_s + 1) * S)
     store = tmp_path / "store"
@@ -71,8 +102,29 @@ def test_train_warns_of_a_role_that_ran_once_and_profiles_show_lists_roles(tmp_p
                  str(store)]) == 0
     err = capsys.readouterr().err
     assert "thread role 'rotate' ran once" in err and "'child'" not in err
+    assert "no thread or process started while training" not in err
     roles = {r["name"]: r for r in ProfileStore(store).header("srv")["roles"]["roles"]}
     assert roles["child"]["runs"] == 8 and roles["srv"]["resident"]
     assert main(["profiles", "show", "srv", "--store", str(store)]) == 0
     out = capsys.readouterr().out
     assert "rotate" in out and "once       thread role 'rotate'" in out
+    assert "9 threads or processes started while it recorded" in out and "start-up" not in out
+
+
+def test_train_says_when_no_thread_started_while_it_recorded(tmp_path, capsys):
+    from sysgram.cli import main
+    from sysgram.datasets import DatasetWriter
+    from sysgram.features.synthetic import random_chain, sample_chain
+
+    rng = np.random.default_rng(3)
+    chain = random_chain(np.arange(40), np.random.default_rng(4))
+    with DatasetWriter(tmp_path / "ds", arch="x86_64", source="synthetic") as w:
+        for tid in (1, 2, 3):          # a server and its pooled threads, all found running
+            w.start_thread(tid, pid=1, comm="srv", start_ns=(10 * tid) * S, created=False)
+            w.append(tid, sample_chain(chain, 3000, rng))
+    store = tmp_path / "store"
+    assert main(["train", "--proc", "srv", "--from", str(tmp_path / "ds"), "--store",
+                 str(store)]) == 0
+    assert "no thread or process started while training" in capsys.readouterr().err
+    assert main(["profiles", "show", "srv", "--store", str(store)]) == 0
+    assert "start-up   no thread or process started" in capsys.readouterr().out

@@ -25,6 +25,9 @@ class ThreadStart:
     target: str | None = None  # the watched binary (TargetSpec.comm) the process belongs to
     cgroup: str | None = None  # the process's cgroup path (/proc/PID/cgroup)
     container: str | None = None  # "RUNTIME://ID" when the cgroup is a container's
+    # True: started while traced (its fork/clone or exec record was seen); False: already
+    # running when first seen (found in /proc at attach, or its record was lost).
+    created: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,9 @@ class ThreadBook:
         state = self._threads.setdefault(tid, _Thread(pid=tgid))
         if state.emitted:
             return None
+        # Started while traced: a fork record named it, or it is a process that exec'd
+        # into a watched binary (its fork, by an untraced parent, was not followed).
+        created = tid in self._parent or (tid == tgid and tgid in self._exec_info)
         snap = state.start or ThreadStart(tid=tid, pid=tgid, ppid=self._parent.get(tgid),
                                           comm=self._exit_comm.get(tid), exe=None,
                                           exe_sha256=None, ts_ns=0)
@@ -157,7 +160,7 @@ class ThreadBook:
         self.threads_seen += 1
         return ThreadStart(tid=tid, pid=tgid, ppid=snap.ppid, comm=snap.comm, exe=snap.exe,
                            exe_sha256=snap.exe_sha256, ts_ns=ts_ns, target=self.target_of(tgid),
-                           cgroup=snap.cgroup, container=snap.container)
+                           cgroup=snap.cgroup, container=snap.container, created=created)
 
     def exit_item(self, tid: int, tgid: int, ts_ns: int, group_dead: bool) -> ThreadExit | None:
         """The thread's ThreadExit (None if it never started), and forget the thread."""

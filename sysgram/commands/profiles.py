@@ -131,19 +131,24 @@ def _show_lines(header: dict) -> list[str]:
 
 def _roles_show_lines(roles: dict | None) -> list[str]:
     """Thread roles seen while training, and which ran only once (models/roles.py)."""
-    from sysgram.models.roles import once_seen_warnings
+    from sysgram.models.roles import once_seen_warnings, startup_warnings
 
     if not roles:
         return ["roles      none recorded (no thread start times in the training data)"]
     shown = roles["roles"]
+    created = roles.get("threads_created")
+    started = ("" if created is None else
+               f"; {created:,} threads or processes started while it recorded")
     lines = [f"roles      {roles.get('roles_total', len(shown))} thread names over "
-             f"{roles['span_s']:g} s of training (runs: separate bursts of thread starts)"]
+             f"{roles['span_s']:g} s of training (runs: separate bursts of thread starts)"
+             + started]
     for r in shown:
         kind = "resident" if r["resident"] else f"{r['runs']} run" + ("s" if r["runs"] != 1
                                                                      else "")
         lines.append(f"  {printable(r['name']):<16} {r['threads']:>6,} threads "
                      f"{r['calls']:>12,} calls  {kind}")
-    return lines + [f"once       {printable(m)}" for m in once_seen_warnings(roles)]
+    return lines + [f"once       {printable(m)}" for m in once_seen_warnings(roles)] + [
+        f"start-up   {printable(m)}" for m in startup_warnings(roles)]
 
 
 def _touched_show_lines(touched: dict | None) -> list[str]:

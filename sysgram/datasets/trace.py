@@ -45,6 +45,7 @@ class ThreadTrace:
     target: str | None = None     # recorded: the watched binary the process belonged to
     cgroup: str | None = None     # recorded: the process's cgroup path
     container: str | None = None  # recorded: "RUNTIME://ID" when that cgroup is a container's
+    created: bool | None = None   # recorded: started while recording (else already running)
 
     @property
     def lost(self) -> int:

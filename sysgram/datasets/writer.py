@@ -132,6 +132,7 @@ class DatasetWriter:
         target: str | None = None,
         cgroup: str | None = None,
         container: str | None = None,
+        created: bool | None = None,
     ) -> None:
         """Begin a new trace for `tid` (a reused tid starts a new trace)."""
         self._check_usable()
@@ -144,7 +145,8 @@ class DatasetWriter:
                       start_ns=start_ns, label=label, family=family, split=split, source=source)
         # Recording fields only when known: imported corpora's records stay as they were.
         fields.update({k: v for k, v in (("target", target), ("cgroup", cgroup),
-                                          ("container", container)) if v is not None})
+                                          ("container", container),
+                                          ("created", created)) if v is not None})
         self._emit(fmt.THREAD_START, tid, pid, fmt.encode_json(fields), ts_ns=start_ns)
 
     def append(self, tid: int, ids: np.ndarray, ts_ns: int | None = None) -> None:

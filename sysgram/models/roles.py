@@ -15,7 +15,15 @@ runs; threads alive from the recording's start, or for most of it, are *resident
 role that is not resident and ran once is work whose period training cannot know: the
 profile has seen one run of it, and the next run may do what that one did not. Training
 names such roles (`once_seen_warnings`), the profile header keeps the summary, and
-`profiles show` lists it. A periodic job that never ran while training is invisible to
+`profiles show` lists it.
+
+Thread start-up is work of its own: a thread's first calls (its libc's `rseq`,
+`set_robust_list`, a stack guard) come only when one starts. A server that started no
+thread or process while training (a database whose connection threads were all pooled
+already) makes those calls first when watched, and they are new to its profile. Recordings
+mark each thread `created` (its fork/clone was seen) or already running, so training
+counts the threads started while it recorded and says when there were none
+(`startup_warnings`). A periodic job that never ran while training is invisible to
 any summary: `train --until-stable` and the novelty curve say when learning has settled,
 and `watch --learn` keeps learning from windows that pass the policy.
 """
@@ -32,8 +40,9 @@ MAX_ROLES = 32           # roles kept in the header (the busiest first)
 
 def summarise_roles(threads: list) -> dict | None:
     """{"span_s", "roles": [{"name", "threads", "calls", "runs", "resident",
-    "first_start_s"}]} of recorded thread traces; None when they carry no start times
-    (imported corpora)."""
+    "first_start_s"}], "roles_total", "threads_created"} of recorded thread traces; None
+    when they carry no start times (imported corpora). `threads_created` counts the
+    threads started while recording; None when the recording does not say (older ones)."""
     timed = [t for t in threads if t.start_ns]
     if not timed:
         return None
@@ -45,16 +54,20 @@ def summarise_roles(threads: list) -> dict | None:
         by_name.setdefault(t.comm or "?", []).append(t)
     roles = [_role(name, members, begin, span_s) for name, members in by_name.items()]
     roles.sort(key=lambda r: -r["calls"])
+    marked = [t for t in timed if t.created is not None]
+    created = sum(1 for t in marked if t.created) if marked else None
     return {"span_s": round(span_s, 1), "roles": roles[:MAX_ROLES],
-            "roles_total": len(roles)}
+            "roles_total": len(roles), "threads_created": created}
 
 
 def _role(name: str, members: list, begin: int, span_s: float) -> dict:
-    starts = np.array(sorted((t.start_ns - begin) / 1e9 for t in members))
+    members = sorted(members, key=lambda t: t.start_ns)
+    starts = np.array([(t.start_ns - begin) / 1e9 for t in members])
     lived = np.array([((t.end_ns or t.start_ns) - t.start_ns) / 1e9 for t in members])
-    # Resident: there when recording began (first seen in its first second), or alive
-    # most of the training.
-    early = starts <= 1.0
+    # Resident: there when recording began (marked already running, or, in recordings that
+    # do not mark it, first seen in its first second), or alive most of the training.
+    early = np.array([t.created is False if t.created is not None else s <= 1.0
+                      for t, s in zip(members, starts, strict=True)], dtype=bool)
     resident = bool(np.any(early) or np.any(lived >= RESIDENT_SHARE * span_s))
     transient = np.sort(starts[~early & (lived < RESIDENT_SHARE * span_s)])
     runs = int(1 + np.count_nonzero(np.diff(transient) > RUN_GAP_S)) if len(transient) else 0
@@ -77,8 +90,10 @@ def merge_roles(previous: dict | None, new: dict | None) -> dict | None:
             old[key] += r[key]
         old["resident"] = old["resident"] or r["resident"]
     roles = sorted(merged.values(), key=lambda r: -r["calls"])
+    counts = [s.get("threads_created") for s in (previous, new)]
+    created = None if None in counts else sum(counts)
     return {"span_s": round(previous["span_s"] + new["span_s"], 1), "roles": roles[:MAX_ROLES],
-            "roles_total": len(roles)}
+            "roles_total": len(roles), "threads_created": created}
 
 
 def once_seen(summary: dict | None) -> list[dict]:
@@ -97,3 +112,14 @@ def once_seen_warnings(summary: dict | None) -> list[str]:
             "train across two or more of its runs (a longer --duration, or `train --append` "
             "with a later recording)."
             for r in once_seen(summary)]
+
+
+def startup_warnings(summary: dict | None) -> list[str]:
+    """One sentence, with the fix, when the recording says no thread started while training."""
+    if not summary or summary.get("threads_created") != 0:
+        return []
+    return ["no thread or process started while training (every one was already running): "
+            "a thread the server starts later begins with calls training never saw (its "
+            "start-up: rseq, set_robust_list, ...) and may alert; train across new "
+            "connections or a restart of the server (a longer --duration, or `train "
+            "--append` with a later recording)."]

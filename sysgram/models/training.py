@@ -16,7 +16,12 @@ import time
 from dataclasses import dataclass, field
 
 from sysgram.features import Sequences
-from sysgram.models.roles import merge_roles, once_seen_warnings, summarise_roles
+from sysgram.models.roles import (
+    merge_roles,
+    once_seen_warnings,
+    startup_warnings,
+    summarise_roles,
+)
 from sysgram.models.training_data import binary_identity, to_streams, unencodable_warning
 
 
@@ -81,7 +86,7 @@ def train_profile(
     result.touched = fit_touched(touched, previous.touched if previous is not None else None)
     result.roles = merge_roles(previous.header.get("roles") if previous is not None else None,
                                summarise_roles(threads))
-    result.warnings.extend(once_seen_warnings(result.roles))
+    result.warnings.extend(once_seen_warnings(result.roles) + startup_warnings(result.roles))
     return result
 
 

@@ -105,6 +105,7 @@ class RecordedThread:
     gap_rows: list = field(default_factory=list)
     start_ns: int | None = None  # CLOCK_MONOTONIC: its start, else its first calls
     end_ns: int | None = None    # its exit, else its last calls seen
+    created: bool | None = None  # started while traced (ThreadStart.created)
 
     @property
     def ids(self) -> np.ndarray:
@@ -142,7 +143,7 @@ class LiveRecording:
                     self.ended.append(earlier)
                 self.threads[item.tid] = RecordedThread(
                     item.tid, item.pid, item.comm, item.exe, item.exe_sha256, self.arch,
-                    start_ns=item.ts_ns or None,
+                    start_ns=item.ts_ns or None, created=item.created,
                 )
             elif isinstance(item, ThreadEvents):
                 thread = self._thread(item.tid, item.pid)

@@ -109,6 +109,10 @@ def test_train_warns_of_a_role_that_ran_once_and_profiles_show_lists_roles(tmp_p
     out = capsys.readouterr().out
     assert "rotate" in out and "once       thread role 'rotate'" in out
     assert "9 threads or processes started while it recorded" in out and "start-up" not in out
+    from sysgram.watch.hostprofiles import EngineSettings, build_engine
+
+    engine = build_engine(ProfileStore(store).load("srv"), "srv", EngineSettings())
+    assert not engine.config.thread_start_unseen
 
 
 def test_train_says_when_no_thread_started_while_it_recorded(tmp_path, capsys):
@@ -128,3 +132,9 @@ def test_train_says_when_no_thread_started_while_it_recorded(tmp_path, capsys):
     assert "no thread or process started while training" in capsys.readouterr().err
     assert main(["profiles", "show", "srv", "--store", str(store)]) == 0
     assert "start-up   no thread or process started" in capsys.readouterr().out
+    # The watcher built on it knows, to say so in alerts on a new thread's first calls.
+    from sysgram.models.store import ProfileStore
+    from sysgram.watch.hostprofiles import EngineSettings, build_engine
+
+    engine = build_engine(ProfileStore(store).load("srv"), "srv", EngineSettings())
+    assert engine.config.thread_start_unseen

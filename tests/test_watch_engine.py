@@ -52,8 +52,9 @@ def engine(warmup_s: float = 0.0, learn: bool = False, **kw) -> WatchEngine:
     return WatchEngine(ThresholdScorer(FakeProfile(), learner=learner), config, NAMES)
 
 
-def start(tid, pid=None, ppid=1, ts=0, comm="victim"):
-    return ThreadStart(tid, pid or tid, ppid, comm, "/usr/bin/victim", "ab" * 32, ts)
+def start(tid, pid=None, ppid=1, ts=0, comm="victim", created=None):
+    return ThreadStart(tid, pid or tid, ppid, comm, "/usr/bin/victim", "ab" * 32, ts,
+                       created=created)
 
 
 NORMAL = ids(READ, WRITE, OPENAT, CLOSE)
@@ -583,3 +584,23 @@ def test_the_flushed_tail_leaves_the_offline_windows_unchanged():
         out_flushed += list(flushed.feed(calls[lo:lo + 7]).windows)
         flushed.tail()
     assert np.array_equal(np.array(out_plain), np.array(out_flushed))
+
+
+@pytest.mark.parametrize(("unseen", "created", "noted"), [
+    (True, True, True),      # a new thread's first window, training saw no thread start
+    (True, False, False),    # a thread found running: its first window is not its start
+    (False, True, False),    # training saw threads start: nothing to say
+])
+def test_an_alert_on_a_new_threads_first_calls_says_training_saw_no_thread_start(
+        unseen, created, noted):
+    from sysgram.watch.render import alert_text
+
+    eng = engine(thread_start_unseen=unseen)
+    bad = ids(CLONE, EXECVE, CONNECT, CLONE)
+    (alert,) = eng.ingest([start(10, created=created), ThreadEvents(10, 10, bad, S)])
+    assert alert.explanation.thread_start is noted
+    assert ('"thread_start":true' in to_json_line(alert.record()).replace(" ", "")) is noted
+    assert ("training saw no thread start" in alert_text(alert)) is noted
+    # The same thread's later windows are not its start.
+    (later,) = eng.ingest([ThreadEvents(10, 10, np.tile(bad, 3), 10 * S)])
+    assert later.explanation.thread_start is False

@@ -114,9 +114,14 @@ def once_seen_warnings(summary: dict | None) -> list[str]:
             for r in once_seen(summary)]
 
 
+def saw_no_thread_start(summary: dict | None) -> bool:
+    """Whether the recordings say that no thread started while training (unknown: False)."""
+    return bool(summary) and summary.get("threads_created") == 0
+
+
 def startup_warnings(summary: dict | None) -> list[str]:
     """One sentence, with the fix, when the recording says no thread started while training."""
-    if not summary or summary.get("threads_created") != 0:
+    if not saw_no_thread_start(summary):
         return []
     return ["no thread or process started while training (every one was already running): "
             "a thread the server starts later begins with calls training never saw (its "

@@ -92,6 +92,7 @@ class Alert:
             **({"cgroup": proc.cgroup, "container": proc.container} if proc.cgroup else {}),
             **({"touched": self.touched} if self.touched is not None else {}),
             **({"fleet": exp.fleet} if exp.fleet is not None else {}),
+            **({"thread_start": True} if exp.thread_start else {}),
         }
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -51,6 +51,9 @@ class WatchConfig:
     # last call scored (`flush_idle`): an attack's last calls must not wait for calls
     # that may come seconds later (a worker blocked on the peer it just connected to).
     idle_flush_s: float = 0.1
+    # Training saw no thread start (the profile's roles say so): an alert on the first
+    # window of a thread started while watched says that its start-up is what is new.
+    thread_start_unseen: bool = False
 
 
 @dataclass
@@ -97,6 +100,7 @@ class _Thread:
     stream: ThreadStream
     last_ns: int = 0
     pending: list[np.ndarray] = field(default_factory=list)  # events not yet windowed
+    starting: bool = False  # started while watched, and no window of it kept yet
 
 
 @dataclass
@@ -105,6 +109,7 @@ class _Cut:
     ctx: ProcessContext
     tid: int
     ts_ns: int
+    holds_start: bool = False  # its first window holds the first calls of a new thread
 
     @property
     def count(self) -> int:
@@ -193,7 +198,8 @@ class WatchEngine:
                 item.pid, item.ppid, item.comm, item.exe, item.exe_sha256, item.ts_ns,
                 item.cgroup, item.container,
             )
-        self._add_thread(item.tid, proc)
+        thread = self._add_thread(item.tid, proc)
+        thread.starting = bool(item.created)
 
     def _on_events(self, item: ThreadEvents) -> None:
         thread = self._threads.get(item.tid) or self._thread(item.tid, item.pid, item.ts_ns)
@@ -218,10 +224,11 @@ class WatchEngine:
 
     def _keep(self, windows: np.ndarray, thread: _Thread, ts_ns: int) -> None:
         count = 1 if windows.ndim == 1 else len(windows)
+        starting, thread.starting = thread.starting, False
         if ts_ns < thread.proc.warm_until_ns:
             self.stats.windows_warmup += count
             return
-        self._cuts.append(_Cut(windows, thread.proc.ctx, thread.tid, ts_ns))
+        self._cuts.append(_Cut(windows, thread.proc.ctx, thread.tid, ts_ns, starting))
 
     def _close(self, thread: _Thread, ts_ns: int, *, gap: int | None = None) -> None:
         self._feed(thread)
@@ -360,6 +367,7 @@ class WatchEngine:
         if len(scores):
             self.stats.max_score = max(self.stats.max_score, float(scores.max()))
         cut_of = np.repeat(np.arange(len(cuts)), counts)
+        first_of_cut = np.concatenate(([0], np.cumsum(counts)[:-1]))
         if self.scorer.learner is not None:
             tids = np.array([c.tid for c in cuts], dtype=np.int64)[cut_of]
             self.scorer.learn(batch, verdicts, tids)
@@ -380,6 +388,9 @@ class WatchEngine:
             emitted = self.aggregator.offer(alert)
             if emitted is not None:
                 emitted.explanation = explain_window(self.explainer, window)
+                if (self.config.thread_start_unseen and cut.holds_start
+                        and index == first_of_cut[cut_of[index]]):
+                    emitted.explanation = replace(emitted.explanation, thread_start=True)
                 self.stats.alerts += 1
                 out.append(self._with_touched(emitted, self.length + self.stride))
         return out

@@ -27,6 +27,9 @@ class Explanation:
     # A pooled (fleet) profile: {"hosts": M, "rarest_seen": [{"ngram", "hosts"}]}: the
     # window's rarest n-grams that some hosts saw, and on how many (unseen: on none).
     fleet: dict | None = None
+    # The window holds the first calls of a thread started while watched, and the profile's
+    # training saw no thread start (models/roles.py): its start-up calls are new to it.
+    thread_start: bool = False
 
     def marked(self) -> list[bool]:
         """Per call: is it inside an n-gram never seen in training?"""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sysgram.errors import UserError
+from sysgram.models.roles import saw_no_thread_start
 from sysgram.models.store import ProfileStore
 from sysgram.watch.alerts import Alert, Repeat
 from sysgram.watch.engine import WatchConfig, WatchEngine
@@ -45,9 +46,11 @@ def build_engine(loaded, binary: str, settings: EngineSettings,
     # model when it calibrated a thread threshold (lm-stream does, out of fold, from
     # fewer threads than a separate thread profile needs).
     verdicts = ThreadVerdicts.of(loaded.thread_profile or loaded.profile)
+    roles = loaded.header.get("roles") if isinstance(loaded.header, dict) else None
     config = WatchConfig(binary=binary, warmup_s=settings.warmup_s,
                          aggregate_s=settings.aggregate_s, binary_path=loaded.binary_path,
-                         arch=host_arch())
+                         arch=host_arch(),
+                         thread_start_unseen=saw_no_thread_start(roles))
     return WatchEngine(scorer, config, table(profile.arch_), verdicts=verdicts,
                        touched=TouchedWatch(loaded.touched, binary))
 

@@ -65,6 +65,10 @@ def alert_text(alert: Alert, colour: bool = False) -> str:
         lines.append("  new to this binary: " + ", ".join(safe(n, 40) for n in exp.new_syscalls))
     if exp.fleet is not None:
         lines.append(fleet_text(exp.fleet, bool(exp.unseen_ngrams)))
+    if exp.thread_start:
+        lines.append("  note: these are the first calls of a thread started while watched, "
+                     "and training saw no thread start; train across thread starts "
+                     "(new connections, a restart) to learn them")
     if alert.touched:
         lines += window_text(alert.touched)
     return "\n".join(lines)

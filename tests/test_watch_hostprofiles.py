@@ -81,3 +81,12 @@ def test_named_binaries_without_a_profile_are_reported(tmp_path, trained):
     router, kernel = HostRouter(), Kernel()
     changes, _, _ = profiles.apply_changes(router, kernel.add, kernel.remove)
     assert changes.added == ["nginx"] and "no profile for 'php-fpm'" in changes.failed["php-fpm"]
+
+
+def test_one_aggregation_period_governs_window_and_touched_alerts(tmp_path, trained):
+    from sysgram.watch.hostprofiles import build_engine
+
+    store = ProfileStore(tmp_path)
+    _save(store, "srv", trained)
+    engine = build_engine(store.load("srv"), "srv", EngineSettings(aggregate_s=7.0))
+    assert engine.aggregator.period_s == 7.0 and engine.touched.period_s == 7.0

@@ -86,29 +86,61 @@ def spawn(injector: Injector, tid: int) -> Outcome:
     return Outcome(tid, begins, effective, ok, evidence)
 
 
-def in_thread(injector: Injector, tid: int, secret: Path) -> Outcome:
-    """The server's thread connects to 127.0.0.1 and sends a line, then reads a secret:
-    /etc/shadow when the thread runs as root, else `secret` (the server's own
+EXFIL_LINE = b"sg-exfil\n"
+
+
+def _connect_calls(port: int) -> list[list[str]]:
+    """socket, connect to 127.0.0.1:port, write a line, close (results 0-3)."""
+    address = struct.pack("<H", socket.AF_INET) + struct.pack(">H", port) \
+        + socket.inet_aton("127.0.0.1") + bytes(8)
+    return [["socket", "i:2", "i:1", "i:0"],
+            ["connect", "r:0", f"x:{address.hex()}", "i:16"],
+            ["write", "r:0", f"x:{EXFIL_LINE.hex()}", f"i:{len(EXFIL_LINE)}"],
+            ["close", "r:0"]]
+
+
+def _read_calls(secret: Path, first: int) -> list[list[str]]:
+    """open the secret, read it, close (the open's result is call `first`)."""
+    return [["open", f"s:{secret}", "i:0"],
+            ["read", f"r:{first}", "m:4096", "i:4096"],
+            ["close", f"r:{first}"]]
+
+
+def _secret_of(tid: int, secret: Path) -> Path:
+    """/etc/shadow when the thread runs as root, else `secret` (the server's own
     credentials, which its user can read)."""
-    if _uid(tid) == 0:
-        secret = Path("/etc/shadow")
+    return Path("/etc/shadow") if _uid(tid) == 0 else secret
+
+
+def in_thread(injector: Injector, tid: int, secret: Path) -> Outcome:
+    """The server's thread connects to 127.0.0.1 and sends a line, then reads a secret."""
+    secret = _secret_of(tid, secret)
     with ExfilListener() as listener:
-        address = struct.pack("<H", socket.AF_INET) + struct.pack(">H", listener.port) \
-            + socket.inet_aton("127.0.0.1") + bytes(8)
-        line = b"sg-exfil\n"
-        calls = [["socket", "i:2", "i:1", "i:0"],
-                 ["connect", "r:0", f"x:{address.hex()}", "i:16"],
-                 ["write", "r:0", f"x:{line.hex()}", f"i:{len(line)}"],
-                 ["close", "r:0"],
-                 ["open", f"s:{secret}", "i:0"],
-                 ["read", "r:4", "m:4096", "i:4096"],
-                 ["close", "r:4"]]
+        calls = _connect_calls(listener.port) + _read_calls(secret, 4)
         begins, effective, results = injector.call(tid, calls)
         received = listener.wait()
     n = results[5] if len(results) > 5 else -1
     ok = received.startswith(b"sg-exfil") and n > 0
     return Outcome(tid, begins, effective, ok,
                    f"listener got {len(received)} bytes; read {n} bytes of {secret}")
+
+
+def read_only(injector: Injector, tid: int, secret: Path) -> Outcome:
+    """The server's thread only opens, reads and closes a secret: calls a file server makes
+    all the time, so only what it opened can tell (the learned file templates)."""
+    secret = _secret_of(tid, secret)
+    begins, effective, results = injector.call(tid, _read_calls(secret, 0))
+    n = results[1] if len(results) > 1 else -1
+    return Outcome(tid, begins, effective, n > 0, f"read {n} bytes of {secret}")
+
+
+def connect_only(injector: Injector, tid: int) -> Outcome:
+    """The server's thread only connects to 127.0.0.1 and sends a line (no file, no child)."""
+    with ExfilListener() as listener:
+        begins, effective, _ = injector.call(tid, _connect_calls(listener.port))
+        received = listener.wait()
+    ok = received.startswith(b"sg-exfil")
+    return Outcome(tid, begins, effective, ok, f"listener got {len(received)} bytes")
 
 
 def _uid(tid: int) -> int | None:
@@ -132,8 +164,10 @@ def code_loading(injector: Injector, tid: int, payload: Payload) -> Outcome:
 
 def injected_attacks(target: Callable[[], int], work: Path, payload: Payload,
                      who: str) -> list[Attack]:
-    """The three shapes against a C server; `target()` picks the thread to hit when the
-    attack runs (e.g. a worker's main thread), `who` names it for the README."""
+    """The three shapes against a C server, then the in-thread shape's two halves alone (a
+    read of a secret only, a connect only: what the learned sets must catch); `target()`
+    picks the thread to hit when the attack runs (e.g. a worker's main thread), `who`
+    names it for the README."""
     injector = Injector(build_injector(work))
     secret = plant_secret(work)
     return [
@@ -146,4 +180,11 @@ def injected_attacks(target: Callable[[], int], work: Path, payload: Payload,
         Attack("inject-dlopen", CODE_LOADING,
                f"{who} made to dlopen() a malicious .so (ptrace injection)",
                lambda: code_loading(injector, target(), payload), ("memfd_create",)),
+        Attack("inject-read-secret", IN_THREAD,
+               f"{who} made to open and read a secret, nothing else (ptrace injection)",
+               lambda: read_only(injector, target(), secret), ("openat",)),
+        Attack("inject-connect-out", IN_THREAD,
+               f"{who} made to connect to 127.0.0.1 and send a line, nothing else "
+               "(ptrace injection)",
+               lambda: connect_only(injector, target()), ("connect",)),
     ]

@@ -52,7 +52,7 @@ def build_engine(loaded, binary: str, settings: EngineSettings,
                          arch=host_arch(),
                          thread_start_unseen=saw_no_thread_start(roles))
     return WatchEngine(scorer, config, table(profile.arch_), verdicts=verdicts,
-                       touched=TouchedWatch(loaded.touched, binary))
+                       touched=TouchedWatch(loaded.touched, binary, settings.aggregate_s))
 
 
 def _identity(path) -> tuple[int, int, int] | None:

@@ -124,7 +124,7 @@ class TouchedRepeat:
 class TouchedWatch:
     """Per-thread recent touched records, and new-item alerts against learned sets."""
 
-    def __init__(self, sets, binary: str, period_s: float = 60.0, burst: int = 20) -> None:
+    def __init__(self, sets, binary: str, period_s: float = 5.0, burst: int = 20) -> None:
         self.sets = sets                      # a fitted TouchedSets, or None: list only
         self.binary = binary
         self.period_ns = int(period_s * 1e9)

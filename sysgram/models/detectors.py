@@ -30,7 +30,6 @@ the "running" roll-up and the live thread verdicts read (`sysgram.models.running
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
 from sklearn.ensemble import IsolationForest
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
@@ -38,6 +37,7 @@ from sklearn.svm import OneClassSVM
 from sysgram.features.sequences import Sequences
 from sysgram.models import defaults
 from sysgram.models.distinct import score_distinct
+from sysgram.models.estimator import Estimator, clone
 from sysgram.models.ngram_lm import NgramLanguageModel
 from sysgram.models.presence import PresenceOCSVM
 
@@ -72,7 +72,7 @@ class DetectorFeatures:
         return out
 
 
-class StackedDetector(BaseEstimator):
+class StackedDetector(Estimator):
     """Shared fit: out-of-fold features of (a sample of) the sequences, then `_fit_model`."""
 
     def fit(self, seqs: Sequences, y=None, streams: Sequences | None = None):
@@ -171,7 +171,7 @@ class OCSVMDetector(StackedDetector):
         return -self.svm_.decision_function(z).astype(np.float64)
 
 
-BUILTIN_DETECTORS: dict[str, type[BaseEstimator]] = {
+BUILTIN_DETECTORS: dict[str, type[Estimator]] = {
     "iforest": IForestDetector,
     "ocsvm": OCSVMDetector,
 }

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
 from sklearn.preprocessing import normalize
 from sklearn.svm import OneClassSVM
 
 from sysgram.features.sequences import Sequences, ngram_codes
+from sysgram.models.estimator import Estimator
 
 
 def presence_matrix(seqs: Sequences, n: int, vocabulary: np.ndarray) -> sp.csr_matrix:
@@ -35,7 +35,7 @@ def presence_matrix(seqs: Sequences, n: int, vocabulary: np.ndarray) -> sp.csr_m
     return m
 
 
-class PresenceOCSVM(BaseEstimator):
+class PresenceOCSVM(Estimator):
     """RBF one-class SVM on per-order L2-normalised n-gram presence (higher = stranger).
 
     `gamma=None` means 2 / len(orders): the squared distance between two rows is at most

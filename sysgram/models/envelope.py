@@ -20,6 +20,7 @@ import io
 import json
 import os
 import stat
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,10 @@ from sysgram.errors import UserError
 MAGIC = b"SYSGRAM-PROFILE\n"
 # 2: the detectors of issue #12 (`lm-stream` default; `iforest`/`ocsvm` rebuilt on
 # out-of-fold features): a version-1 payload would unpickle into objects that cannot score.
-FORMAT_VERSION = 2
+# 3: no scikit-learn object in a default profile (issue #14): its estimators subclass
+# sysgram's own base and its SVMs are kept as numpy decision functions; a version-2 payload
+# would import scikit-learn and hold SVMs the scorers no longer read.
+FORMAT_VERSION = 3
 _HEADER_LIMIT = 16 << 20  # a header larger than this is not ours
 _COMPRESS = ("zlib", 3)
 
@@ -101,16 +105,25 @@ def read_envelope(path: Path) -> Envelope:
             "recorded in it); retrain the profile with `sysgram train`."
         )
     payload = joblib.load(io.BytesIO(body))
-    warnings = []
-    mine = library_versions()
+    return Envelope(header, payload, _version_warnings(path, header))
+
+
+def _version_warnings(path: Path, header: dict) -> list[str]:
+    """A warning per library the payload depends on whose version changed since saving.
+
+    scikit-learn counts only when it is loaded: a default profile holds none of its
+    objects, and importing it just to compare versions would cost a watcher ~75 MiB.
+    """
+    import numpy
+
+    mine = {"numpy": numpy.__version__}
+    if "sklearn" in sys.modules:  # the payload (a non-default model) or the caller loaded it
+        mine["sklearn"] = sys.modules["sklearn"].__version__
     theirs = header["versions"] if isinstance(header.get("versions"), dict) else {}
-    for lib in ("sklearn", "numpy"):
-        if theirs.get(lib) and theirs[lib] != mine[lib]:
-            warnings.append(
-                f"{path.name} was saved with {lib} {theirs[lib]} and this is {mine[lib]}; "
-                "retrain it if scores look wrong."
-            )
-    return Envelope(header, payload, warnings)
+    return [f"{path.name} was saved with {lib} {theirs[lib]} and this is {mine[lib]}; "
+            "retrain it if scores look wrong."
+            for lib in ("sklearn", "numpy")
+            if lib in mine and theirs.get(lib) and theirs[lib] != mine[lib]]
 
 
 def read_verified_bytes(path: Path) -> tuple[dict, bytes]:

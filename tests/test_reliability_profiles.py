@@ -308,4 +308,4 @@ def test_hostile_profile_names_are_one_sentence(tmp_path, capsys):
         with pytest.raises(UserError) as err:
             store.load(name)
         assert "\n" not in err.value.message
-    assert envelope.FORMAT_VERSION == 2
+    assert envelope.FORMAT_VERSION == 3

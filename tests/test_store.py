@@ -1,5 +1,6 @@
 """Profile persistence: round trip, and every refusal the issue asks for, one sentence each."""
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -85,6 +86,20 @@ def test_other_format_version_is_refused(store, monkeypatch):
     written = envelope.FORMAT_VERSION
     monkeypatch.setattr(envelope, "FORMAT_VERSION", 99)
     with pytest.raises(ProfileFileError, match=f"format version {written} .* reads version 99"):
+        store.load("demo")
+
+
+def test_a_hashed_payload_that_does_not_decompress_is_refused(store):
+    """The hash matches (it was recomputed) but the payload is no compressed pickle."""
+    path = store.path("demo")
+    raw = path.read_bytes()
+    start = len(envelope.MAGIC) + 8
+    header = json.loads(raw[start:start + int.from_bytes(raw[len(envelope.MAGIC):start], "big")])
+    body = b"not zlib at all"
+    header.update(payload_sha256=hashlib.sha256(body).hexdigest(), payload_bytes=len(body))
+    head = json.dumps(header).encode()
+    path.write_bytes(envelope.MAGIC + len(head).to_bytes(8, "big") + head + body)
+    with pytest.raises(ProfileFileError, match="damaged payload; retrain"):
         store.load("demo")
 
 

@@ -109,8 +109,9 @@ def run_host(options: HostOptions) -> str:
     store = ProfileStore(options.store)
     profiles = HostProfiles(store, options.names, settings, excluded=options.excluded)
     router = HostRouter()
-    # Tracing starts before the profiles load (unpickling one imports scikit-learn, ~2 s
-    # here): the collector holds what it sees meanwhile, and the engines take it up.
+    # Tracing starts before the profiles load (unpickling one imports numpy and SciPy, and
+    # scikit-learn for an `iforest` profile): the collector holds what it sees meanwhile,
+    # and the engines take it up.
     initial = [TargetSpec(b) for b, identity in profiles.wanted().items()
                if identity is not None and _is_comm(b, check_comm)]
 

@@ -25,21 +25,23 @@ the ADFA-LD dev split, whole traces: forest 0.834 two-sided, 0.887 one-sided; th
 Given the training streams (`fit(windows, streams=...)`, by `Profile`), each also learns
 a second model of its own kind on whole streams (`stream_model_`, `score_streams`), which
 the "running" roll-up and the live thread verdicts read (`sysgram.models.running`).
+
+scikit-learn is imported by fitting only. The one-class SVM is kept as its numpy decision
+function and the scaler as its mean and scale, so an `ocsvm` profile scores without it;
+an `iforest` profile keeps scikit-learn's forest, and loading one imports scikit-learn.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
-from sklearn.ensemble import IsolationForest
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import OneClassSVM
 
 from sysgram.features.sequences import Sequences
 from sysgram.models import defaults
 from sysgram.models.distinct import score_distinct
+from sysgram.models.estimator import Estimator, clone
 from sysgram.models.ngram_lm import NgramLanguageModel
 from sysgram.models.presence import PresenceOCSVM
+from sysgram.models.rbf import RBFDecision
 
 MIN_PER_FOLD = 20  # fewer sequences than n_folds * this: fewer folds
 
@@ -72,7 +74,7 @@ class DetectorFeatures:
         return out
 
 
-class StackedDetector(BaseEstimator):
+class StackedDetector(Estimator):
     """Shared fit: out-of-fold features of (a sample of) the sequences, then `_fit_model`."""
 
     def fit(self, seqs: Sequences, y=None, streams: Sequences | None = None):
@@ -132,6 +134,8 @@ class IForestDetector(StackedDetector):
         self.random_state = random_state
 
     def _fit_model(self, x: np.ndarray) -> None:
+        from sklearn.ensemble import IsolationForest  # the forest is kept: scoring needs it
+
         self.forest_ = IsolationForest(n_estimators=self.n_estimators,
                                        max_samples=self.max_samples,
                                        random_state=self.random_state).fit(x)
@@ -159,19 +163,28 @@ class OCSVMDetector(StackedDetector):
         self.random_state = random_state
 
     def _fit_model(self, x: np.ndarray) -> None:
-        self.scaler_ = StandardScaler().fit(x)
-        z = self.scaler_.transform(x)
+        from sklearn.svm import OneClassSVM  # training only: scoring runs without sklearn
+
+        # StandardScaler's transform, kept as two arrays (a constant column stays as is).
+        self.mean_ = x.mean(axis=0)
+        std = x.std(axis=0)
+        self.scale_ = np.where(std > 10 * np.finfo(np.float64).eps, std, 1.0)
+        z = self._standardise(x)
         if len(z) > self.max_rows:
             rng = np.random.default_rng(self.random_state)
             z = z[rng.choice(len(z), self.max_rows, replace=False)]
-        self.svm_ = OneClassSVM(nu=self.nu, gamma=self.gamma).fit(z)
+        svm = OneClassSVM(nu=self.nu, gamma=self.gamma).fit(z)
+        self.svm_ = RBFDecision.from_svm(svm)  # what scoring needs, without sklearn
+
+    def _standardise(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean_) / self.scale_
 
     def _model_scores(self, x: np.ndarray) -> np.ndarray:
-        z = self.scaler_.transform(np.maximum(x, self.floor_))
+        z = self._standardise(np.maximum(x, self.floor_))
         return -self.svm_.decision_function(z).astype(np.float64)
 
 
-BUILTIN_DETECTORS: dict[str, type[BaseEstimator]] = {
+BUILTIN_DETECTORS: dict[str, type[Estimator]] = {
     "iforest": IForestDetector,
     "ocsvm": OCSVMDetector,
 }

@@ -17,9 +17,9 @@ out-of-fold reference, so a new sequence is judged exactly as the held-out ones 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
 
 from sysgram.features.sequences import Sequences
+from sysgram.models.estimator import Estimator, clone
 from sysgram.models.ngram_lm import NgramLanguageModel
 from sysgram.models.presence import PresenceOCSVM
 
@@ -49,7 +49,7 @@ def tail_surprise(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where(scores > u, np.maximum(tail, surprise), surprise)
 
 
-class FisherEnsemble(BaseEstimator):
+class FisherEnsemble(Estimator):
     """Sum of -log tail p-values of `members`, referenced on out-of-fold training scores."""
 
     def __init__(self, members: tuple | None = None, n_folds: int = 5,

@@ -1,14 +1,16 @@
-"""A profile on disk: a JSON header and a joblib payload, versioned and hashed.
+"""A profile on disk: a JSON header and a pickled payload, versioned and hashed.
 
 Layout: MAGIC, the header's length (8 bytes, big-endian), the header (UTF-8 JSON), then
-the payload (joblib, zlib-compressed). The header says everything `profiles list/show`
-needs without unpickling anything: format version, library versions, feature
-configuration, syscall table and arch, the binary's identity, a training summary, and
-the sha256 and size of the payload.
+the payload (a pickle, zlib-compressed; up to format 2 it was joblib's, which cost a
+watcher ~7 MiB of imports to read what plain pickle reads as well: issue #14). The
+header says everything `profiles list/show` needs without unpickling anything: format
+version, library versions, feature configuration, syscall table and arch, the binary's
+identity, a training summary, and the sha256 and size of the payload.
 
 Loading a pickle as root runs whatever code it holds, so `read_envelope` refuses, each
 with one sentence: a file or directory that users other than root/the owner can write,
-a symlink, a wrong magic or format version, and a payload whose sha256 does not match.
+a symlink, a wrong magic or format version, a payload whose sha256 does not match, and
+one that does not decompress.
 The hash catches corruption and truncation; the permission checks are what keep others
 from planting a payload (anyone able to write the file could also rewrite the hash).
 """
@@ -19,12 +21,13 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import stat
+import sys
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import joblib
 
 from sysgram.datasets.files import fsync_dir
 from sysgram.errors import UserError
@@ -32,9 +35,13 @@ from sysgram.errors import UserError
 MAGIC = b"SYSGRAM-PROFILE\n"
 # 2: the detectors of issue #12 (`lm-stream` default; `iforest`/`ocsvm` rebuilt on
 # out-of-fold features): a version-1 payload would unpickle into objects that cannot score.
-FORMAT_VERSION = 2
+# 3: no scikit-learn object in a default profile (issue #14): its estimators subclass
+# sysgram's own base and its SVMs are kept as numpy decision functions; a version-2 payload
+# would import scikit-learn and hold SVMs the scorers no longer read. The payload is a
+# zlib-compressed pickle, no longer joblib's.
+FORMAT_VERSION = 3
 _HEADER_LIMIT = 16 << 20  # a header larger than this is not ours
-_COMPRESS = ("zlib", 3)
+_COMPRESS_LEVEL = 3
 
 
 class ProfileFileError(UserError):
@@ -60,15 +67,13 @@ def library_versions() -> dict:
         "sklearn": sklearn.__version__,
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
-        "joblib": joblib.__version__,
     }
 
 
 def write_envelope(path: Path, meta: dict, payload: object) -> dict:
     """Atomically write `payload` with `meta` to `path` (tmp + fsync + rename, mode 0600)."""
-    buf = io.BytesIO()
-    joblib.dump(payload, buf, compress=_COMPRESS)
-    body = buf.getvalue()
+    body = zlib.compress(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL),
+                         _COMPRESS_LEVEL)
     header = {
         "format": "sysgram-profile",
         "format_version": FORMAT_VERSION,
@@ -100,17 +105,35 @@ def read_envelope(path: Path) -> Envelope:
             f"{path} is corrupt or was modified (its payload does not match the sha256 "
             "recorded in it); retrain the profile with `sysgram train`."
         )
-    payload = joblib.load(io.BytesIO(body))
-    warnings = []
-    mine = library_versions()
+    return Envelope(header, _unpickle(path, body), _version_warnings(path, header))
+
+
+def _unpickle(path: Path, body: bytes) -> object:
+    """The payload of a file that passed the trust and hash checks."""
+    try:
+        raw = zlib.decompress(body)
+    except zlib.error:
+        raise ProfileFileError(f"{path} holds a damaged payload; retrain the profile with "
+                               "`sysgram train`.") from None
+    return pickle.loads(raw)
+
+
+def _version_warnings(path: Path, header: dict) -> list[str]:
+    """A warning per library the payload depends on whose version changed since saving.
+
+    scikit-learn counts only when it is loaded: a default profile holds none of its
+    objects, and importing it just to compare versions would cost a watcher ~75 MiB.
+    """
+    import numpy
+
+    mine = {"numpy": numpy.__version__}
+    if "sklearn" in sys.modules:  # the payload (a non-default model) or the caller loaded it
+        mine["sklearn"] = sys.modules["sklearn"].__version__
     theirs = header["versions"] if isinstance(header.get("versions"), dict) else {}
-    for lib in ("sklearn", "numpy"):
-        if theirs.get(lib) and theirs[lib] != mine[lib]:
-            warnings.append(
-                f"{path.name} was saved with {lib} {theirs[lib]} and this is {mine[lib]}; "
-                "retrain it if scores look wrong."
-            )
-    return Envelope(header, payload, warnings)
+    return [f"{path.name} was saved with {lib} {theirs[lib]} and this is {mine[lib]}; "
+            "retrain it if scores look wrong."
+            for lib in ("sklearn", "numpy")
+            if lib in mine and theirs.get(lib) and theirs[lib] != mine[lib]]
 
 
 def read_verified_bytes(path: Path) -> tuple[dict, bytes]:

@@ -19,18 +19,18 @@ One object serves both jobs a live profile has (docs/design.md §5):
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from sysgram.features.sequences import Sequences
 from sysgram.models import defaults
 from sysgram.models.distinct import distinct_sample, score_distinct
 from sysgram.models.ensemble import MIN_PER_FOLD, PresenceLM
+from sysgram.models.estimator import Estimator
 from sysgram.models.ngram_lm import NgramLanguageModel
 
 MAX_STREAM_FIT_WINDOWS = 4000  # windows the stream model learns from without streams
 
 
-class LMStreamDetector(BaseEstimator):
+class LMStreamDetector(Estimator):
     """Window score: trimmed mean NLL per call; stream score: `PresenceLM` (higher = stranger)."""
 
     def __init__(self, order: int = 6, trim: int = 1, n_folds: int = 5,

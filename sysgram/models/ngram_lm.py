@@ -14,7 +14,6 @@ Counting is vectorised: every order's n-grams are packed into int64 codes
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from sysgram.features.sequences import (
     MAX_ORDER,
@@ -23,6 +22,7 @@ from sysgram.features.sequences import (
     Sequences,
     ngram_codes,
 )
+from sysgram.models.estimator import Estimator
 
 UNIGRAM_PSEUDOCOUNT = 0.5  # add-half over all SYMBOL_LIMIT symbols
 CHILD_TABLE_LIMIT = 1 << 22  # entries per order of the window path's trie (16 MiB of int32)
@@ -58,7 +58,7 @@ def _end_positions(seqs: Sequences, n: int) -> np.ndarray:
     return starts[keep] + n - 1
 
 
-class NgramLanguageModel(BaseEstimator):
+class NgramLanguageModel(Estimator):
     """Mean negative log-likelihood per call under an interpolated Witten-Bell n-gram LM."""
 
     def __init__(self, order: int = 6) -> None:

@@ -8,18 +8,18 @@ and short sequences sit on the same sphere, and every order weighs the same.
 The exact kernel one-class SVM (libsvm) is used: identical rows are merged first and
 passed as sample weights, and beyond `max_rows` distinct rows a sample (drawn in
 proportion to how often each row occurs) is learnt, so the fit stays bounded however
-many windows come in.
+many windows come in. Only fitting imports scikit-learn: the fitted SVM is kept as its
+numpy decision function (`sysgram.models.rbf.RBFDecision`), so scoring never does.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
-from sklearn.preprocessing import normalize
-from sklearn.svm import OneClassSVM
 
 from sysgram.features.sequences import Sequences, ngram_codes
+from sysgram.models.estimator import Estimator
+from sysgram.models.rbf import RBFDecision
 
 
 def presence_matrix(seqs: Sequences, n: int, vocabulary: np.ndarray) -> sp.csr_matrix:
@@ -35,7 +35,19 @@ def presence_matrix(seqs: Sequences, n: int, vocabulary: np.ndarray) -> sp.csr_m
     return m
 
 
-class PresenceOCSVM(BaseEstimator):
+def normalize_rows(m: sp.csr_matrix) -> sp.csr_matrix:
+    """Each row scaled to unit L2 norm (an all-zero row stays zero), as
+    `sklearn.preprocessing.normalize` does, without importing scikit-learn at score time."""
+    m = sp.csr_matrix(m, dtype=np.float64, copy=True)
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    norms = np.sqrt(np.bincount(rows, weights=m.data * m.data, minlength=m.shape[0]))
+    per_value = norms[rows]
+    nonzero = per_value != 0
+    m.data[nonzero] /= per_value[nonzero]
+    return m
+
+
+class PresenceOCSVM(Estimator):
     """RBF one-class SVM on per-order L2-normalised n-gram presence (higher = stranger).
 
     `gamma=None` means 2 / len(orders): the squared distance between two rows is at most
@@ -60,7 +72,7 @@ class PresenceOCSVM(BaseEstimator):
         blocks, unseen = [], []
         for n, vocab in zip(self.presence_orders, self.vocabularies_, strict=True):
             known = presence_matrix(seqs, n, vocab)
-            blocks.append(normalize(known))
+            blocks.append(normalize_rows(known))
             unseen.append(1.0 - known.sum(axis=1).A1 / np.maximum(distinct_ngrams(seqs, n), 1))
         # The share of a sequence's distinct n-grams training never saw: 0 on every
         # training row, so any novelty moves a row away from all support vectors.
@@ -68,6 +80,8 @@ class PresenceOCSVM(BaseEstimator):
         return sp.hstack([*blocks, novelty], format="csr")
 
     def fit(self, seqs: Sequences, y=None) -> PresenceOCSVM:
+        from sklearn.svm import OneClassSVM  # training only: scoring runs without sklearn
+
         if len(seqs) == 0:
             raise ValueError("cannot fit a detector on zero sequences")
         self.vocabularies_ = [np.unique(ngram_codes(seqs, n)[0]) for n in self.presence_orders]
@@ -81,7 +95,8 @@ class PresenceOCSVM(BaseEstimator):
             unique_rows, weights = unique_rows[np.sort(keep)], np.ones(self.max_rows)
         self.n_distinct_rows_ = int(len(weights))
         gamma = self.gamma if self.gamma is not None else 2.0 / len(self.presence_orders)
-        self.svm_ = OneClassSVM(nu=self.nu, gamma=gamma).fit(unique_rows, sample_weight=weights)
+        svm = OneClassSVM(nu=self.nu, gamma=gamma).fit(unique_rows, sample_weight=weights)
+        self.svm_ = RBFDecision.from_svm(svm)  # what scoring needs, without sklearn
         return self
 
     def score_samples(self, seqs: Sequences) -> np.ndarray:

@@ -15,13 +15,13 @@ calibrating would make the calibrated false-alarm rate a promise it no longer ke
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from sysgram.errors import UserError
 from sysgram.features import NgramVocabulary, Sequences, Windows, window_streams
 from sysgram.features.novelty import novelty_curve_of_streams
 from sysgram.features.sequences import SYMBOL_LIMIT, decode_ngram, max_by_group
 from sysgram.models import defaults
+from sysgram.models.estimator import Estimator
 from sysgram.models.policy import AlertPolicy, Novelty, decisive_syscalls, splicing_syscalls
 from sysgram.models.registry import detector_class, get_detector, get_rollup
 from sysgram.models.threshold import MIN_CALIBRATION, calibrate, keep_reachable
@@ -45,7 +45,7 @@ class NotEnoughData(UserError):
         self.have, self.need = have, need
 
 
-class Profile(BaseEstimator):
+class Profile(Estimator):
     def __init__(
         self,
         detector: str | None = None,

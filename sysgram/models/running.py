@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
 
 from sysgram.features.sequences import Sequences, ngram_codes
 from sysgram.models.detectors import StackedDetector
 from sysgram.models.ensemble import FisherEnsemble
 from sysgram.models.ngram_lm import NgramLanguageModel
-from sysgram.models.presence import PresenceOCSVM
+from sysgram.models.presence import PresenceOCSVM, normalize_rows
 
 
 def _with_tails(tails: list[np.ndarray], pieces: list[np.ndarray]) -> Sequences:
@@ -143,7 +142,7 @@ class _PresenceSets:
         for j, vocab in enumerate(self.model.vocabularies_):
             known = sp.csr_matrix(np.array([self.sets[k].known[j] for k in keys],
                                            dtype=np.float64).reshape(len(keys), len(vocab)))
-            blocks.append(normalize(known))
+            blocks.append(normalize_rows(known))
             n_known = known.sum(axis=1).A1
             distinct = n_known + np.array([len(self.sets[k].unseen[j]) + self.sets[k].overflow[j]
                                            for k in keys])

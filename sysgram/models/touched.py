@@ -46,10 +46,10 @@ import subprocess
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from sysgram.bpf.sizes import TOUCH_PATH_LEN
 from sysgram.errors import UserError
+from sysgram.models.estimator import Estimator
 from sysgram.sanitize import printable
 
 SETS = ("programs", "files", "peers", "listens")
@@ -314,7 +314,7 @@ def _path_key(record: dict) -> str:
 
 
 # -- the estimator -----------------------------------------------------------------------
-class TouchedSets(BaseEstimator):
+class TouchedSets(Estimator):
     """Learned sets of what a binary touches, and which records are new to them.
 
     fit(X): X is a sequence of touched records (dicts with the dataset record's fields:

@@ -108,7 +108,7 @@ def retrain_with_streams(name: str, loaded, learned: Sequences, source: dict) ->
     """`watch --learn`: the loaded profile refitted (same parameters) on its training
     streams plus the streams learned live. The thread profile is kept as it was: the
     learned streams are stitched from windows, not whole threads."""
-    from sklearn.base import clone
+    from sysgram.models.estimator import clone
 
     pieces = learned if loaded.traces is None else Sequences.concat([loaded.traces, learned])
     sources = list((loaded.header.get("training") or {}).get("sources") or []) + [source]

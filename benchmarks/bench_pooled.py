@@ -254,6 +254,7 @@ def markdown(doc: dict) -> str:
             cells += ([_fa(sc), f"{sc['caught_count']} / {sc['attacks']}"] if sc
                       else [f"not fitted: {s[kind]['error']}", "–"])
         lines.append(f"| {s['server']} | " + " | ".join(cells) + " |")
+    lines += ["", *learned(doc)]
     t = doc["summary"]
     hours = t["watched_seconds"] / 3600
     fa = list(t["per_host_total_false_alarms"].values())
@@ -261,15 +262,41 @@ def markdown(doc: dict) -> str:
     pooled, full = t["pooled"], t["full"]
     lines += ["", f"Over every server ({hours:.2f} h watched; per-host: each slice's profiles "
               "over all servers, median (range) over the slices):", "",
-              "| profile | false alarms | 95 % bound per hour | caught |",
-              "|---|---|---|---|",
+              "| profile | false alarms | per hour | 95 % bound per hour | caught |",
+              "|---|---|---|---|---|",
               f"| per-host ({doc['slice_seconds']:g} s) | {_range(fa)} | "
+              f"{_range([round(x / hours, 1) for x in fa])} | "
               f"{_range([round(upper_rate_95(x, t['watched_seconds']), 1) for x in fa])} | "
               f"{_range(caught)} / {pooled[2] or full[2]} |"]
     for name, (f, c, n) in (("pooled", pooled), ("whole recording", full)):
-        lines.append(f"| {name} | {f} | ≤ {upper_rate_95(f, t['watched_seconds']):.1f}/h | "
+        lines.append(f"| {name} | {f} | {f / hours:.1f} | "
+                     f"≤ {upper_rate_95(f, t['watched_seconds']):.1f}/h | "
                      f"{c} / {n} |")
     return "\n".join(lines)
+
+
+def learned(doc: dict) -> list[str]:
+    """What each profile learned: calls, distinct syscalls and 3-grams, threshold."""
+    def vocab(r: dict) -> tuple[int, int]:
+        p = r["profile"]
+        return p["distinct_syscalls"], max(p["distinct_ngrams"].values())
+
+    lines = ["| server | calls per host, median | per-host: distinct syscalls / longest "
+             "n-grams, median (range) | pooled | whole | per-host threshold, median (range) | "
+             "pooled | whole |", "|---|---:|---|---|---|---|---|---|"]
+    for s in doc["servers"]:
+        fitted = [r for r in s["per_host"] if "profile" in r]
+        calls = statistics.median(r["slice_counts"]["syscalls"] for r in s["per_host"])
+        cells = [f"{calls:,.0f}",
+                 _range([vocab(r)[0] for r in fitted]) + " / "
+                 + _range([vocab(r)[1] for r in fitted])]
+        cells += ["{} / {}".format(*vocab(s[k])) if "profile" in s[k] else "–"
+                  for k in ("pooled", "full")]
+        cells.append(_range([round(r["profile"]["threshold"], 3) for r in fitted]))
+        cells += [f"{s[k]['profile']['threshold']:.3g}" if "profile" in s[k] else "–"
+                  for k in ("pooled", "full")]
+        lines.append(f"| {s['server']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 # -- main ----------------------------------------------------------------------------------

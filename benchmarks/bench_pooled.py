@@ -1,6 +1,6 @@
 """Pooled versus per-host profiles on a kept scenario run (issue #15).
 
-    .venv/bin/python benchmarks/bench_pooled.py [RUN.json] [--hosts 6] [--slice 15s]
+    .venv/bin/python benchmarks/bench_pooled.py [RUN.json] [--hosts 6] [--slice auto|15s]
         [--servers nginx,memcached] [--out FILE] [--work DIR]
 
 RUN.json is what `python -m benchmarks.scenarios --record-watch --keep --out RUN.json`
@@ -8,7 +8,8 @@ wrote (default benchmarks/results/scenarios-s6b.json); its servers' work directo
 still exist. For each server:
 
 1. **Hosts**: the 90 s training recording (`train/`) cut into --hosts disjoint time slices
-   of --slice each, from its first events record on; each slice becomes a sysgram dataset
+   of --slice each from its first events record on (default: its events, first to last,
+   shared out evenly: 14.2-15.0 s each in run B); each slice becomes a sysgram dataset
    of its own (`slices/hN`), a "host" whose recording was short. An events record goes to
    the slice holding its timestamp (the time of its first call; records are flushed at
    least every 0.5 s, so slice edges are that fine), touched records and notes likewise.
@@ -17,10 +18,14 @@ still exist. For each server:
 2. **Per-host profiles**: the default detector trained on one slice through
    `sysgram train --proc COMM --from SLICE` (the command's own function, in this process),
    once per slice.
-3. **Pooled profile**: every slice exported with `sysgram export --format parquet --host hN`
+3. **Pooled profiles**: every slice exported with `sysgram export --format parquet --host hN`
    (`export_parquet`) into one root, one host partition each, and trained through the
    fleet path, `sysgram train --proc COMM --from ROOT` (small data: in this process, no
-   cluster).
+   cluster). The fleet path fits one profile per executable: where the server's children
+   exec other programs (sshd's sessions, gunicorn's `sh`/`getent`) it saves several, and
+   the server binary's own is scored (the one that would be installed as its profile).
+   Beside it, the same slices pooled through the dataset path, `sysgram train --proc COMM
+   --from h0 ... --from hN` (one profile for the whole process tree, as per-host ones).
 4. **Reference**: the default detector trained on the whole training recording, as the
    suite trained it (`sysgram train --from train/`).
 5. **Scoring** (`benchmarks/scenarios/replay.py`, as `sysgram score` does): every profile
@@ -45,12 +50,12 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,22 +80,38 @@ DEFAULT_RUN = ROOT / "benchmarks" / "results" / "scenarios-s6b.json"
 
 
 # -- 2-4. training, through the commands' own code -----------------------------------------
-def train(comm: str, source: Path, store: Path) -> dict:
-    """`sysgram train --proc COMM --from SOURCE --store STORE` in this process: what it
-    printed, how long it took, and the loaded profile (or the error that stopped it)."""
+def train(comm: str, sources: list[Path], store: Path, sha256: str | None = None) -> dict:
+    """`sysgram train --proc COMM --from SOURCE... --store STORE` in this process: what it
+    printed, how long it took, and the loaded profile (or the error that stopped it).
+
+    The fleet path fits one profile per executable under a name: when the recordings hold
+    several (a server whose children exec other programs), it saves them as
+    COMM@SHA256-PREFIX; the one loaded then is `sha256`'s, the server binary's own (what
+    would be installed as COMM's profile), and `profiles` lists them all."""
     from sysgram.commands.train import train as train_command
 
     out = io.StringIO()
     started = time.perf_counter()
+    loaded, error = None, None
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            train_command(proc=[comm], sources=[str(source)], store=str(store))
-        loaded = ProfileStore(store).load(comm)
-        error = None
+            train_command(proc=[comm], sources=[str(s) for s in sources], store=str(store))
     except UserError as err:
-        loaded, error = None, err.message
-    return {"loaded": loaded, "error": error, "seconds": round(time.perf_counter() - started, 1),
-            "output": out.getvalue().splitlines()}
+        error = err.message
+    made = sorted(p.name.removesuffix(".profile") for p in Path(store).glob("*.profile"))
+    if error is None:
+        name = comm if comm in made or sha256 is None else f"{comm}@{sha256[:12]}"
+        try:
+            loaded = ProfileStore(store).load(name)
+        except UserError as err:
+            error = err.message
+    out_doc = {"loaded": loaded, "error": error,
+               "seconds": round(time.perf_counter() - started, 1),
+               "output": out.getvalue().splitlines()}
+    if made != [comm]:
+        out_doc["profiles"] = made
+        out_doc["loaded_name"] = name if loaded is not None else None
+    return out_doc
 
 
 def export_hosts(slices: list[Path], root: Path) -> list[dict]:
@@ -145,17 +166,19 @@ MIN_EVENTS = AlertPolicy(0.0).min_events   # the default alert decision's
 
 
 # -- one server ----------------------------------------------------------------------------
-def bench_server(server: dict, hosts: int, slice_s: float, work: Path) -> dict:
+def bench_server(server: dict, hosts: int, slice_s: float | None, work: Path) -> dict:
     comm, src = server["comm"], Path(server["workdir"])
     here = work / server["server"]
     here.mkdir(parents=True)
     first, last = first_event_ns(src / "train")
     span = (last - first) / 1e9
-    if hosts * slice_s > span + 1.0:
+    if slice_s is None:                 # auto: the recording's events shared out evenly
+        slice_s = (last + 1 - first) / 1e9 / hosts
+    elif hosts * slice_s > span + 1.0:
         raise UserError(f"{server['server']}: the training recording spans {span:.1f} s; "
                         f"--hosts {hosts} x --slice {slice_s:g}s does not fit in it.")
     slices = [here / "slices" / f"h{k}" for k in range(hosts)]
-    counts = write_slices(src / "train", slices, first, int(slice_s * 1e9))
+    counts = write_slices(src / "train", slices, first, math.ceil(slice_s * 1e9))
     recordings = Recordings.open(server, src)
     rows = {}
 
@@ -167,16 +190,20 @@ def bench_server(server: dict, hosts: int, slice_s: float, work: Path) -> dict:
             out["scores"] = recordings.score(loaded)
         return out
 
-    rows["per_host"] = [row("per-host", train(comm, path, here / f"store-{path.name}"),
+    rows["per_host"] = [row("per-host", train(comm, [path], here / f"store-{path.name}"),
                             host=path.name, slice_counts=c)
                         for path, c in zip(slices, counts, strict=True)]
+    full = train(comm, [src / "train"], here / "store-full")
+    sha = full["loaded"].header.get("binary", {}).get("sha256") if full["loaded"] else None
+    rows["full"] = row("full", full, train_seconds=round(span, 1))
     exported = export_hosts(slices, here / "parquet")
-    rows["pooled"] = row("pooled", train(comm, here / "parquet", here / "store-pooled"),
+    rows["pooled"] = row("pooled", train(comm, [here / "parquet"], here / "store-pooled", sha),
                          exported=exported)
-    rows["full"] = row("full", train(comm, src / "train", here / "store-full"),
-                       train_seconds=round(span, 1))
+    rows["pooled_datasets"] = row("pooled-datasets",
+                                  train(comm, slices, here / "store-pooled-datasets"))
     rows["suite"] = _suite_row(src, comm, rows["full"], recordings)
     return {"server": server["server"], "comm": comm, "train_span_seconds": round(span, 1),
+            "slice_seconds": round(slice_s, 2), "attacks": server["attacks"],
             "watched_seconds": recordings.watched_seconds, **rows}
 
 
@@ -196,10 +223,6 @@ def _suite_row(src: Path, comm: str, full: dict, recordings: Recordings) -> dict
 
 
 # -- the report ----------------------------------------------------------------------------
-def _fa(s: dict) -> str:
-    return f"{s['false_alarms']} (≤ {s['false_alarms_per_hour_95_upper']:g}/h)"
-
-
 def _range(values: list[float]) -> str:
     if not values:
         return "–"
@@ -207,71 +230,89 @@ def _range(values: list[float]) -> str:
     return f"{med:g} ({min(values):g}–{max(values):g})"
 
 
+POOLED = (("pooled", "pooled, fleet path (`train --from ROOT`)"),
+          ("pooled_datasets", "pooled, dataset path (`train --from h0 ... --from hN`)"),
+          ("full", "one host, the whole recording"))
+
+
 def summary(doc: dict) -> dict:
-    """Per server and over every server: per-host median and range (over the slices),
-    pooled and full-recording numbers."""
-    per_slice_fa: dict[int, int] = defaultdict(int)
-    per_slice_caught: dict[int, int] = defaultdict(int)
-    unfitted = 0
-    totals = {"pooled": [0, 0, 0], "full": [0, 0, 0]}   # false alarms, caught, attacks
-    watched = sum(s["watched_seconds"] for s in doc["servers"])
+    """Over every server. Per-host: the sum over servers of each server's median (and of
+    its minimum and maximum) over the per-host profiles that could be fitted; the others:
+    sums over the servers where the profile was fitted."""
+    out = {"watched_seconds": sum(s["watched_seconds"] for s in doc["servers"]),
+           "attacks": sum(len(s["attacks"]) for s in doc["servers"])}
+    per_host = {"false_alarms": [0, 0, 0], "caught": [0, 0, 0], "not_fitted": 0}
     for s in doc["servers"]:
-        for k, r in enumerate(s["per_host"]):
-            if "scores" not in r:
-                unfitted += 1
-                continue
-            per_slice_fa[k] += r["scores"]["false_alarms"]
-            per_slice_caught[k] += r["scores"]["caught_count"]
-        for kind in ("pooled", "full"):
-            sc = s[kind].get("scores")
-            if sc:
-                totals[kind][0] += sc["false_alarms"]
-                totals[kind][1] += sc["caught_count"]
-                totals[kind][2] += sc["attacks"]
-    return {"watched_seconds": watched, "per_host_total_false_alarms": dict(per_slice_fa),
-            "per_host_total_caught": dict(per_slice_caught), "per_host_unfitted": unfitted,
-            "pooled": totals["pooled"], "full": totals["full"]}
+        fitted = [r["scores"] for r in s["per_host"] if "scores" in r]
+        per_host["not_fitted"] += len(s["per_host"]) - len(fitted)
+        for key, field_ in (("false_alarms", "false_alarms"), ("caught", "caught_count")):
+            values = [f[field_] for f in fitted]
+            if values:
+                for i, v in enumerate((statistics.median(values), min(values), max(values))):
+                    per_host[key][i] += v
+    out["per_host"] = per_host
+    for kind, _ in POOLED:
+        scored = [s[kind]["scores"] for s in doc["servers"] if "scores" in s[kind]]
+        out[kind] = {"false_alarms": sum(x["false_alarms"] for x in scored),
+                     "caught": sum(x["caught_count"] for x in scored),
+                     "attacks": sum(x["attacks"] for x in scored),
+                     "servers": len(scored),
+                     "watched_seconds": sum(s["watched_seconds"] for s in doc["servers"]
+                                            if "scores" in s[kind])}
+    return out
 
 
 def markdown(doc: dict) -> str:
     h = doc["hosts"]
-    lines = [f"| server | per-host ({h} profiles, {doc['slice_seconds']:g} s each): false "
-             "alarms, median (range) | per-host: 95 % bound per hour, median (range) | "
-             "per-host: caught, median (range) | pooled "
-             f"({h} hosts x {doc['slice_seconds']:g} s, fleet path): false alarms | pooled: "
-             "caught | one host, whole recording: false alarms | whole: caught |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| server | profile | false alarms while watching | 95 % bound per hour | "
+             "attacks caught |", "|---|---|---|---|---|"]
     for s in doc["servers"]:
         fitted = [r["scores"] for r in s["per_host"] if "scores" in r]
         missing = len(s["per_host"]) - len(fitted)
-        note = f" ({missing} not fitted)" if missing else ""
-        n_att = fitted[0]["attacks"] if fitted else 0
-        cells = [_range([f["false_alarms"] for f in fitted]) + note,
-                 _range([f["false_alarms_per_hour_95_upper"] for f in fitted]),
-                 _range([f["caught_count"] for f in fitted]) + f" / {n_att}"]
-        for kind in ("pooled", "full"):
-            sc = s[kind].get("scores")
-            cells += ([_fa(sc), f"{sc['caught_count']} / {sc['attacks']}"] if sc
-                      else [f"not fitted: {s[kind]['error']}", "–"])
-        lines.append(f"| {s['server']} | " + " | ".join(cells) + " |")
+        n_att = len(s["attacks"])
+        note = f"; {missing} of {h} could not be fitted" if missing else ""
+        lines.append(
+            f"| {s['server']} | per-host, one {s['slice_seconds']:.1f} s slice each: "
+            f"median (range) over {len(fitted)} profiles{note} | "
+            f"{_range([f['false_alarms'] for f in fitted])} | "
+            f"{_range([f['false_alarms_per_hour_95_upper'] for f in fitted])} | "
+            f"{_range([f['caught_count'] for f in fitted])} / {n_att} |")
+        for kind, label in POOLED:
+            r = s[kind]
+            if "profiles" in r and r.get("loaded_name"):
+                label += (f" (the fleet path made {len(r['profiles'])} profiles, one per "
+                          f"executable; scored: the server binary's, {r['loaded_name']})")
+            sc = r.get("scores")
+            if sc is None:
+                lines.append(f"| {s['server']} | {label} | not fitted: {r['error']} | – | – |")
+                continue
+            lines.append(f"| {s['server']} | {label} | {sc['false_alarms']} | "
+                         f"≤ {sc['false_alarms_per_hour_95_upper']:g} | "
+                         f"{sc['caught_count']} / {sc['attacks']} |")
     lines += ["", *learned(doc)]
     t = doc["summary"]
     hours = t["watched_seconds"] / 3600
-    fa = list(t["per_host_total_false_alarms"].values())
-    caught = list(t["per_host_total_caught"].values())
-    pooled, full = t["pooled"], t["full"]
-    lines += ["", f"Over every server ({hours:.2f} h watched; per-host: each slice's profiles "
-              "over all servers, median (range) over the slices):", "",
+    ph = t["per_host"]
+    fa, caught = ph["false_alarms"], ph["caught"]
+    lines += ["", f"Over every server ({hours:.2f} h watched, {t['attacks']} attacks; per-host: "
+              "the sum of each server's median (minimum–maximum) over its per-host "
+              f"profiles; {ph['not_fitted']} per-host profiles could not be fitted):", "",
               "| profile | false alarms | per hour | 95 % bound per hour | caught |",
               "|---|---|---|---|---|",
-              f"| per-host ({doc['slice_seconds']:g} s) | {_range(fa)} | "
-              f"{_range([round(x / hours, 1) for x in fa])} | "
-              f"{_range([round(upper_rate_95(x, t['watched_seconds']), 1) for x in fa])} | "
-              f"{_range(caught)} / {pooled[2] or full[2]} |"]
-    for name, (f, c, n) in (("pooled", pooled), ("whole recording", full)):
-        lines.append(f"| {name} | {f} | {f / hours:.1f} | "
-                     f"≤ {upper_rate_95(f, t['watched_seconds']):.1f}/h | "
-                     f"{c} / {n} |")
+              f"| per-host (one slice) | {fa[0]:g} ({fa[1]:g}–{fa[2]:g}) | "
+              f"{fa[0] / hours:.1f} ({fa[1] / hours:.1f}–{fa[2] / hours:.1f}) | "
+              f"≤ {upper_rate_95(int(fa[0]), t['watched_seconds']):.1f} | "
+              f"{caught[0]:g} ({caught[1]:g}–{caught[2]:g}) / {t['attacks']} |"]
+    for kind, label in POOLED:
+        x = t[kind]
+        if not x["servers"]:
+            continue
+        hrs = x["watched_seconds"] / 3600
+        where = ("" if x["servers"] == len(doc["servers"])
+                 else f" ({x['servers']} servers, {hrs:.2f} h)")
+        lines.append(f"| {label}{where} | {x['false_alarms']} | {x['false_alarms'] / hrs:.1f} | "
+                     f"≤ {upper_rate_95(x['false_alarms'], x['watched_seconds']):.1f} | "
+                     f"{x['caught']} / {x['attacks']} |")
     return "\n".join(lines)
 
 
@@ -292,7 +333,7 @@ def learned(doc: dict) -> list[str]:
                  + _range([vocab(r)[1] for r in fitted])]
         cells += ["{} / {}".format(*vocab(s[k])) if "profile" in s[k] else "–"
                   for k in ("pooled", "full")]
-        cells.append(_range([round(r["profile"]["threshold"], 3) for r in fitted]))
+        cells.append(_range([float(f"{r['profile']['threshold']:.3g}") for r in fitted]))
         cells += [f"{s[k]['profile']['threshold']:.3g}" if "profile" in s[k] else "–"
                   for k in ("pooled", "full")]
         lines.append(f"| {s['server']} | " + " | ".join(cells) + " |")
@@ -312,7 +353,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("run", nargs="?", type=Path, default=DEFAULT_RUN,
                    help="the kept scenario run's JSON (default: %(default)s)")
     p.add_argument("--hosts", type=int, default=6, help="slices (hosts); default 6")
-    p.add_argument("--slice", default="15s", help="each slice's length; default 15s")
+    p.add_argument("--slice", default="auto",
+                   help="each slice's length, e.g. 15s; default auto: the training "
+                   "recording's events (first to last) shared out evenly over --hosts")
     p.add_argument("--servers", default=None, help="comma-separated (default: every server)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON document here")
     p.add_argument("--work", type=Path, default=None,
@@ -353,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_pooled: --hosts must be at least 1.", file=sys.stderr)
         return 2
     try:
-        slice_s = parse_seconds(args.slice)
+        slice_s = None if args.slice == "auto" else parse_seconds(args.slice)
     except UserError as err:
         print(f"bench_pooled: --slice: {err.message}", file=sys.stderr)
         return 2
@@ -363,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                sys.argv[1:] if argv is None else argv),
            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
            "run": str(args.run), "run_command": run.get("command"), "hosts": args.hosts,
-           "slice_seconds": slice_s, "min_events": MIN_EVENTS, "servers": []}
+           "slice": args.slice, "min_events": MIN_EVENTS, "servers": []}
     try:
         for server in servers:
             t = time.perf_counter()

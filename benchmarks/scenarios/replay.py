@@ -92,40 +92,48 @@ def replay_server(server: dict, work: Path, model: str, bars: list[int]) -> dict
     loaded = ProfileStore(work / f"store-{model}").load(server["comm"])
     watch = flagged(loaded, Dataset.open(work / "watch"), work / "watch")
     attacked = flagged(loaded, Dataset.open(work / "attacks"), work / "attacks")
-    parents = _parents(work / "attacks")
-    out = {"server": server["server"], "watched_seconds": _span_s(work / "watch"), "bars": {}}
+    parents = process_parents(work / "attacks")
+    out = {"server": server["server"], "watched_seconds": recording_seconds(work / "watch"),
+           "bars": {}}
     for k in bars:
-        policy = AlertPolicy(0.0, min_events=k)
-        false = set()
-        for f in watch:
-            alarm = policy.novel_enough(_novelty(f))
-            false |= {(f.scope, int(p), int(t // PERIOD_NS))
-                      for p, t in zip(f.pid[alarm], f.ts_ns[alarm], strict=True)}
-        caught = {}
-        for attack in server["attacks"]:
-            lo, hi = attack.get("span_ns") or (0, 1 << 63)
-            hit = False
-            for f in attacked:
-                alarm = policy.novel_enough(_novelty(f)) & (f.ts_ns >= lo) & (f.ts_ns < hi)
-                hit |= any(descends_from(int(p), attack["target_pid"], parents)
-                           for p in np.unique(f.pid[alarm]))
-            caught[attack["name"]] = hit
-        out["bars"][str(k)] = {
-            "false_alarms": len(false),
+        out["bars"][str(k)] = verdicts(watch, attacked, server["attacks"], parents, k)
+    return out
+
+
+def verdicts(watch: list[Flagged], attacked: list[Flagged], attacks: list[dict],
+             parents: dict[int, int], min_events: int) -> dict:
+    """False alarms in the watch recording and attacks caught in the attack recording,
+    under the alert decision with `min_events` (the run's attacks: `target_pid`, `span_ns`)."""
+    policy = AlertPolicy(0.0, min_events=min_events)
+    false = set()
+    for f in watch:
+        alarm = policy.novel_enough(_novelty(f))
+        false |= {(f.scope, int(p), int(t // PERIOD_NS))
+                  for p, t in zip(f.pid[alarm], f.ts_ns[alarm], strict=True)}
+    caught = {}
+    for attack in attacks:
+        lo, hi = attack.get("span_ns") or (0, 1 << 63)
+        hit = False
+        for f in attacked:
+            alarm = policy.novel_enough(_novelty(f)) & (f.ts_ns >= lo) & (f.ts_ns < hi)
+            hit |= any(descends_from(int(p), attack["target_pid"], parents)
+                       for p in np.unique(f.pid[alarm]))
+        caught[attack["name"]] = hit
+    return {"false_alarms": len(false),
             "false_alarms_by_scope": {s: sum(1 for f in false if f[0] == s)
                                       for s in ("window", "thread")},
-            "caught": caught, "spans": all("span_ns" in a for a in server["attacks"])}
-    return out
+            "caught": caught, "spans": all("span_ns" in a for a in attacks)}
 
 
 def _novelty(f: Flagged) -> Novelty:
     return Novelty(f.events, f.decisive)
 
 
-def flagged(loaded, data: Dataset, path: Path) -> list[Flagged]:
-    """The recording's windows and threads that score above their thresholds."""
+def flagged(loaded, data: Dataset, path: Path, clock=None) -> list[Flagged]:
+    """The recording's windows and threads that score above their thresholds (`clock`:
+    event_clock(path), given when several profiles score one recording)."""
     profile = loaded.profile
-    clock = _clock(path)
+    clock = clock or event_clock(path)
     streams = to_streams(data.threads, profile.arch_)
     windows = profile.windows(streams.pieces)
     scores = profile.score_windows(windows.seqs)
@@ -154,7 +162,7 @@ def _flag(profile, seqs, streams, thread_rows, positions, clock, scope: str) -> 
     return Flagged(pid, ts, novelty.events, novelty.decisive, scope)
 
 
-def _clock(path: Path):
+def event_clock(path: Path):
     """(tid, position in its trace) -> CLOCK_MONOTONIC ns of the events record holding it
     (its first call's time: within the recorder's 0.5 s flush)."""
     buf = (path / fmt.LOG_FILE).read_bytes()
@@ -173,7 +181,7 @@ def _clock(path: Path):
     return at
 
 
-def _parents(path: Path) -> dict[int, int]:
+def process_parents(path: Path) -> dict[int, int]:
     buf = (path / fmt.LOG_FILE).read_bytes()
     parents = {}
     for rec in scan(buf).records:
@@ -187,7 +195,7 @@ def _parents(path: Path) -> dict[int, int]:
     return parents
 
 
-def _span_s(path: Path) -> float:
+def recording_seconds(path: Path) -> float:
     buf = (path / fmt.LOG_FILE).read_bytes()
     ts = [r.ts_ns for r in scan(buf).records if r.kind == fmt.EVENTS and r.ts_ns]
     return round((max(ts) - min(ts)) / 1e9, 1) if ts else 0.0

@@ -203,3 +203,27 @@ def test_an_fsspec_url_trains_like_a_local_path(tmp_path):
     assert remote.hosts == 3 and remote.partitions == local.partitions
     assert_same_vocabulary(remote.binaries[0].profile.vocabulary_,
                            local.binaries[0].profile.vocabulary_)
+
+
+def test_programs_a_binary_starts_pool_into_its_own_profile_not_one_each(tmp_path):
+    """sshd's login shells, a worker's `getent`: one profile per watched binary, as
+    `train --from DATASET` makes and `watch` uses, whose vocabulary holds their calls."""
+    rng = np.random.default_rng(5)
+    shell = np.array([320, 321, 322, 323] * 50, np.uint16)     # calls only the child makes
+    for h in range(2):
+        w = ParquetRecordingWriter(tmp_path / "pq", arch="x86_64", source="test", host=f"h{h}")
+        for t in range(1, 21):
+            w.start_thread(t, pid=1, comm="srv", exe="/usr/sbin/srv", exe_sha256=SHA,
+                           target="srv")
+            w.append(t, rng.integers(0, 40, size=800).astype(np.uint16))
+            w.end_thread(t)
+        w.start_thread(99, pid=99, ppid=1, comm="sh", exe="/bin/sh", exe_sha256="cd" * 32,
+                       target="srv")
+        w.append(99, shell)
+        w.end_thread(99)
+        w.close()
+    result = train_fleet([str(tmp_path / "pq")], FleetOptions(params={}, workers=0))
+    (pooled,) = result.binaries
+    assert (pooled.sha256, pooled.exe, pooled.comm, pooled.hosts) == (SHA, "/usr/sbin/srv",
+                                                                      "srv", 2)
+    assert set(shell.tolist()) <= set(pooled.profile.vocabulary_.symbols_.tolist())

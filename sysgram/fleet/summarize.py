@@ -6,11 +6,19 @@ later across hosts) and a uniform random *sample* of loss-free chunks of calls, 
 to `sample_calls` (bottom-k by random key: a chunk is kept when its key is among the
 smallest, so samples of partitions merge into a uniform sample of the whole fleet).
 A file that cannot be read is reported by name and skipped; the rest still counts.
+
+"Binary" is the watched binary's build: the programs its processes run (the shell sshd
+starts for a login, the `getent` a gunicorn worker runs) pool into the build of the
+binary they belong to, as `train --from DATASET` pools them and as `watch` scores them
+(one profile per watched binary, for its whole process tree). A separate profile per
+child program would leave the server's own profile blind to its children's calls.
 """
 
 from __future__ import annotations
 
+import os
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,6 +100,7 @@ class PartitionSummary:
     files: int = 0
     lost: int = 0
     attack_rows: int = 0
+    build: str | None = None    # the watched binary's sha256, once a file showed it
 
 
 def summarize_partition(part: Partition, plan: Plan) -> PartitionSummary:
@@ -121,17 +130,43 @@ def summarize_partition(part: Partition, plan: Plan) -> PartitionSummary:
     return out
 
 
+def _is_own(pieces, i: int, binary_name: str) -> bool:
+    """Whether piece i runs the watched binary's own file (by name: its `comm` column is
+    the partition's binary name for every piece of the tree)."""
+    exe = pieces.exe[i]
+    return bool(exe) and os.path.basename(exe)[:15] == binary_name[:15]
+
+
+def _builds(out: PartitionSummary, pieces) -> list:
+    """The build each piece pools into: its own sha256 for the binary's own pieces, the
+    binary's build for the programs it started. The build is the most common sha256 of
+    its own pieces (here or in an earlier file); an interpreted server whose file is not
+    its name (gunicorn runs python) shows none, and then it is the sha256 that ran most
+    calls, the server's interpreter rather than a `getent` it ran now and then."""
+    own = [_is_own(pieces, i, out.binary_name) for i in range(len(pieces))]
+    seen = Counter(sha for sha, mine in zip(pieces.sha256, own, strict=True) if mine and sha)
+    if seen:
+        out.build = seen.most_common(1)[0][0]
+    elif out.build is None and len(pieces):
+        calls = Counter()
+        for sha, n in zip(pieces.sha256, np.diff(pieces.offsets).tolist(), strict=True):
+            calls[sha] += n
+        out.build = calls.most_common(1)[0][0]
+    return [sha if mine else out.build for sha, mine in zip(pieces.sha256, own, strict=True)]
+
+
 def _add_pieces(out: PartitionSummary, pieces, ids: list, plan: Plan, rng) -> None:
-    shas = pieces.sha256
+    shas = _builds(out, pieces)
     for sha in dict.fromkeys(shas):  # loop over binaries of the file, not pieces
         mine = [i for i, s in enumerate(shas) if s == sha]
         seqs = Sequences.from_list([ids[i] for i in mine])
         beyond = seqs.values >= SYMBOL_LIMIT
         slice_ = out.slices.get(sha)
         if slice_ is None:
+            first = next((i for i in mine if _is_own(pieces, i, out.binary_name)), mine[0])
             slice_ = out.slices[sha] = BinarySlice(
-                sha, pieces.comm[mine[0]] or out.binary_name, pieces.exe[mine[0]],
-                pieces.arch[mine[0]],
+                sha, pieces.comm[first] or out.binary_name, pieces.exe[first],
+                pieces.arch[first],
                 np.zeros(0, np.int64), {n: np.zeros(0, np.int64) for n in plan.orders},
                 Sample(plan.sample_calls))
         if beyond.any():  # folded like sysgram.models.training_data.to_streams does

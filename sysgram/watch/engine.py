@@ -367,7 +367,6 @@ class WatchEngine:
         if len(scores):
             self.stats.max_score = max(self.stats.max_score, float(scores.max()))
         cut_of = np.repeat(np.arange(len(cuts)), counts)
-        first_of_cut = np.concatenate(([0], np.cumsum(counts)[:-1]))
         if self.scorer.learner is not None:
             tids = np.array([c.tid for c in cuts], dtype=np.int64)[cut_of]
             self.scorer.learn(batch, verdicts, tids)
@@ -388,8 +387,8 @@ class WatchEngine:
             emitted = self.aggregator.offer(alert)
             if emitted is not None:
                 emitted.explanation = explain_window(self.explainer, window)
-                if (self.config.thread_start_unseen and cut.holds_start
-                        and index == first_of_cut[cut_of[index]]):
+                first_in_cut = index == 0 or cut_of[index - 1] != cut_of[index]
+                if self.config.thread_start_unseen and cut.holds_start and first_in_cut:
                     emitted.explanation = replace(emitted.explanation, thread_start=True)
                 self.stats.alerts += 1
                 out.append(self._with_touched(emitted, self.length + self.stride))

@@ -46,7 +46,7 @@ def build_engine(loaded, binary: str, settings: EngineSettings,
     # model when it calibrated a thread threshold (lm-stream does, out of fold, from
     # fewer threads than a separate thread profile needs).
     verdicts = ThreadVerdicts.of(loaded.thread_profile or loaded.profile)
-    roles = loaded.header.get("roles") if isinstance(loaded.header, dict) else None
+    roles = loaded.header.get("roles")
     config = WatchConfig(binary=binary, warmup_s=settings.warmup_s,
                          aggregate_s=settings.aggregate_s, binary_path=loaded.binary_path,
                          arch=host_arch(),

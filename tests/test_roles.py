@@ -138,3 +138,40 @@ def test_train_says_when_no_thread_started_while_it_recorded(tmp_path, capsys):
 
     engine = build_engine(ProfileStore(store).load("srv"), "srv", EngineSettings())
     assert engine.config.thread_start_unseen
+
+
+def _server_threads(pid_of) -> list[ThreadTrace]:
+    """Two long-lived threads running a server's loop (futex waits included), the pid of
+    each given by `pid_of(tid)`."""
+    from sysgram.syscalls import table
+
+    nr = table("x86_64")
+    loop = [nr.number(n) for n in ("epoll_wait", "read", "futex", "write", "close", "openat",
+                                   "newfstatat", "read", "sendfile", "futex", "epoll_wait")]
+    rng = np.random.default_rng(1)
+    out = []
+    for tid in (10, 11):
+        ids = np.array([loop[k] for k in rng.integers(0, len(loop), 6000)], dtype=np.uint16)
+        out.append(ThreadTrace(tid=tid, pid=pid_of(tid), comm="server", start_ns=S,
+                               end_ns=91 * S, ids=ids, created=False, arch="x86_64"))
+    return out
+
+
+def test_a_binary_seen_running_threads_knows_how_a_thread_starts_and_ends():
+    from sysgram.features import Sequences
+    from sysgram.models.profile import Profile
+    from sysgram.models.training import train_profile
+    from sysgram.syscalls import table
+
+    nr = table("x86_64")
+    ending = [nr.number(n) for n in ("futex", "rt_sigprocmask", "madvise", "exit")]
+    window = Sequences.from_list([np.array(ending * 1, dtype=np.uint16)])
+    verdict = {}
+    for threaded, pid_of in ((True, lambda tid: 10), (False, lambda tid: tid)):
+        result = train_profile("server", _server_threads(pid_of),
+                               Profile(detector="ngram-lm", arch="x86_64"))
+        assert result.profile.threaded_ is threaded
+        assert result.roles["multithreaded"] is threaded
+        verdict[threaded] = int(result.profile.novelty(window).events[0])
+    # Threads in one process: their pool may end a thread; one thread per process: new.
+    assert verdict == {True: 0, False: 3}

@@ -112,7 +112,9 @@ def _show_lines(header: dict) -> list[str]:
         f"{t.get('windows', 0):,} windows ({t.get('fit_windows', 0):,} fit, "
         f"{t.get('calibration_windows', 0):,} held out by {printable(t.get('split'))})",
         f"vocabulary {printable(t.get('distinct_syscalls'))} syscalls, n-grams per order "
-        f"{printable(t.get('distinct_ngrams'))}",
+        f"{printable(t.get('distinct_ngrams'))}" + (
+            "; threaded (a thread's start and exit calls are known)" if t.get("threaded")
+            else ""),
         f"threshold  {header['threshold']:.6g} ({printable(cal.get('method'))}, target "
         f"{cal.get('target_far')}, {cal.get('exceedances')} of {cal.get('n_calibration')} "
         f"held-out windows above, verifiable down to {cal.get('verifiable_far', 0):.2g})",

@@ -98,7 +98,8 @@ class NgramVocabulary:
             return _member(codes, self.codes_[n])
         return np.ones(len(codes), dtype=bool)
 
-    def novel_events(self, seqs: Sequences, spliced: np.ndarray | None = None
+    def novel_events(self, seqs: Sequences, spliced: np.ndarray | None = None,
+                     idiom: np.ndarray | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per sequence, how many distinct *minimal* unseen n-grams it holds, and the
         (row, syscall) pairs of its new calls.
@@ -114,19 +115,41 @@ class NgramVocabulary:
         handler returns with `rt_sigreturn` to wherever it interrupted), so the n-grams
         across it say when the signal came, not what the program does. The call itself,
         new, is still one event.
+
+        Calls of `idiom` count as known, and so do n-grams made only of them: a sequence
+        the caller knows the binary performs whether or not training caught it (a
+        threaded binary starting or ending a thread). An idiom call next to any other
+        call is still a new transition.
         """
         values = seqs.values.astype(np.int64)
         new = ~np.isin(values, self.symbols_)
         new_rows, new_calls = seqs.row_of_position()[new], values[new]
-        events = _distinct_per_row(new_rows, new_calls, len(seqs))
+        has_idiom = idiom is not None and len(idiom) > 0
+        counted = ~np.isin(new_calls, idiom) if has_idiom else slice(None)
+        events = _distinct_per_row(new_rows[counted], new_calls[counted], len(seqs))
         for n in sorted(o for o in self.orders if o >= 2):
             codes, rows = self.unseen(seqs, n)
+            prefix = codes >> SYMBOL_BITS
             suffix = codes & ((1 << (SYMBOL_BITS * (n - 1))) - 1)
-            minimal = self._seen(codes >> SYMBOL_BITS, n - 1) & self._seen(suffix, n - 1)
+            prefix_seen, suffix_seen = self._seen(prefix, n - 1), self._seen(suffix, n - 1)
+            if has_idiom:
+                prefix_seen |= _only(prefix, n - 1, idiom)
+                suffix_seen |= _only(suffix, n - 1, idiom)
+            minimal = prefix_seen & suffix_seen
             if spliced is not None and len(spliced):
                 minimal &= ~_holds_any(codes, n, spliced)
+            if has_idiom:
+                minimal &= ~_only(codes, n, idiom)
             events += _distinct_per_row(rows[minimal], codes[minimal], len(seqs))
         return events, new_rows, new_calls
+
+
+def _only(codes: np.ndarray, n: int, calls: np.ndarray) -> np.ndarray:
+    """Whether each packed order-n code is made only of `calls`."""
+    out = np.ones(len(codes), dtype=bool)
+    for k in range(n):
+        out &= np.isin((codes >> (SYMBOL_BITS * k)) & (SYMBOL_LIMIT - 1), calls)
+    return out
 
 
 def _holds_any(codes: np.ndarray, n: int, calls: np.ndarray) -> np.ndarray:

@@ -49,6 +49,17 @@ MIN_NOVEL_EVENTS = 2
 # contention between its worker's reads and sends).
 SPLICING_SYSCALLS = ("rt_sigreturn", "sigreturn", "futex")
 
+# The calls with which glibc starts and ends a thread: the creator blocks signals around
+# `clone3`, the new thread registers `rseq` and its robust list, an ending thread blocks
+# signals, gives its stack back with `madvise` and calls `exit`. A binary that ran several
+# threads in one process while training has shown it starts threads, even when training
+# caught none starting (a database's pool already full: the suite's MariaDB false alarms
+# were its pool growing and shrinking). For such a binary these calls, and n-grams made
+# only of them, are not novel; what a new thread goes on to do still is.
+THREAD_LIFECYCLE_SYSCALLS = (
+    "clone", "clone3", "exit", "rseq", "set_robust_list", "rt_sigprocmask", "madvise",
+)
+
 # Calls that change what a process is, whom it talks to or what it may do: one of them,
 # new to the binary, is evidence enough on its own (as Falco's and Tetragon's default
 # rules single out exec, outbound connects, module loads and privilege changes).

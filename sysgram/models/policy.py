@@ -13,7 +13,8 @@ floats, higher = more anomalous):
   (`defaults.DECISIVE_SYSCALLS`: exec, connect, ptrace, ...). High scores made only of
   known n-grams were nearly all the false alarms on live servers, and most of the rest
   were one new transition between calls the server makes all the time; an attack brings
-  several new calls and sequences of its own.
+  several new calls and sequences of its own. For a threaded binary, starting and ending
+  a thread is not novel (`defaults.THREAD_LIFECYCLE_SYSCALLS`, the profile's `threaded_`).
 - **learnable** (`watch --learn`): neither above nor holding anything unseen. A window
   that scored high is never learned (the profile must not learn the attack it should
   report), and neither is one holding unseen n-grams: learning those would wear the
@@ -45,6 +46,11 @@ class Novelty:
 def decisive_syscalls(arch: str | None) -> np.ndarray:
     """The numbers of `defaults.DECISIVE_SYSCALLS` in `arch`'s table (those it has)."""
     return _numbers(arch, defaults.DECISIVE_SYSCALLS)
+
+
+def thread_lifecycle_syscalls(arch: str | None) -> np.ndarray:
+    """The numbers of `defaults.THREAD_LIFECYCLE_SYSCALLS` in `arch`'s table."""
+    return _numbers(arch, defaults.THREAD_LIFECYCLE_SYSCALLS)
 
 
 def splicing_syscalls(arch: str | None) -> np.ndarray:

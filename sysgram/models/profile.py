@@ -22,7 +22,13 @@ from sysgram.features.novelty import novelty_curve_of_streams
 from sysgram.features.sequences import SYMBOL_LIMIT, decode_ngram, max_by_group
 from sysgram.models import defaults
 from sysgram.models.estimator import Estimator
-from sysgram.models.policy import AlertPolicy, Novelty, decisive_syscalls, splicing_syscalls
+from sysgram.models.policy import (
+    AlertPolicy,
+    Novelty,
+    decisive_syscalls,
+    splicing_syscalls,
+    thread_lifecycle_syscalls,
+)
 from sysgram.models.registry import detector_class, get_detector, get_rollup
 from sysgram.models.threshold import MIN_CALIBRATION, calibrate, keep_reachable
 
@@ -80,9 +86,12 @@ class Profile(Estimator):
         return max(MIN_FIT_WINDOWS + MIN_CALIBRATION, int(np.ceil(MIN_CALIBRATION / frac)),
                    int(np.ceil(MIN_FIT_WINDOWS / (1 - frac))))
 
-    def fit(self, traces: Sequences, y=None) -> Profile:
-        """Learn from normal thread streams; returns self."""
+    def fit(self, traces: Sequences, y=None, *, threaded: bool = False) -> Profile:
+        """Learn from normal thread streams; returns self. `threaded`: the recordings show
+        the binary running several threads in one process (models.roles.multithreaded),
+        so starting and ending a thread is known to it (defaults.THREAD_LIFECYCLE_SYSCALLS)."""
         self._resolve_config()
+        self.threaded_ = bool(threaded)
         windows = self.windows(traces)
         need = self.min_windows()
         if len(windows) < need:
@@ -113,6 +122,7 @@ class Profile(Estimator):
             "split": split,
             "distinct_syscalls": len(self.vocabulary_.symbols_),
             "distinct_ngrams": {str(n): len(c) for n, c in self.vocabulary_.codes_.items()},
+            "threaded": self.threaded_,
         }
         return self
 
@@ -271,8 +281,11 @@ class Profile(Estimator):
     def novelty(self, seqs: Sequences) -> Novelty:
         """What each window holds that training never saw: its distinct minimal unseen
         n-grams, and whether one of its new calls is decisive (the policy weighs both)."""
+        # Profiles saved before the lifecycle idiom existed carry no `threaded_`.
+        idiom = thread_lifecycle_syscalls(self.arch_) if getattr(self, "threaded_", False) \
+            else None
         events, new_rows, new_calls = self.vocabulary_.novel_events(
-            seqs, spliced=splicing_syscalls(self.arch_))
+            seqs, spliced=splicing_syscalls(self.arch_), idiom=idiom)
         decisive_rows = new_rows[np.isin(new_calls, decisive_syscalls(self.arch_))]
         decisive = np.zeros(len(seqs), dtype=bool)
         decisive[decisive_rows] = True

@@ -57,7 +57,17 @@ def summarise_roles(threads: list) -> dict | None:
     marked = [t for t in timed if t.created is not None]
     created = sum(1 for t in marked if t.created) if marked else None
     return {"span_s": round(span_s, 1), "roles": roles[:MAX_ROLES],
-            "roles_total": len(roles), "threads_created": created}
+            "roles_total": len(roles), "threads_created": created,
+            "multithreaded": multithreaded(threads)}
+
+
+def multithreaded(threads: list) -> bool:
+    """Whether some process of the recorded threads ran more than one thread: the binary
+    starts threads, whether or not training saw one start (defaults.THREAD_LIFECYCLE_SYSCALLS)."""
+    tids_of: dict[int, set[int]] = {}
+    for t in threads:
+        tids_of.setdefault(t.pid, set()).add(t.tid)
+    return any(len(tids) > 1 for tids in tids_of.values())
 
 
 def _role(name: str, members: list, begin: int, span_s: float) -> dict:
@@ -93,7 +103,8 @@ def merge_roles(previous: dict | None, new: dict | None) -> dict | None:
     counts = [s.get("threads_created") for s in (previous, new)]
     created = None if None in counts else sum(counts)
     return {"span_s": round(previous["span_s"] + new["span_s"], 1), "roles": roles[:MAX_ROLES],
-            "roles_total": len(roles), "threads_created": created}
+            "roles_total": len(roles), "threads_created": created,
+            "multithreaded": any(s.get("multithreaded", False) for s in (previous, new))}
 
 
 def once_seen(summary: dict | None) -> list[dict]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sysgram.features import Sequences
 from sysgram.models.roles import (
     merge_roles,
+    multithreaded,
     once_seen_warnings,
     startup_warnings,
     summarise_roles,
@@ -82,7 +83,9 @@ def train_profile(
     binary = binary_identity(threads, name)
     if previous is not None and not binary.get("sha256"):
         binary = previous.header.get("binary") or binary
-    result = _fit(name, profile, pieces, described, binary, notes, warnings)
+    threaded = multithreaded(threads) or (
+        previous is not None and getattr(previous.profile, "threaded_", False))
+    result = _fit(name, profile, pieces, described, binary, notes, warnings, threaded=threaded)
     result.touched = fit_touched(touched, previous.touched if previous is not None else None)
     result.roles = merge_roles(previous.header.get("roles") if previous is not None else None,
                                summarise_roles(threads))
@@ -114,7 +117,8 @@ def retrain_with_streams(name: str, loaded, learned: Sequences, source: dict) ->
     sources = list((loaded.header.get("training") or {}).get("sources") or []) + [source]
     binary = loaded.header.get("binary")
     result = _fit(name, clone(loaded.profile), pieces, sources,
-                  binary if isinstance(binary, dict) else {}, [], [], thread_profile=False)
+                  binary if isinstance(binary, dict) else {}, [], [], thread_profile=False,
+                  threaded=getattr(loaded.profile, "threaded_", False))
     result.thread_profile = loaded.thread_profile
     result.touched = loaded.touched
     result.roles = loaded.header.get("roles")  # learned windows carry no thread timing
@@ -122,19 +126,20 @@ def retrain_with_streams(name: str, loaded, learned: Sequences, source: dict) ->
 
 
 def _fit(name: str, profile, pieces: Sequences, sources: list[dict], binary: dict,
-         notes: list[str], warnings: list[str], thread_profile: bool = True) -> TrainedProfile:
+         notes: list[str], warnings: list[str], thread_profile: bool = True,
+         threaded: bool = False) -> TrainedProfile:
     started = time.perf_counter()
-    profile.fit(pieces)
+    profile.fit(pieces, threaded=threaded)
     took = time.perf_counter() - started
     warnings.extend(calibration_warnings(profile.calibration_))
-    tp = _fit_thread_profile(pieces, profile, notes) if thread_profile else None
+    tp = _fit_thread_profile(pieces, profile, notes, threaded) if thread_profile else None
     if tp is not None and tp.thread_calibration_ is not None:
         warnings.extend(f"thread profile: {message}"
                         for message in calibration_warnings(tp.thread_calibration_))
     return TrainedProfile(name, profile, tp, pieces, sources, binary, notes, warnings, took)
 
 
-def _fit_thread_profile(pieces: Sequences, profile, notes: list[str]):
+def _fit_thread_profile(pieces: Sequences, profile, notes: list[str], threaded: bool):
     """The whole-thread profile beside the window one, when there are threads enough.
 
     It is the detector `sysgram eval` measures (defaults.thread_profile_params), with the
@@ -154,7 +159,7 @@ def _fit_thread_profile(pieces: Sequences, profile, notes: list[str]):
         return None
     started = time.perf_counter()
     try:
-        thread_profile.fit(pieces)
+        thread_profile.fit(pieces, threaded=threaded)
     except DegenerateScores as err:
         notes.append(f"thread profile: not fitted; {err.message}")
         return None

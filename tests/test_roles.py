@@ -109,6 +109,7 @@ def test_train_warns_of_a_role_that_ran_once_and_profiles_show_lists_roles(tmp_p
     out = capsys.readouterr().out
     assert "rotate" in out and "once       thread role 'rotate'" in out
     assert "9 threads or processes started while it recorded" in out and "start-up" not in out
+    assert "threaded" not in out   # one thread per process: starting one would be new
     from sysgram.watch.hostprofiles import EngineSettings, build_engine
 
     engine = build_engine(ProfileStore(store).load("srv"), "srv", EngineSettings())
@@ -131,12 +132,16 @@ def test_train_says_when_no_thread_started_while_it_recorded(tmp_path, capsys):
                  str(store)]) == 0
     assert "no thread or process started while training" in capsys.readouterr().err
     assert main(["profiles", "show", "srv", "--store", str(store)]) == 0
-    assert "start-up   no thread or process started" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "start-up   no thread or process started" in out
+    assert "threaded (a thread's start and exit calls are known)" in out
     # The watcher built on it knows, to say so in alerts on a new thread's first calls.
     from sysgram.models.store import ProfileStore
     from sysgram.watch.hostprofiles import EngineSettings, build_engine
 
-    engine = build_engine(ProfileStore(store).load("srv"), "srv", EngineSettings())
+    loaded = ProfileStore(store).load("srv")
+    assert loaded.profile.threaded_   # saved and loaded with the profile
+    engine = build_engine(loaded, "srv", EngineSettings())
     assert engine.config.thread_start_unseen
 
 

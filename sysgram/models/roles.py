@@ -134,8 +134,11 @@ def startup_warnings(summary: dict | None) -> list[str]:
     """One sentence, with the fix, when the recording says no thread started while training."""
     if not saw_no_thread_start(summary):
         return []
+    later = ("what a thread the server starts later does first may be new to the profile "
+             "(its start and exit calls are known: the binary ran several threads)"
+             if summary.get("multithreaded") else
+             "a thread or process the server starts later begins with calls training never "
+             "saw (its start-up: rseq, set_robust_list, ...)")
     return ["no thread or process started while training (every one was already running): "
-            "a thread the server starts later begins with calls training never saw (its "
-            "start-up: rseq, set_robust_list, ...) and may alert; train across new "
-            "connections or a restart of the server (a longer --duration, or `train "
-            "--append` with a later recording)."]
+            f"{later} and may alert; train across new connections or a restart of the "
+            "server (a longer --duration, or `train --append` with a later recording)."]

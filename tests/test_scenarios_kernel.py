@@ -54,6 +54,8 @@ def test_apache_attacks_are_recorded_and_the_default_catches_the_spawn(open_dir)
     assert spawned["tree"]["processes"] >= 2  # the server process and the shell it started
 
     verdict = result["models"][DEFAULT_DETECTOR]
-    assert verdict["false_alarms"] == 0, verdict["false_alarm_examples"]
+    assert verdict["false_alarms"] == 0, [
+        (e["comm"], e["scope"], e.get("new"), e["new_syscalls"], e["unseen_ngrams"])
+        for e in verdict["false_alarm_examples"]]
     assert verdict["attacks"][spawned["name"]]["caught"], verdict["attacks"]
     assert result["load_completed_while_watched"] > 100

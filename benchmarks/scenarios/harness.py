@@ -247,7 +247,10 @@ def _brief(alert: dict) -> dict:
     return {"time": alert.get("time"), "comm": alert.get("comm"), "pid": alert.get("pid"),
             "scope": alert.get("scope"), "score": alert.get("score"),
             "threshold": alert.get("threshold"), "new_syscalls": alert.get("new_syscalls"),
-            "unseen_ngrams": (window.get("unseen_ngrams") or [])[:4]}
+            "unseen_ngrams": (window.get("unseen_ngrams") or [])[:4],
+            # A touched alert's reason: the set and the key that was not in it.
+            **({"new": {k: (alert.get("new") or {}).get(k) for k in ("set", "key")}}
+               if alert.get("scope") == "touched" else {})}
 
 
 def _result(server: Server, settings: Settings, work: Path, attacks: list[Attack],

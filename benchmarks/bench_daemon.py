@@ -10,7 +10,8 @@ Needs root and bcc (nginx and wrk for the last part). Reports:
     `attached` with 20 profiles (goal <= 1 s), RSS with 5 (goal <= 150 MiB), CPU over
     10 s idle with 5 (goal <= 1 % of a core); RSS per live thread (1,024 parked threads).
   - nginx: requests/s of nginx saturated by wrk, untraced and watched by `sysgram watch
-    --all` (nginx's profile trained live first), interleaved (goal >= 95 %).
+    --all` (nginx's profile trained live first), and with an empty program on the same
+    hook (the floor any syscall tracer pays), interleaved (goal >= 95 %).
   - postgres: the same for PostgreSQL under `pgbench -S` (a throwaway cluster).
 """
 
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_collector import SPIN_SOURCE, spin  # noqa: E402
+from bench_collector import SPIN_SOURCE, EmptyHook, spin  # noqa: E402
 
 SYSGRAM = [sys.executable, "-m", "sysgram"]
 GOALS = {"attach_s": 1.0, "rss_mib": 150.0, "idle_cpu_pct": 1.0, "nginx_ratio": 0.95}
@@ -187,15 +188,50 @@ def _per_thread(work: Path, profile: Path) -> dict:
     return {"rss_kib_per_thread": (during - before) * 1024 / threads, "threads_held": threads}
 
 
-def _paired(reps: int, untraced_run, watched_run) -> tuple[list[float], list[float]]:
-    """Untraced and watched runs in pairs, the order flipped every pair (ABBA): a server
-    that warms up (caches, buffers) over the run favours neither side."""
-    untraced, watched = [], []
+def _rotated(reps: int, arms: dict) -> dict[str, list[float]]:
+    """Each arm once per rep, the order rotated every rep (for two arms: ABBA-like): a
+    server that warms up (caches, buffers) over the run favours none of them."""
+    names = list(arms)
+    runs: dict[str, list[float]] = {name: [] for name in names}
     for rep in range(reps):
-        order = (untraced_run, watched_run) if rep % 2 == 0 else (watched_run, untraced_run)
-        for run in order:
-            (untraced if run is untraced_run else watched).append(run())
-    return untraced, watched
+        shift = rep % len(names)
+        order = names[shift:] + names[:shift]
+        if rep % 2:
+            order.reverse()
+        for name in order:
+            runs[name].append(arms[name]())
+    return runs
+
+
+class HookFloor:
+    """While on: an empty program on raw_syscalls:sys_enter, the floor every syscall of
+    every process pays once anything is attached there (the kernel's traced syscall
+    path), so a watched run's cost splits into this floor and what sysgram adds."""
+
+    def __enter__(self) -> HookFloor:
+        self.hook = EmptyHook()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.hook.close()
+
+    def run(self, measure) -> float:
+        self.hook.set(True)
+        try:
+            return measure()
+        finally:
+            self.hook.set(False)
+
+
+def _ratios(runs: dict[str, list[float]], prefix: str) -> dict:
+    """Medians per arm and the median of each arm's ratio to the untraced run of its rep."""
+    out = {f"{prefix}_runs": runs}
+    for name, values in runs.items():
+        out[f"{prefix}_{name}"] = statistics.median(values)
+        if name != "untraced":
+            out[f"{prefix}_{name}_ratio"] = statistics.median(
+                v / u for v, u in zip(values, runs["untraced"], strict=True))
+    return out
 
 
 # -- nginx under wrk ---------------------------------------------------------------------
@@ -237,15 +273,13 @@ def nginx(reps: int, work: Path, seconds: int = 5) -> dict:
             finally:
                 watcher.stop()
 
-        untraced, watched = _paired(reps, lambda: _wrk(port, seconds), watched_run)
+        with HookFloor() as floor:
+            runs = _rotated(reps, {"untraced": lambda: _wrk(port, seconds),
+                                   "hook_floor": lambda: floor.run(lambda: _wrk(port, seconds)),
+                                   "watched": watched_run})
     finally:
         stop_session(server)
-    return {"nginx_untraced_rps": statistics.median(untraced),
-            "nginx_watched_rps": statistics.median(watched),
-            "nginx_ratio": statistics.median(w / u for w, u in zip(watched, untraced,
-                                                                   strict=True)),
-            "nginx_watcher_cores": statistics.median(watcher_cores),
-            "nginx_runs": {"untraced": untraced, "watched": watched}}
+    return _ratios(runs, "nginx") | {"nginx_watcher_cores": statistics.median(watcher_cores)}
 
 
 # -- PostgreSQL under pgbench ------------------------------------------------------------
@@ -308,16 +342,17 @@ def postgres(reps: int, work: Path, seconds: int = 5) -> dict:
             finally:
                 watcher.stop()
 
-        untraced, watched = _paired(reps, lambda: _pgbench(sock, port, seconds), watched_run)
+        with HookFloor() as floor:
+            runs = _rotated(reps, {
+                "untraced": lambda: _pgbench(sock, port, seconds),
+                "hook_floor": lambda: floor.run(lambda: _pgbench(sock, port, seconds)),
+                "watched": watched_run})
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
         shutil.rmtree(base, ignore_errors=True)
-    return {"pg_untraced_tps": statistics.median(untraced),
-            "pg_watched_tps": statistics.median(watched),
-            "pg_ratio": statistics.median(w / u for w, u in zip(watched, untraced, strict=True)),
-            "pg_runs": {"untraced": untraced, "watched": watched}}
+    return _ratios(runs, "pg")
 
 
 def report(r: dict) -> str:
@@ -341,15 +376,18 @@ def report(r: dict) -> str:
             f"RSS per live watched thread: {r['rss_kib_per_thread']:.1f} KiB "
             f"({r['threads_held']} threads parked)",
         ]
-    if "nginx_ratio" in r:
-        lines.append(f"nginx under wrk: {r['nginx_untraced_rps']:,.0f} req/s untraced, "
-                     f"{r['nginx_watched_rps']:,.0f} watched: {100 * r['nginx_ratio']:.1f} % "
-                     f"{goal(r['nginx_ratio'], GOALS['nginx_ratio'], above=True)}; the watcher "
-                     f"used {r['nginx_watcher_cores']:.2f} of the machine's cores meanwhile")
-    if "pg_ratio" in r:
-        lines.append(f"PostgreSQL under pgbench -S: {r['pg_untraced_tps']:,.0f} tps untraced, "
-                     f"{r['pg_watched_tps']:,.0f} watched: {100 * r['pg_ratio']:.1f} % "
-                     f"{goal(r['pg_ratio'], GOALS['nginx_ratio'], above=True)}")
+    for prefix, what, unit in (("nginx", "nginx under wrk", "req/s"),
+                               ("pg", "PostgreSQL under pgbench -S", "tps")):
+        if f"{prefix}_watched_ratio" not in r:
+            continue
+        ratio = r[f"{prefix}_watched_ratio"]
+        lines.append(f"{what}: {r[f'{prefix}_untraced']:,.0f} {unit} untraced, "
+                     f"{r[f'{prefix}_watched']:,.0f} watched: {100 * ratio:.1f} % "
+                     f"{goal(ratio, GOALS['nginx_ratio'], above=True)}; an empty program on "
+                     f"the hook alone: {100 * r[f'{prefix}_hook_floor_ratio']:.1f} %")
+    if "nginx_watcher_cores" in r:
+        lines.append(f"the watcher used {r['nginx_watcher_cores']:.2f} of the machine's cores "
+                     "while nginx was saturated")
     return "\n".join(lines)
 
 

@@ -112,3 +112,21 @@ def test_a_threads_start_and_exit_are_known_as_an_idiom_but_what_meets_them_is_n
     # rt_sigprocmask), and a new call is still one (getrusage): an alert's two events.
     window = Sequences.from_list([np.array([POLL, READ, RT_SIGPROCMASK, GETRUSAGE, EXIT])])
     assert vocab.novel_events(window, spliced=SPLICED, idiom=LIFECYCLE)[0][0] == 2
+
+
+ACCEPT4 = NR.number("accept4")
+
+
+def test_a_known_call_repeated_back_to_back_is_pace_not_an_event():
+    # Apache's listener under a loaded CPU (the CI test's false alarm): an epoll_wait that
+    # timed out and waited again, then the accept4 it always makes after one.
+    vocab = NgramVocabulary((1, 2, 3)).fit(Sequences.from_list(
+        [np.array(CYCLE * 50 + [POLL, ACCEPT4, READ] * 3)]))
+    assert vocab.novel_events(Sequences.from_list([np.array(
+        [READ, CLOSE, WRITE, POLL, POLL, ACCEPT4, READ])]))[0][0] == 0
+    # What meets the repeat is still judged: WRITE -> WRITE is pace, WRITE -> ACCEPT4 new.
+    assert vocab.novel_events(Sequences.from_list([np.array(
+        [CLOSE, WRITE, WRITE, ACCEPT4, READ])]))[0][0] == 1
+    # A new call repeated is one new call, and its repeat nothing more.
+    assert vocab.novel_events(Sequences.from_list([np.array(
+        [POLL, READ, GETRUSAGE, GETRUSAGE, OPENAT])]))[0][0] == 1

@@ -120,6 +120,12 @@ class NgramVocabulary:
         the caller knows the binary performs whether or not training caught it (a
         threaded binary starting or ending a thread). An idiom call next to any other
         call is still a new transition.
+
+        A known call repeated back to back is not an event: an event loop's `epoll_wait`
+        that timed out and waits again, a `read` that came back short and reads on, say
+        how fast the work came, not what it was. So every longer n-gram through the new
+        repeat is not minimal either; a new call, or a new neighbour of the repeated
+        call, still is.
         """
         values = seqs.values.astype(np.int64)
         new = ~np.isin(values, self.symbols_)
@@ -136,6 +142,8 @@ class NgramVocabulary:
                 prefix_seen |= _only(prefix, n - 1, idiom)
                 suffix_seen |= _only(suffix, n - 1, idiom)
             minimal = prefix_seen & suffix_seen
+            if n == 2:
+                minimal &= prefix != suffix          # a known call, repeated: pace
             if spliced is not None and len(spliced):
                 minimal &= ~_holds_any(codes, n, spliced)
             if has_idiom:

@@ -13,7 +13,8 @@ floats, higher = more anomalous):
   (`defaults.DECISIVE_SYSCALLS`: exec, connect, ptrace, ...). High scores made only of
   known n-grams were nearly all the false alarms on live servers, and most of the rest
   were one new transition between calls the server makes all the time; an attack brings
-  several new calls and sequences of its own. For a threaded binary, starting and ending
+  several new calls and sequences of its own. A known call repeated back to back is pace,
+  not an event (`NgramVocabulary.novel_events`). For a threaded binary, starting and ending
   a thread is not novel (`defaults.THREAD_LIFECYCLE_SYSCALLS`, the profile's `threaded_`).
 - **learnable** (`watch --learn`): neither above nor holding anything unseen. A window
   that scored high is never learned (the profile must not learn the attack it should

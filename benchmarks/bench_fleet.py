@@ -38,8 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_scenarios import free_port, start_nginx, start_wrk  # noqa: E402
-
+from benchmarks.bench_scenarios import free_port, start_nginx, start_wrk  # noqa: E402
 from sysgram.commands.fleet import parse_size  # noqa: E402
 from sysgram.datasets.parquet import (  # noqa: E402
     META_DIR,
@@ -189,7 +188,8 @@ def _rows(ids: np.ndarray, trace: int, template: dict, host: int) -> list[dict]:
              "thread_start_ns": None, "start_ns": None,
              "thread_end_ns": 1 if k == len(cuts) - 1 else None,
              "syscalls": ids[c:c + ROW_CALLS], "label": None, "family": None, "split": None,
-             "source": None} for k, c in enumerate(cuts)]
+             "source": None, "target": template["comm"], "cgroup": None, "container": None,
+             "created": True, "touched": []} for k, c in enumerate(cuts)]
 
 
 def _write(path: Path, rows: list[dict]) -> None:

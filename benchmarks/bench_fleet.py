@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,9 +58,12 @@ ROW_CALLS = 1 << 16
 
 
 # -- 1. real recordings ------------------------------------------------------------------
-def start_recorder(comm: str, base: Path, seconds: float) -> subprocess.Popen:
+def start_recorder(comm: str, base: Path) -> subprocess.Popen:
+    """`sysgram record` of one binary, returned once attached; it records until `finish`
+    (a fixed --duration would start at each recorder's own attach, and the first of a
+    group would end before the group's load began)."""
     proc = subprocess.Popen([*SYSGRAM, "record", "--proc", comm, "--format", "parquet",
-                             "--out", str(base), "--duration", f"{seconds}s"],
+                             "--out", str(base)],
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
     for line in proc.stderr:
         if line.startswith("attached"):
@@ -68,6 +72,9 @@ def start_recorder(comm: str, base: Path, seconds: float) -> subprocess.Popen:
 
 
 def finish(recorders: list[subprocess.Popen]) -> None:
+    """Stop the recorders as Ctrl-C would (each writes its recording out and ends)."""
+    for r in recorders:
+        r.send_signal(signal.SIGINT)
     for r in recorders:
         _, err = r.communicate(timeout=60)
         if r.returncode != 0:
@@ -82,21 +89,25 @@ def record_base(base: Path, seconds: float) -> None:
         port = free_port()
         nginx = start_nginx(work, port)
         try:
-            recorders = [start_recorder(c, base, seconds) for c in WEB]
+            recorders = [start_recorder(c, base) for c in WEB]
             wrk = start_wrk(work, port, seconds, 4, (5, 25))
             loop = subprocess.Popen(
                 ["bash", "-c", f"end=$((SECONDS+{int(seconds)})); while [ $SECONDS -lt $end ];"
                  f" do ab -q -n 50 -c 2 http://127.0.0.1:{port}/ >/dev/null 2>&1;"
                  f" curl -s http://127.0.0.1:{port}/api/health >/dev/null; sleep 0.05; done"],
                 start_new_session=True)
+            loop.wait(timeout=seconds + 30)
+            wrk.wait(timeout=seconds + 30)
             finish(recorders)
-            loop.wait(timeout=30)
-            wrk.wait(timeout=30)
         finally:
             nginx.terminate()
             nginx.wait(timeout=10)
         _record_demo(work, base, seconds)
         _record_tools(work, base, seconds)
+    recorded = {d.name.split("=", 1)[1] for d in base.glob("host=*/binary_name=*")}
+    missing = sorted(set(WEB + TOOLS + (DEMO,)) - recorded)
+    if missing:
+        raise SystemExit(f"nothing was recorded of {', '.join(missing)}; see {base}")
 
 
 def _record_demo(work: Path, base: Path, seconds: float) -> None:
@@ -106,9 +117,10 @@ def _record_demo(work: Path, base: Path, seconds: float) -> None:
     binary = build_server(work / "bin")
     with DemoServer(binary, write_docroot(work / "docroot"), work / "access.log") as server:
         port = server.start()
-        recorder = start_recorder(DEMO, base, seconds)
+        recorder = start_recorder(DEMO, base)
         with LoadGenerator(port, rate=80, max_seconds=seconds + 2):
-            finish([recorder])
+            time.sleep(seconds)
+        finish([recorder])
 
 
 def _record_tools(work: Path, base: Path, seconds: float) -> None:
@@ -116,14 +128,14 @@ def _record_tools(work: Path, base: Path, seconds: float) -> None:
     data.mkdir()
     for i in range(20):
         (data / f"f{i}.txt").write_text("\n".join(str(x) for x in range(i * 500, i * 900)))
-    recorders = [start_recorder(c, base, seconds) for c in TOOLS]
+    recorders = [start_recorder(c, base) for c in TOOLS]
     script = (f"cd {data}; end=$((SECONDS+{int(seconds)})); while [ $SECONDS -lt $end ]; do "
               "for f in f*.txt; do gzip -c $f > /dev/null; sort -r $f > /dev/null; "
               "sha256sum $f > /dev/null; done; tar -czf ../a.tgz . ; find . -name '*.txt' "
               "> /dev/null; done")
     loop = subprocess.Popen(["bash", "-c", script], start_new_session=True)
+    loop.wait(timeout=seconds + 30)
     finish(recorders)
-    loop.wait(timeout=30)
 
 
 # -- 2. the synthetic fleet --------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -16,7 +17,8 @@ from sysgram.cli import main
 from sysgram.datasets.parquet import ParquetRecordingWriter
 from sysgram.datasets.parquet_read import TRAINING_COLUMNS, table_pieces
 from sysgram.features import NgramVocabulary, Sequences
-from sysgram.fleet.training import FleetOptions, train_fleet
+from sysgram.fleet.training import FIT_COST_DEFAULT, FIT_COSTS, FleetOptions, train_fleet
+from sysgram.models.defaults import DEFAULT_DETECTOR
 from sysgram.models.profile import Profile
 
 SHA = "ab" * 32
@@ -227,3 +229,32 @@ def test_programs_a_binary_starts_pool_into_its_own_profile_not_one_each(tmp_pat
     assert (pooled.sha256, pooled.exe, pooled.comm, pooled.hosts) == (SHA, "/usr/sbin/srv",
                                                                       "srv", 2)
     assert set(shell.tolist()) <= set(pooled.profile.vocabulary_.symbols_.tolist())
+
+
+FIT_PROBE = """
+import resource, sys
+import numpy as np
+from sysgram.features import Sequences
+from sysgram.features.synthetic import random_chain, sample_chain
+from sysgram.models.profile import Profile
+rng = np.random.default_rng(0)
+chain = random_chain(np.arange(3, 60), rng)
+n = int(sys.argv[1]) // 20_000
+seqs = Sequences.from_list([sample_chain(chain, 20_000, rng) for _ in range(n)])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+Profile(**({"detector": sys.argv[2]} if sys.argv[2] != "-" else {})).fit(seqs)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("detector", [None, "ocsvm"])
+def test_a_fit_stays_within_what_the_fleet_budgets_for_it(detector):
+    # The fleet sizes each fit from the worker's memory limit with these costs; a fit
+    # that grows past them gets its worker killed at the limit (as 2.8 M calls did).
+    calls = 1_000_000
+    out = subprocess.run([sys.executable, "-c", FIT_PROBE, str(calls), detector or "-"],
+                         capture_output=True, text=True, check=True)
+    grown = int(out.stdout.strip())
+    fixed, per_call = FIT_COSTS.get(detector or DEFAULT_DETECTOR, FIT_COST_DEFAULT)
+    assert grown <= fixed + per_call * calls, (grown, grown / calls)

@@ -18,15 +18,22 @@ from sysgram.fleet.cluster import InProcess, dask_runner
 from sysgram.fleet.partitions import Partition, find_partitions
 from sysgram.fleet.pooling import PooledBinary, fit_binary_name
 from sysgram.fleet.summarize import Plan, summarize_partition
+from sysgram.models.defaults import DEFAULT_DETECTOR
 
 # Data on disk above which, with no cluster named, a LocalCluster is started.
 LOCAL_CLUSTER_BYTES = 64 << 20
-# What a fit costs in a worker: the worker itself (~300 MB with Dask and scikit-learn),
-# the detector's fixed share (its kernel map over at most 100 k windows: ~520 MB measured
-# on 2 M calls) and ~30 bytes per call learnt, counted at 96 for the sample's copies and
-# the partition summaries the task also holds. 1 GiB workers fit 2.8 M calls.
-FIT_BASE_BYTES = 768 << 20
-FIT_BYTES_PER_CALL = 96
+# What a fit costs in a worker: the worker itself (Dask, numpy, the task's partition
+# summaries), a detector's fixed share, and bytes per call learnt. Peak RSS growth of
+# `Profile(detector=...).fit` measured on replayed nginx recordings of 0.5-3 M calls
+# (2026-12-06): the default lm-stream ~220 bytes a call and no fixed share to speak of
+# (its language model's n-gram codes of every order, sorted); ocsvm ~150 MB fixed (its
+# kernel map) and ~48 bytes a call (~280 MB for 1 M calls of a synthetic chain).
+# Budgeted with a fifth to a third more, so a 1 GiB worker fits 2.3 M calls with
+# lm-stream (2.8 M, on the old one-size budget, got the worker killed at its limit).
+# tests/test_fleet.py checks a fit against these costs.
+FIT_WORKER_BYTES = 352 << 20
+FIT_COSTS = {"ocsvm": (256 << 20, 96)}      # detector -> (fixed bytes, bytes per call)
+FIT_COST_DEFAULT = (16 << 20, 300)          # the language-model detectors (the default)
 MAX_FIT_CALLS = 8_000_000     # beyond this a fit learns little more (the detector samples)
 MIN_FIT_CALLS = 200_000
 # Each partition keeps this many times its even share of the budget, so that partitions
@@ -64,11 +71,13 @@ class FleetResult:
     memory_limit: int | None = None
 
 
-def fit_budget(memory_limit: int | None) -> int:
-    """Calls one binary's fit may hold so that it stays within a worker's memory."""
+def fit_budget(memory_limit: int | None, detector: str | None = None) -> int:
+    """Calls one binary's fit of `detector` may hold so that it stays within a worker's
+    memory (the default detector when None)."""
     if not memory_limit:
         return MAX_FIT_CALLS
-    calls = (memory_limit - FIT_BASE_BYTES) // FIT_BYTES_PER_CALL
+    fixed, per_call = FIT_COSTS.get(detector or DEFAULT_DETECTOR, FIT_COST_DEFAULT)
+    calls = (memory_limit - FIT_WORKER_BYTES - fixed) // per_call
     return int(min(MAX_FIT_CALLS, max(MIN_FIT_CALLS, calls)))
 
 
@@ -93,7 +102,8 @@ def train_fleet(sources: list[str], options: FleetOptions) -> FleetResult:
         parts = [p for p in parts if p.binary_name == options.binary_name]
     data_bytes = sum(p.bytes for p in parts)
     with choose_runner(options, data_bytes) as runner:
-        budget = options.fit_calls or fit_budget(runner.memory_limit)
+        budget = options.fit_calls or fit_budget(runner.memory_limit,
+                                                     options.params.get("detector"))
         outcomes = runner.gather([
             runner.submit(_fit_group, name, [runner.submit(summarize_partition, p, plan)
                                              for p in group], options.params, budget)

@@ -198,6 +198,26 @@ def test_a_window_with_new_syscalls_is_never_folded_away():
     assert {"mkdir", "execve"} <= set(repeat.record()["new_syscalls"])
 
 
+def test_another_branch_of_the_tree_alerting_in_a_period_is_told_not_folded():
+    # sshd in the suite: a session's command (30, under session 20) opened the period of
+    # the listener's tree; then the listener itself (10) was attacked. Its alert was
+    # folded into the command's repeat and came out 5 s late.
+    eng = engine(aggregate_s=5.0)
+    bad = ids(CLONE, EXECVE, CONNECT, CLONE)
+    eng.ingest([start(10), start(20, ppid=10), start(30, ppid=20)])
+    first = eng.ingest([ThreadEvents(30, 30, bad, 1 * S)])
+    assert len(first) == 1 and first[0].process.group == 10
+    told = eng.ingest([ThreadEvents(10, 10, bad, 2 * S)])
+    assert len(told) == 1 and told[0].process.pid == 10
+    # What those processes go on to do, and what they fork, continue their stories.
+    assert eng.ingest([ThreadEvents(10, 10, bad, 2 * S + S // 2)]) == []
+    assert eng.ingest([start(31, ppid=30, ts=3 * S), ThreadEvents(31, 31, bad, 3 * S)]) == []
+    assert eng.ingest([start(21, ppid=10, ts=3 * S), ThreadEvents(21, 21, bad, 3 * S)]) == []
+    (repeat,) = eng.expire(10 * S)
+    assert repeat.pids == {10, 31, 21}
+    assert repeat.windows == eng.stats.anomalous_windows - 2  # nothing dropped
+
+
 def test_a_burst_of_alerting_processes_folds_binary_wide():
     eng = engine(burst=5)
     bad = ids(CLONE, EXECVE, CONNECT, CLONE)

@@ -8,7 +8,11 @@ are folded into a `Repeat` emitted when the period closes ("+N windows in
 of anomalous children), the rest fold into one binary-wide repeat. A period whose
 alerts named no syscall new to the binary (weak, score-only anomalies) does not swallow
 the first window that brings new syscalls: that one is new evidence (a shell spawned in
-the middle of a burst of weak alerts) and is emitted. Nor does any period swallow a
+the middle of a burst of weak alerts) and is emitted. Nor does a period swallow the first
+alert of another branch of the tree, a process that is neither one that alerted in the
+period nor a child of one (a server's listener attacked while one of its sessions' commands
+opened the period): what a process forks continues its story, a sibling or an ancestor
+tells another; the burst limit bounds them. Nor does any period swallow a
 window bringing a decisive call (`defaults.DECISIVE_SYSCALLS`: exec, connect,
 memfd_create, ...) it has not told yet: a second attack on a thread whose first one still
 alerts (a `dlopen` from memory seconds after a connect) is a new story, not a repeat. The
@@ -71,10 +75,14 @@ class Aggregator:
         self._close_ended(alert.process.group, alert.ts_ns)
         for open_ in (self._by_pid.get(alert.process.group), self._overflow):
             if open_ is not None and alert.ts_ns - open_.first_ns < self.period_ns:
-                if not _new_evidence(new, open_.reported):
+                if not (_new_evidence(new, open_.reported)
+                        or (open_ is not self._overflow and _another_branch(alert, open_)
+                            and self._recent_alerts(alert.ts_ns) < self.burst)):
                     open_.fold(alert)
                     return None
                 open_.reported |= new
+                open_.told.add(alert.process.pid)
+                self._period_alerts.append(alert.ts_ns)
                 alert.id = next(self._ids)
                 return alert
         if self._recent_alerts(alert.ts_ns) >= self.burst:
@@ -86,6 +94,7 @@ class Aggregator:
         alert.id = next(self._ids)
         self._by_pid[alert.process.group] = self._open(alert)
         self._by_pid[alert.process.group].reported |= new
+        self._by_pid[alert.process.group].told.add(alert.process.pid)
         self._period_alerts.append(alert.ts_ns)
         return alert
 
@@ -130,3 +139,10 @@ def _new_evidence(new: set[str], reported: set[str]) -> bool:
     if not new:
         return False
     return not reported or bool((new & DECISIVE) - reported)
+
+
+def _another_branch(alert: Alert, period: Repeat) -> bool:
+    """Whether the alert's process is neither one the period has heard from (told or
+    folded) nor a child of one."""
+    heard = period.told | period.pids
+    return alert.process.pid not in heard and alert.process.ppid not in heard

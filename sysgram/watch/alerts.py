@@ -114,6 +114,7 @@ class Repeat:
     pids: set[int] = field(default_factory=set)
     new_syscalls: dict[str, None] = field(default_factory=dict)  # ordered set
     reported: set[str] = field(default_factory=set)  # new syscalls already in an alert
+    told: set[int] = field(default_factory=set)  # pids whose alert this period emitted
 
     def fold(self, alert: Alert) -> None:
         self.windows += 1

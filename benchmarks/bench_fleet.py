@@ -47,6 +47,7 @@ from sysgram.datasets.parquet import (  # noqa: E402
     rows_to_table,
 )
 from sysgram.datasets.parquet_read import TRAINING_COLUMNS, table_pieces  # noqa: E402
+from sysgram.fleet.partitions import find_partitions  # noqa: E402
 from sysgram.fleet.training import FleetOptions, train_fleet  # noqa: E402
 
 SYSGRAM = [sys.executable, "-m", "sysgram"]
@@ -104,7 +105,7 @@ def record_base(base: Path, seconds: float) -> None:
             nginx.wait(timeout=10)
         _record_demo(work, base, seconds)
         _record_tools(work, base, seconds)
-    recorded = {d.name.split("=", 1)[1] for d in base.glob("host=*/binary_name=*")}
+    recorded = {p.binary_name for p in find_partitions([str(base)])}
     missing = sorted(set(WEB + TOOLS + (DEMO,)) - recorded)
     if missing:
         raise SystemExit(f"nothing was recorded of {', '.join(missing)}; see {base}")

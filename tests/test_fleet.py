@@ -17,8 +17,7 @@ from sysgram.cli import main
 from sysgram.datasets.parquet import ParquetRecordingWriter
 from sysgram.datasets.parquet_read import TRAINING_COLUMNS, table_pieces
 from sysgram.features import NgramVocabulary, Sequences
-from sysgram.fleet.training import FIT_COST_DEFAULT, FIT_COSTS, FleetOptions, train_fleet
-from sysgram.models.defaults import DEFAULT_DETECTOR
+from sysgram.fleet.training import FleetOptions, fit_cost, train_fleet
 from sysgram.models.profile import Profile
 
 SHA = "ab" * 32
@@ -256,5 +255,5 @@ def test_a_fit_stays_within_what_the_fleet_budgets_for_it(detector):
     out = subprocess.run([sys.executable, "-c", FIT_PROBE, str(calls), detector or "-"],
                          capture_output=True, text=True, check=True)
     grown = int(out.stdout.strip())
-    fixed, per_call = FIT_COSTS.get(detector or DEFAULT_DETECTOR, FIT_COST_DEFAULT)
+    fixed, per_call = fit_cost(detector)
     assert grown <= fixed + per_call * calls, (grown, grown / calls)

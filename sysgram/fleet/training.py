@@ -71,12 +71,17 @@ class FleetResult:
     memory_limit: int | None = None
 
 
+def fit_cost(detector: str | None) -> tuple[int, int]:
+    """(fixed bytes, bytes per call) a fit of `detector` (the default when None) takes."""
+    return FIT_COSTS.get(detector or DEFAULT_DETECTOR, FIT_COST_DEFAULT)
+
+
 def fit_budget(memory_limit: int | None, detector: str | None = None) -> int:
     """Calls one binary's fit of `detector` may hold so that it stays within a worker's
     memory (the default detector when None)."""
     if not memory_limit:
         return MAX_FIT_CALLS
-    fixed, per_call = FIT_COSTS.get(detector or DEFAULT_DETECTOR, FIT_COST_DEFAULT)
+    fixed, per_call = fit_cost(detector)
     calls = (memory_limit - FIT_WORKER_BYTES - fixed) // per_call
     return int(min(MAX_FIT_CALLS, max(MIN_FIT_CALLS, calls)))
 

@@ -75,27 +75,34 @@ class Aggregator:
         self._close_ended(alert.process.group, alert.ts_ns)
         for open_ in (self._by_pid.get(alert.process.group), self._overflow):
             if open_ is not None and alert.ts_ns - open_.first_ns < self.period_ns:
-                if not (_new_evidence(new, open_.reported)
-                        or (open_ is not self._overflow and _another_branch(alert, open_)
-                            and self._recent_alerts(alert.ts_ns) < self.burst)):
-                    open_.fold(alert)
-                    return None
-                open_.reported |= new
-                open_.told.add(alert.process.pid)
-                self._period_alerts.append(alert.ts_ns)
-                alert.id = next(self._ids)
-                return alert
+                if self._tells(alert, new, open_):
+                    return self._told(alert, new, open_)
+                open_.fold(alert)
+                return None
         if self._recent_alerts(alert.ts_ns) >= self.burst:
             self._overflow = self._open(alert)
             self._overflow.alert_id = None  # binary-wide: no single alert opened it
             self._overflow.reported |= new
             self._overflow.fold(alert)
             return None
-        alert.id = next(self._ids)
-        self._by_pid[alert.process.group] = self._open(alert)
-        self._by_pid[alert.process.group].reported |= new
-        self._by_pid[alert.process.group].told.add(alert.process.pid)
+        period = self._by_pid[alert.process.group] = self._open(alert)
+        self._told(alert, new, period)
+        period.alert_id = alert.id  # the alert that opened it, numbered just now
+        return alert
+
+    def _tells(self, alert: Alert, new: set[str], period: Repeat) -> bool:
+        """Whether an alert inside an open period is new evidence, emitted, not folded."""
+        if _new_evidence(new, period.reported):
+            return True
+        return (period is not self._overflow and _another_branch(alert, period)
+                and self._recent_alerts(alert.ts_ns) < self.burst)
+
+    def _told(self, alert: Alert, new: set[str], period: Repeat) -> Alert:
+        """Emit the alert: numbered, and what it told recorded in its period."""
+        period.reported |= new
+        period.told.add(alert.process.pid)
         self._period_alerts.append(alert.ts_ns)
+        alert.id = next(self._ids)
         return alert
 
     def _close_ended(self, group: int, ts_ns: int) -> None:

@@ -230,6 +230,33 @@ def test_programs_a_binary_starts_pool_into_its_own_profile_not_one_each(tmp_pat
     assert set(shell.tolist()) <= set(pooled.profile.vocabulary_.symbols_.tolist())
 
 
+def test_the_largest_binary_is_summarised_and_fitted_first_and_results_come_by_name(
+        tmp_path, monkeypatch):
+    """Fits are the fleet's long tasks: the largest one starts first, so a cluster's last
+    task is a short one (in name order, the largest could start last on an idle cluster)."""
+    from sysgram.fleet import training
+
+    rng = np.random.default_rng(6)
+    w = ParquetRecordingWriter(tmp_path / "pq", arch="x86_64", source="test", host="h0")
+    for t, (name, calls) in enumerate([("aaa", 300), ("zzz", 3000), ("mmm", 1000)], 1):
+        w.start_thread(t, pid=t, comm=name, exe=f"/usr/sbin/{name}", exe_sha256=SHA,
+                       target=name)
+        w.append(t, rng.integers(0, 40, size=calls).astype(np.uint16))
+        w.end_thread(t)
+    w.close()
+    order: list[str] = []
+    original = training.summarize_partition
+
+    def noting(part, plan):
+        order.append(part.binary_name)
+        return original(part, plan)
+
+    monkeypatch.setattr(training, "summarize_partition", noting)
+    result = train_fleet([str(tmp_path / "pq")], FleetOptions(params={}, workers=0))
+    assert order == ["zzz", "mmm", "aaa"]
+    assert [b.binary_name for b in result.binaries] == ["aaa", "mmm", "zzz"]
+
+
 FIT_PROBE = """
 import resource, sys
 import numpy as np

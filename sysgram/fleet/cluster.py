@@ -1,6 +1,6 @@
 """Where the fleet's tasks run: a Dask cluster (given, or a LocalCluster) or this process.
 
-Both runners offer `submit(fn, *args)` and `gather(items)` in Dask's futures shape: with
+Both runners offer `submit(fn, *args, priority=)` and `gather(items)` in Dask's futures shape: with
 Dask, futures passed as arguments are resolved on the worker that runs the task, so a
 partition's summary moves once, to the worker fitting its binary.
 """
@@ -22,7 +22,7 @@ class InProcess:
     memory_limit: int | None = None
     workers = 1
 
-    def submit(self, fn, *args, **kwargs):
+    def submit(self, fn, *args, priority: int = 0, **kwargs):
         return fn(*args, **kwargs)
 
     def gather(self, items: list) -> list:
@@ -50,8 +50,9 @@ class DaskRunner:
                   for w in self.client.scheduler_info(n_workers=-1)["workers"].values()]
         return min(limits) if limits and min(limits) > 0 else None
 
-    def submit(self, fn, *args, **kwargs):
-        return self.client.submit(fn, *args, pure=False, **kwargs)
+    def submit(self, fn, *args, priority: int = 0, **kwargs):
+        """Higher `priority` runs first among ready tasks; equal ones in submission order."""
+        return self.client.submit(fn, *args, pure=False, priority=priority, **kwargs)
 
     def gather(self, items: list) -> list:
         return self.client.gather(items)

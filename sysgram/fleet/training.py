@@ -111,13 +111,15 @@ def train_fleet(sources: list[str], options: FleetOptions) -> FleetResult:
                                                      options.params.get("detector"))
         outcomes = runner.gather([
             runner.submit(_fit_group, name, [runner.submit(summarize_partition, p, plan)
-                                             for p in group], options.params, budget)
+                                             for p in group], options.params, budget,
+                          priority=1)
             for name, group, plan in _plans(parts, options, budget)])
         peak, cpu = runner.peak_rss(), runner.cpu_seconds()
         memory_limit = runner.memory_limit
         description, workers = runner.description, runner.workers
     return FleetResult(
-        binaries=[b for o in outcomes for b in o.binaries],
+        binaries=sorted((b for o in outcomes for b in o.binaries),
+                        key=lambda b: (b.binary_name, b.sha256 or "")),
         failures=[f for o in outcomes for f in o.failures],
         partitions=len(parts), hosts=len({p.host for p in parts}), bytes=data_bytes,
         runner=description, workers=workers, fit_calls=budget,
@@ -135,7 +137,11 @@ def _plans(parts: list[Partition], options: FleetOptions, budget: int):
         groups[p.binary_name].append(p)
     orders = tuple(options.params.get("orders") or defaults.DEFAULT_ORDERS)
     window = int(options.params.get("window") or defaults.DEFAULT_WINDOW)
-    for name, group in sorted(groups.items()):
+    # Largest binary first, and a fit (priority 1) before any waiting summary: the fits
+    # are the long tasks, so the longest starts earliest and the last one to finish is
+    # a short one (otherwise one worker idles while the other fits the biggest binary).
+    for name, group in sorted(groups.items(), key=lambda kv: (-sum(p.bytes for p in kv[1]),
+                                                                kv[0])):
         share = min(budget, math.ceil(OVERSAMPLE * budget / len(group)))
         yield name, group, Plan(orders, window, share, seed=options.seed)
 

@@ -28,7 +28,7 @@ def score_distinct(seqs: Sequences, score: Callable[[Sequences], np.ndarray]) ->
     out = np.empty(len(seqs), dtype=np.float64)
     for lo in range(0, len(seqs), SCORE_CHUNK):
         chunk = seqs.slice(lo, min(lo + SCORE_CHUNK, len(seqs)))
-        keys = _sequence_hashes(chunk, np.arange(len(chunk)))
+        keys = sequence_hashes(chunk, np.arange(len(chunk)))
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         distinct = chunk.take(first) if len(first) < len(chunk) else chunk
         scores = np.asarray(score(distinct), dtype=np.float64)
@@ -44,13 +44,16 @@ def distinct_sample(
     if len(seqs) > limit:
         index = np.sort(np.random.default_rng(random_state).choice(len(seqs), limit,
                                                                    replace=False))
-    keys = _sequence_hashes(seqs, index)
+    keys = sequence_hashes(seqs, index)
     _, first, counts = np.unique(keys, return_index=True, return_counts=True)
     return seqs.take(index[first]), counts.astype(np.float64)
 
 
-def _sequence_hashes(seqs: Sequences, index: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each chosen sequence's content and length (vectorised)."""
+def sequence_hashes(seqs: Sequences, index: np.ndarray | None = None) -> np.ndarray:
+    """A 64-bit hash of each chosen sequence's content and length (vectorised); all of
+    them when `index` is None."""
+    if index is None:
+        index = np.arange(len(seqs))
     with np.errstate(over="ignore"):  # uint64 products wrap around, as a hash wants
         return _wrapping_hashes(seqs, index)
 

@@ -63,6 +63,7 @@ class WatchStats:
     lost_unattributed: int = 0  # losses no thread could be named for: every stream cut
     unencodable_calls: int = 0  # host calls with no number in the profile's table
     windows_scored: int = 0
+    windows_remembered: int = 0  # of those, scored before (same content): score reused
     windows_warmup: int = 0  # not scored: inside a process's warm-up
     windows_unscored_loss: int = 0  # not scored: they would have spanned a loss
     windows_idle: int = 0  # scored early: the window ending at a quiet thread's last call
@@ -364,6 +365,7 @@ class WatchEngine:
         verdicts = self.scorer.classify(batch)
         scores = verdicts.scores
         self.stats.windows_scored += len(batch)
+        self.stats.windows_remembered = self.scorer.memo.hits
         if len(scores):
             self.stats.max_score = max(self.stats.max_score, float(scores.max()))
         cut_of = np.repeat(np.arange(len(cuts)), counts)

@@ -92,6 +92,24 @@ def test_ngrams_across_a_signal_return_or_a_futex_are_timing_not_events():
     assert fresh.novel_events(window, spliced=SPLICED)[0][0] == 1
 
 
+def test_heap_growth_between_known_calls_is_timing_not_an_event():
+    """Run E's sshd false alarms: `ps` grew its heap (`brk`) after reading one more /proc
+    file than in training, so `read, close, brk` and `brk, openat, read` were unseen. When
+    malloc asks for more heap depends on how much was allocated, not on what the program
+    does."""
+    from sysgram.models.policy import splicing_syscalls
+
+    brk = NR.number("brk")
+    vocab = NgramVocabulary((1, 2, 3)).fit(Sequences.from_list(
+        [np.array([brk, POLL] + CYCLE * 50 + [brk, WRITE])]))
+    window = Sequences.from_list([np.array([POLL, READ, OPENAT, READ, CLOSE, brk, OPENAT, READ])])
+    assert vocab.novel_events(window, spliced=SPLICED)[0][0] == 2    # without brk: an alert
+    assert vocab.novel_events(window, spliced=splicing_syscalls("x86_64"))[0][0] == 0
+    # A program that never grew its heap in training: the new call itself is an event.
+    fresh = NgramVocabulary((1, 2, 3)).fit(Sequences.from_list([np.array(CYCLE * 50)]))
+    assert fresh.novel_events(window, spliced=splicing_syscalls("x86_64"))[0][0] == 1
+
+
 RT_SIGPROCMASK, MADVISE, EXIT, CLONE3 = (NR.number(n) for n in (
     "rt_sigprocmask", "madvise", "exit", "clone3"))
 LIFECYCLE = np.array([RT_SIGPROCMASK, MADVISE, EXIT, CLONE3])

@@ -46,8 +46,11 @@ MIN_NOVEL_EVENTS = 2
 # appears between two calls only when another thread held the lock just then. Unseen
 # n-grams across them say when, not what (the suite's bash, sh and sshd false alarms were
 # SIGCHLD and SIGALRM handlers landing between new neighbours; memcached's, lock
-# contention between its worker's reads and sends).
-SPLICING_SYSCALLS = ("rt_sigreturn", "sigreturn", "futex")
+# contention between its worker's reads and sends). A `brk` is malloc growing the heap:
+# it comes when the allocations so far cross a boundary, which the sizes of the data
+# decide, not the program's logic (run E's sshd false alarms: `ps` growing its heap one
+# /proc file later than in training).
+SPLICING_SYSCALLS = ("rt_sigreturn", "sigreturn", "futex", "brk")
 
 # The calls with which glibc starts and ends a thread: the creator blocks signals around
 # `clone3`, the new thread registers `rseq` and its robust list, an ending thread blocks

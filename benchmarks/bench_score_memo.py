@@ -21,22 +21,16 @@ import numpy as np
 
 from sysgram.datasets import Dataset
 from sysgram.features.sequences import Sequences
+from sysgram.features.windows import window_streams
 from sysgram.models.store import ProfileStore
 from sysgram.watch.scoring import ScoreMemo
 
 
 def batches(streams: list[np.ndarray], length: int, stride: int, poll: int) -> list[Sequences]:
-    out = []
-    for lo in range(0, max(map(len, streams)) - length + 1, poll):
-        rows = [np.lib.stride_tricks.sliding_window_view(s, length)[
-            np.arange(lo, min(lo + poll, len(s) - length + 1), stride)]
-            for s in streams if len(s) - length + 1 > lo]
-        rows = [r for r in rows if len(r)]
-        if rows:
-            block = np.concatenate(rows)
-            out.append(Sequences(block.reshape(-1).copy(),
-                                 np.arange(0, block.size + 1, length)))
-    return out
+    """The streams' windows as `watch` places them, one batch per `poll` calls a thread."""
+    windows = window_streams(Sequences.from_list(streams), length, stride)
+    at = windows.start // poll
+    return [windows.seqs.take(np.flatnonzero(at == k)) for k in np.unique(at).tolist()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="lm-stream")
     args = ap.parse_args(argv)
     store = ProfileStore(args.workdir / f"store-{args.model}")
-    (name,) = [p.stem for p in (args.workdir / f"store-{args.model}").glob("*.profile")]
+    (name,) = store.names()
     profile = store.load(name).profile
     streams = [np.asarray(t.ids, np.uint16) for t in Dataset.open(args.workdir / "watch").threads]
     work = batches(streams, int(profile.window_), int(profile.stride_), args.poll_calls)

@@ -28,7 +28,7 @@ def score_distinct(seqs: Sequences, score: Callable[[Sequences], np.ndarray]) ->
     out = np.empty(len(seqs), dtype=np.float64)
     for lo in range(0, len(seqs), SCORE_CHUNK):
         chunk = seqs.slice(lo, min(lo + SCORE_CHUNK, len(seqs)))
-        keys = sequence_hashes(chunk, np.arange(len(chunk)))
+        keys = sequence_hashes(chunk)
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         distinct = chunk.take(first) if len(first) < len(chunk) else chunk
         scores = np.asarray(score(distinct), dtype=np.float64)

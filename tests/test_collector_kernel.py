@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -79,6 +80,9 @@ def test_23_getppid_per_thread_and_forked_child_exactly_in_order(build_workload)
     assert len(child) == 1 and rec.starts[child[0]].ppid in rec.pids
     # Every thread was started while traced: the process by its exec, the rest by clones.
     assert all(start.created for start in rec.starts.values())
+    # The forked child's parent is the binary's; the exec'd process's parent is ours.
+    assert {t: rec.starts[t].watched_parent for t in threads} == {
+        t: rec.starts[t].pid == child[0] for t in threads}
     assert {rec.starts[t].exe_sha256 for t in threads} != {None}
     assert stats.lost == 0 and stats.lost_unattributed == 0
 
@@ -102,6 +106,35 @@ def test_running_process_is_seeded_from_proc(build_workload):
     # The process was found running; the threads it started once released were seen start.
     assert rec.starts[proc.pid].created is False
     assert all(rec.starts[tid].created for tid in rec.pattern_threads() if tid != proc.pid)
+
+
+def test_a_child_found_running_under_an_idle_parent_knows_its_parent_is_watched(tmp_path):
+    """An nginx master idle in sigsuspend, an sshd child waiting for its peer: the child's
+    first call comes before its parent's, and it is still its parent's child."""
+    shell = tmp_path / "sgtree"
+    shutil.copy("/bin/bash", shell)
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([shell, "-c", f"( read line < {fifo}; exec /bin/true ) & wait"])
+    try:
+        time.sleep(0.3)                           # the subshell now blocks opening the fifo
+
+        def release() -> None:
+            with open(fifo, "w") as f:
+                f.write("go\n")
+            proc.wait(timeout=10)
+
+        rec, _ = record_while(shell.name, release)
+    finally:
+        proc.kill()
+    parent = rec.starts[proc.pid]
+    children = [s for s in rec.starts.values() if s.pid != proc.pid]
+    assert parent.watched_parent is False and parent.created is False
+    assert len(children) == 1 and children[0].ppid == proc.pid
+    assert children[0].watched_parent is True    # though it was found running, then exec'd
+    # The child made its first call before the parent left its wait.
+    order = [i.pid for i in rec.items if isinstance(i, ThreadStart)]
+    assert order.index(children[0].pid) < order.index(proc.pid)
 
 
 def test_threads_running_before_the_collector_started_are_recorded(build_workload):

@@ -76,3 +76,30 @@ def test_a_profile_trained_without_touched_records_says_so(tmp_path, capsys, mon
     assert "touched    nothing recorded" in capsys.readouterr().out
     assert main(["profiles", "allow", "demo", "--exec", "/bin/sh"]) == 2
     assert "no touched sets" in capsys.readouterr().err
+
+
+def test_train_learns_what_the_root_process_touched_itself_and_show_says_it(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "store"))
+    rng = np.random.default_rng(0)
+    chain = random_chain(np.arange(30), np.random.default_rng(1))
+    with DatasetWriter(tmp_path / "tree", arch="x86_64", source="record",
+                       target={"comm": "demo"}) as w:
+        for i in range(12):                  # a listener's threads, then its children's
+            pid, child = (100, False) if i < 6 else (200 + i, True)
+            w.start_thread(pid + i if not child else pid, pid=pid, comm="demo",
+                           ppid=100 if child else 1, watched_parent=child)
+            w.append(pid + i if not child else pid, sample_chain(chain, 1500, rng))
+            path = "/etc/shadow" if child else "/etc/hosts"
+            w.touched(pid + i if not child else pid, pid, i + 1, kind="open", syscall=257,
+                      path=path)
+    assert main(["train", "--proc", "demo", "--from", str(tmp_path / "tree")]) == 0
+    capsys.readouterr()
+    assert main(["profiles", "show", "demo"]) == 0
+    shown = capsys.readouterr().out
+    assert "the root process (the first: a master, a listener) itself touched 1 of them" in shown
+    assert "    files /etc/hosts" in shown
+    sets = ProfileStore().load("demo").touched
+    shadow = {"kind": "open", "path": "/etc/shadow"}
+    assert sets.new_items([{**shadow, "role": "child"}]) == []
+    assert [k for _, k, _ in sets.new_items([{**shadow, "role": "root"}])] == ["/etc/shadow"]

@@ -28,6 +28,10 @@ class ThreadStart:
     # True: started while traced (its fork/clone or exec record was seen); False: already
     # running when first seen (found in /proc at attach, or its record was lost).
     created: bool | None = None
+    # True: its parent process is one of the same target's processes (a worker, a
+    # connection handler, a shell it spawned); False: the target's first process (a
+    # master, a listener); None: unknown. A process's role, for the touched sets.
+    watched_parent: bool | None = None
 
 
 @dataclass(frozen=True)

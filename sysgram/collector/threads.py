@@ -127,6 +127,8 @@ class ThreadBook:
     def _process_from_life(self, tgid: int) -> procinfo.ProcessInfo:
         """A process already gone from /proc: what its fork and exec records said."""
         parent = self._parent.get(tgid)
+        if parent is None and tgid in self._procs:   # an exec keeps the parent a seed read
+            parent = self._procs[tgid].ppid
         inherited = self._procs.get(parent) if parent is not None else None
         # A child starts in its parent's cgroup (it may be moved, but rarely at once).
         cgroup = inherited.cgroup if inherited is not None else None
@@ -160,7 +162,25 @@ class ThreadBook:
         self.threads_seen += 1
         return ThreadStart(tid=tid, pid=tgid, ppid=snap.ppid, comm=snap.comm, exe=snap.exe,
                            exe_sha256=snap.exe_sha256, ts_ns=ts_ns, target=self.target_of(tgid),
-                           cgroup=snap.cgroup, container=snap.container, created=created)
+                           cgroup=snap.cgroup, container=snap.container, created=created,
+                           watched_parent=self._watched_parent(tgid, snap.ppid))
+
+    def _watched_parent(self, tgid: int, ppid: int | None) -> bool:
+        """Whether the process's parent is one of the same target's processes.
+
+        A fork record names a traced parent (its owner may be gone with it: a parent that
+        exited first still counts, unless an exec took the child to another target); a
+        process found running (or exec'd from outside) asks who owns its parent, which the
+        seeds and the kernel's map know even when the parent has made no call yet (an
+        idle master's workers).
+        """
+        mine = self.owner(tgid)
+        forked_from = self._parent.get(tgid)
+        if forked_from is not None and forked_from != tgid:
+            return self.owner(forked_from) in (0, mine)
+        if ppid is None or ppid == tgid or not mine:
+            return False
+        return self.owner(ppid) == mine
 
     def exit_item(self, tid: int, tgid: int, ts_ns: int, group_dead: bool) -> ThreadExit | None:
         """The thread's ThreadExit (None if it never started), and forget the thread."""

@@ -164,6 +164,11 @@ def _touched_show_lines(touched: dict | None) -> list[str]:
         curve = f", new per minute {curve_text(by_set[name], 20)}" if name in by_set else ""
         lines.append(f"  {name} ({len(keys):,}{curve})")
         lines += [f"    {printable(k)}" for k in keys]
+    root = touched.get("root_sets")
+    if root is not None:
+        lines.append(f"  the root process (the first: a master, a listener) itself touched "
+                     f"{sum(len(k) for k in root.values()):,} of them; the rest is new for it")
+        lines += [f"    {name} {printable(k)}" for name, keys in root.items() for k in keys]
     for name, patterns in (touched.get("allow") or {}).items():
         lines += [f"  allowed {name[:-1]:<5} {printable(p)}" for p in patterns]
     return lines

@@ -67,7 +67,8 @@ def write_items(writer, items) -> list:
             writer.start_thread(item.tid, pid=item.pid, ppid=item.ppid, comm=item.comm,
                                 exe=item.exe, exe_sha256=item.exe_sha256, start_ns=item.ts_ns,
                                 target=item.target, cgroup=item.cgroup,
-                                container=item.container, created=item.created)
+                                container=item.container, created=item.created,
+                                watched_parent=item.watched_parent)
             if item.tid == item.pid:
                 started.append(item)
         elif isinstance(item, Gap):

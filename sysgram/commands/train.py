@@ -202,6 +202,8 @@ def _threads_from_datasets(datasets: list, comm: str,
     """The normal threads of `comm` in the recordings (one holding several binaries tags
     each thread with its `target`; untagged threads are taken as they are), and what their
     processes touched into `touched` (a FirstSeen)."""
+    from sysgram.models.touched import process_roles, with_roles
+
     threads, described, arch = [], [], None
     for dataset in datasets:
         arch = arch or dataset.arch
@@ -215,7 +217,8 @@ def _threads_from_datasets(datasets: list, comm: str,
             if "touched" in (dataset.meta.get("collector") or {}):
                 touched.mark_captured()  # recorded with touched capture, even if none came
             pids = {t.pid for t in normal}
-            touched.add(r for r in dataset.touched if r.get("pid") in pids)
+            roles = process_roles(normal)
+            touched.add(with_roles((r for r in dataset.touched if r.get("pid") in pids), roles))
         described.append({"kind": "dataset", "path": str(Path(dataset.path).resolve()),
                           "threads": len(normal), "syscalls": int(sum(len(t) for t in normal)),
                           "attack_threads_left_out": skipped})
@@ -266,10 +269,13 @@ def _record(collector, learnings: dict, started: float, duration: float,
     """Poll until the duration ends, novelty settles for every binary (--until-stable) or
     memory is full; each binary's items go to its own learning (and what it touched to
     its own FirstSeen)."""
+    from sysgram.collector import ThreadStart
     from sysgram.collector.touched import touched_records
+    from sysgram.models.touched import process_roles, with_roles
     from sysgram.watch.host import ItemRouting
 
     routing = ItemRouting()
+    roles: dict[int, str] = {}          # pid -> role, from the thread starts
     last_line = started
     try:
         while (now := time.monotonic()) - started < duration:
@@ -278,7 +284,9 @@ def _record(collector, learnings: dict, started: float, duration: float,
             for comm, learning in learnings.items():
                 learning.add(parts.get(comm, []), now, unattributed)
                 if touched is not None:
-                    touched[comm].add(touched_records(parts.get(comm, [])))
+                    items = parts.get(comm, [])
+                    roles.update(process_roles(i for i in items if isinstance(i, ThreadStart)))
+                    touched[comm].add(with_roles(touched_records(items), roles))
             if stderr_is_tty():
                 _progress(now - started, duration, learnings)
             elif now - last_line >= 30:  # logs get a line every 30 s instead of a bar

@@ -223,12 +223,14 @@ def _finish(b: _Building, arch: str) -> ThreadTrace:
     info = b.info
     texts = {k: info[k] if isinstance(info.get(k), str) else None for k in _TEXT_FIELDS}
     ints = {k: _int_or_none(info.get(k)) for k in _INT_FIELDS}
-    created = info.get("created") if isinstance(info.get("created"), bool) else None
+    created, watched_parent = (info.get(k) if isinstance(info.get(k), bool) else None
+                               for k in ("created", "watched_parent"))
     # concatenate copies: native order, and nothing keeps the log buffer alive.
     ids = np.concatenate(b.pieces, dtype=np.uint16) if b.pieces else np.zeros(0, np.uint16)
     gaps = np.array(b.gaps, dtype=np.int64).reshape(-1, 2)
     return ThreadTrace(tid=b.tid, pid=b.pid, end_ns=b.end_ns, ids=ids, gaps=gaps,
-                       arch=arch, created=created, **texts, **ints)
+                       arch=arch, created=created, watched_parent=watched_parent,
+                       **texts, **ints)
 
 
 def _damage_warnings(damage: list[Damage], gave_up_at: int | None, asm: _Assembly) -> list[str]:

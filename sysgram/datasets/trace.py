@@ -46,6 +46,9 @@ class ThreadTrace:
     cgroup: str | None = None     # recorded: the process's cgroup path
     container: str | None = None  # recorded: "RUNTIME://ID" when that cgroup is a container's
     created: bool | None = None   # recorded: started while recording (else already running)
+    # recorded: its parent process belonged to the same watched binary (a worker, a
+    # connection handler) or not (the binary's first process: a master, a listener)
+    watched_parent: bool | None = None
 
     @property
     def lost(self) -> int:

@@ -133,6 +133,7 @@ class DatasetWriter:
         cgroup: str | None = None,
         container: str | None = None,
         created: bool | None = None,
+        watched_parent: bool | None = None,
     ) -> None:
         """Begin a new trace for `tid` (a reused tid starts a new trace)."""
         self._check_usable()
@@ -146,7 +147,9 @@ class DatasetWriter:
         # Recording fields only when known: imported corpora's records stay as they were.
         fields.update({k: v for k, v in (("target", target), ("cgroup", cgroup),
                                           ("container", container),
-                                          ("created", created)) if v is not None})
+                                          ("created", created),
+                                          ("watched_parent", watched_parent))
+                       if v is not None})
         self._emit(fmt.THREAD_START, tid, pid, fmt.encode_json(fields), ts_ns=start_ns)
 
     def append(self, tid: int, ids: np.ndarray, ts_ns: int | None = None) -> None:

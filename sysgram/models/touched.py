@@ -29,6 +29,13 @@ per connection match what was learned:
     `dir/*` (the unread rest could hold `/../../etc/shadow`);
   - a path the kernel could not read (its page not yet in memory) is `<unreadable>`, an
     item like any other, so it is never a blind spot.
+Roles: a record may carry the process's `role`: `root` for the binary's first process (a
+master, a listener: its parent is not the binary's) and `child` for the processes it
+forked and what they ran. A server that hands its work to children keeps its root to
+itself: sshd's listener accepts and forks, its children read /etc/shadow. So the sets
+also learn what the root touched alone (`root_sets_`), and a root process touching an
+item only children touched in training is new for it. Records without a role (older
+recordings, imported corpora) learn and are matched against the binary's sets only.
 Peers: loopback addresses are `loopback`, addresses in the host's subnets `subnet`
 (ports kept), anything else exactly; an accepted connection is "any client" of its
 protocol; a bind is a listening address and port (port 0: `ephemeral`).
@@ -53,6 +60,7 @@ from sysgram.models.estimator import Estimator
 from sysgram.sanitize import printable
 
 SETS = ("programs", "files", "peers", "listens")
+ROOT, CHILD = "root", "child"
 _TEMP_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/user/")
 _SYSTEM_DIRS = ("/usr/", "/lib", "/bin/", "/sbin/", "/etc/", "/opt/", "/boot/")
 _DIGITS = re.compile(r"^\d+$")
@@ -313,6 +321,42 @@ def _path_key(record: dict) -> str:
     return cut_key(record["path"]) if path_cut(record) else path_template(record["path"])
 
 
+def process_role(watched_parent: bool | None) -> str | None:
+    """A process's role from whether its parent is the same binary's (None: unknown)."""
+    return None if watched_parent is None else CHILD if watched_parent else ROOT
+
+
+def process_roles(starts: Iterable) -> dict[int, str]:
+    """pid -> role of the processes whose thread starts (ThreadStart items or recorded
+    ThreadTraces: anything with `pid` and `watched_parent`) said whose child they are."""
+    roles = {}
+    for start in starts:
+        role = process_role(getattr(start, "watched_parent", None))
+        if role:
+            roles[start.pid] = role
+    return roles
+
+
+def with_roles(records: Iterable[dict], roles: dict[int, str]) -> Iterable[dict]:
+    """Each record with its process's role (by pid) when `roles` knows it."""
+    for record in records:
+        role = roles.get(record.get("pid"))
+        yield {**record, "role": role} if role else record
+
+
+def _collapse_like(root: set[str], collapsed: frozenset[str], limit: int) -> set[str]:
+    """The root's file templates collapsed on their own, and wherever the binary's were:
+    a root that served a name from a web root served file by file by its children may
+    serve another."""
+    root = collapse(root, limit)
+    for wildcard in (t for t in collapsed if t.endswith("/*")):
+        directory = wildcard[:-2]
+        inside = {t for t in root if t.rsplit("/", 1)[0] == directory}
+        if inside:
+            root = (root - inside) | {wildcard}
+    return root
+
+
 # -- the estimator -----------------------------------------------------------------------
 class TouchedSets(Estimator):
     """Learned sets of what a binary touches, and which records are new to them.
@@ -350,6 +394,7 @@ class TouchedSets(Estimator):
         self.kept_exact_ = kept_exact(learned["files"], self.collapse_after)
         learned["files"] = collapse(learned["files"], self.collapse_after)
         self.sets_ = {name: frozenset(keys) for name, keys in learned.items()}
+        self.root_sets_ = self._root_sets(first_seen)
         self.records_ = first_seen.records
         start, end = span_ns or first_seen.span
         self.novelty_curve_ = novelty_per_minute(first_seen.times, start, end)
@@ -358,6 +403,16 @@ class TouchedSets(Estimator):
         self.novelty_by_set_ = {
             name: novelty_per_minute(first_seen.times_of(name), start, end) for name in SETS}
         return self
+
+    def _root_sets(self, first_seen: FirstSeen) -> dict[str, frozenset] | None:
+        """What the root process touched, when the records said roles (else None)."""
+        if not first_seen.roles:
+            return None
+        root: dict[str, set[str]] = {name: set() for name in SETS}
+        for name, key in first_seen.root_keys:
+            root[name].add(key)
+        root["files"] = _collapse_like(root["files"], self.sets_["files"], self.collapse_after)
+        return {name: frozenset(keys) for name, keys in root.items()}
 
     def _networks(self) -> list:
         if self.networks is not None:
@@ -387,19 +442,29 @@ class TouchedSets(Estimator):
         return cached[1]
 
     def known(self, key: tuple[str, str], record: dict) -> bool:
-        """Whether the item was learned or is allowed."""
+        """Whether the item was learned (by the record's role, if it has one) or is allowed."""
+        sets = self._sets_of(record.get("role"))
         name, value = key
         if value == UNREADABLE:
-            return value in self.sets_[name]
+            return value in sets[name]
         if name == "files":
             cut = path_cut(record)
-            return matches_template(record["path"], self.sets_["files"], cut) or \
+            return matches_template(record["path"], sets["files"], cut) or \
                 _path_allowed(record["path"], self.allow_files, cut)
-        if value in self.sets_[name]:
+        if value in sets[name]:
             return True
         if name == "programs":
             return _path_allowed(record["path"], self.allow_execs, path_cut(record))
         return _peer_allowed(record, self.allow_peers)
+
+
+    def _sets_of(self, role: str | None) -> dict[str, frozenset]:
+        root = getattr(self, "root_sets_", None)       # older profiles have none
+        return root if role == ROOT and root is not None else self.sets_
+
+    def known_to_children(self, key: tuple[str, str], record: dict) -> bool:
+        """Whether a root process's new item is one the binary's children touched."""
+        return record.get("role") == ROOT and self.known(key, {**record, "role": None})
 
 
 class FirstSeen:
@@ -412,6 +477,8 @@ class FirstSeen:
     def __init__(self, networks: Sequence = ()) -> None:
         self._networks = list(networks)
         self._first: dict[tuple[str, str], dict] = {}
+        self._root_first: dict[tuple[str, str], dict] = {}   # keys the root process touched
+        self.roles: set[str] = set()                         # the roles records carried
         self.records = 0
         self.span = (0, 0)
         # Whether the source captured touched records at all: then no record means the
@@ -431,13 +498,24 @@ class FirstSeen:
             if ts:
                 start, end = min(start or ts, ts), max(end, ts)
             key = item_key(record, self._networks)
-            if key is not None and key not in self._first:
+            if key is None:
+                continue
+            if key not in self._first:
                 self._first[key] = record
+            role = record.get("role")
+            if role:
+                self.roles.add(role)
+                if role == ROOT and key not in self._root_first:
+                    self._root_first[key] = record
         self.span = (start, end)
 
     @property
     def keys(self) -> list[tuple[str, str]]:
         return list(self._first)
+
+    @property
+    def root_keys(self) -> list[tuple[str, str]]:
+        return list(self._root_first)
 
     @property
     def times(self) -> list[int]:
@@ -449,13 +527,24 @@ class FirstSeen:
                 if name == set_name]
 
     def first_records(self) -> list[dict]:
-        return list(self._first.values())
+        """Each key's first record, then the root's first of keys a child touched first:
+        what a fit needs to learn the same sets and roles again."""
+        firsts = list(self._first.values())
+        seen = {id(r) for r in firsts}
+        return firsts + [r for r in self._root_first.values() if id(r) not in seen]
 
 
 def extend_sets(sets: TouchedSets, previous: TouchedSets | None) -> TouchedSets:
     """`sets` with everything `previous` learned (and its allow-lists) added."""
     if previous is None:
         return sets
+    # A training that said no roles vouches for the root with everything it learned.
+    new_root, old_root = (getattr(s, "root_sets_", None) for s in (sets, previous))
+    if new_root is not None or old_root is not None:
+        new_root = new_root if new_root is not None else sets.sets_
+        old_root = old_root if old_root is not None else previous.sets_
+        sets.root_sets_ = {name: new_root.get(name, frozenset()) | old_root.get(name, frozenset())
+                           for name in SETS}
     for name in SETS:
         sets.sets_[name] = sets.sets_[name] | previous.sets_.get(name, frozenset())
     sets.set_params(allow_files=previous.allow_files, allow_peers=previous.allow_peers,
@@ -492,6 +581,9 @@ def touched_meta(sets: TouchedSets) -> dict:
     return {
         "records": sets.records_,
         "sets": {name: sorted(keys) for name, keys in sets.sets_.items()},
+        # What the binary's first process touched itself (None: the training said no roles).
+        "root_sets": ({name: sorted(keys) for name, keys in root.items()}
+                      if (root := getattr(sets, "root_sets_", None)) is not None else None),
         "novelty_per_minute": list(sets.novelty_curve_),
         "novelty_per_minute_by_set": getattr(sets, "novelty_by_set_", {}),  # older: none
         "networks": list(sets.networks_),

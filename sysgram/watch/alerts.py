@@ -41,6 +41,7 @@ class ProcessContext:
     root_pid: int | None = None  # the first watched ancestor (itself when not a fork child)
     cgroup: str | None = None  # the process's cgroup path
     container: str | None = None  # "RUNTIME://ID" when that cgroup is a container's
+    role: str | None = None  # "root" (the binary's first process), "child", None: unknown
 
     @property
     def group(self) -> int:

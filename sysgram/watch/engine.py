@@ -27,6 +27,7 @@ import numpy as np
 from sysgram.collector.items import Exec, Gap, ThreadEvents, ThreadExit, ThreadStart
 from sysgram.features.sequences import Sequences
 from sysgram.features.stream import ThreadStream
+from sysgram.models.touched import process_role
 from sysgram.models.training_data import to_profile_ids
 from sysgram.syscalls import SyscallTable
 from sysgram.watch.aggregate import Aggregator
@@ -162,14 +163,17 @@ class WatchEngine:
         return held + (self.verdicts.buffered if self.verdicts is not None else 0)
 
     def _new_process(self, pid: int, ppid: int | None, comm, exe, sha, ts_ns: int,
-                     cgroup: str | None = None, container: str | None = None) -> _Process:
+                     cgroup: str | None = None, container: str | None = None,
+                     watched_parent: bool | None = None) -> _Process:
         # A fork of a watched process continues its parent's program: no start-up burst of
         # its own, only what is left of its parent's warm-up.
         parent = self._procs.get(ppid) if ppid is not None else None
         warm_until = parent.warm_until_ns if parent is not None else ts_ns + self.warmup_ns
         root = parent.ctx.group if parent is not None else pid
-        proc = _Process(ProcessContext(pid, ppid, comm, exe, sha, root, cgroup, container),
-                        warm_until)
+        if watched_parent is None and parent is not None:
+            watched_parent = True                # a fork the collector did not mark
+        proc = _Process(ProcessContext(pid, ppid, comm, exe, sha, root, cgroup, container,
+                                       process_role(watched_parent)), warm_until)
         self._procs[pid] = proc
         self.stats.processes_seen += 1
         return proc
@@ -197,7 +201,7 @@ class WatchEngine:
         if proc is None:
             proc = self._new_process(
                 item.pid, item.ppid, item.comm, item.exe, item.exe_sha256, item.ts_ns,
-                item.cgroup, item.container,
+                item.cgroup, item.container, item.watched_parent,
             )
         thread = self._add_thread(item.tid, proc)
         thread.starting = bool(item.created)
@@ -266,7 +270,7 @@ class WatchEngine:
         proc = thread.proc
         old = proc.ctx
         proc.ctx = ProcessContext(old.pid, old.ppid, item.comm, item.filename, None, old.root_pid,
-                                  old.cgroup, old.container)
+                                  old.cgroup, old.container, old.role)
         # A restart of the watched binary gets a warm-up; a descendant that execs another
         # program (the shell an exploited server spawns, or a copy of anything named like
         # the binary) is exactly what is watched for, so it gets none.

@@ -113,7 +113,7 @@ class ItemRouting:
             routed.setdefault(item.target, []).append(
                 ThreadStart(tid=item.tid, pid=item.pid, ppid=None, comm=item.comm,
                             exe=item.filename, exe_sha256=None, ts_ns=item.ts_ns,
-                            target=item.target))
+                            target=item.target, watched_parent=False))   # its first process
 
     def forget(self, binary: str) -> None:
         self._owner = {pid: b for pid, b in self._owner.items() if b != binary}

@@ -80,6 +80,9 @@ class TouchedAlert:
     key: str             # what was matched against the set (a template, a peer class)
     item: dict           # the touched record itself
     scope: str = "touched"
+    # A root process (a master, a listener) touched an item only its children touched in
+    # training: known to the binary, new to its role.
+    children_only: bool = False
 
     def record(self) -> dict:
         proc = self.process
@@ -88,7 +91,9 @@ class TouchedAlert:
             "time": wall_time(self.ts_ns), "ts_ns": self.ts_ns, "binary": self.binary,
             "pid": proc.pid, "tid": self.tid, "ppid": proc.ppid, "root_pid": proc.group,
             "comm": proc.comm, "exe": proc.exe, "exe_sha256": proc.exe_sha256,
-            "new": {"set": self.set_name, "key": self.key, "item": self.item},
+            "new": {"set": self.set_name, "key": self.key, "item": self.item,
+                    **({"role": proc.role} if proc.role else {}),
+                    **({"learned_from": "children"} if self.children_only else {})},
             "new_syscalls": [],           # every sysgram.alert/1 record has it
             **({"cgroup": proc.cgroup, "container": proc.container} if proc.cgroup else {}),
         }
@@ -154,6 +159,8 @@ class TouchedWatch:
                 self.lost += int(item.lost)
             case Touched():
                 record = record_fields(item)
+                if ctx is not None and ctx.role:
+                    record["role"] = ctx.role          # what its role learned decides
                 self._recent.setdefault(item.tid, deque(maxlen=KEEP_PER_THREAD)).append(
                     (self._calls.get(item.tid, 0), record))
                 if self.sets is not None and ctx is not None:
@@ -165,7 +172,7 @@ class TouchedWatch:
         failed = item.result if (item.result or 0) < 0 else 0     # which failure matters
         # `cut` too: a cut path is matched by other rules than the same text whole.
         seen = (item.kind, item.path, item.peer, item.protocol, failed, item.unreadable,
-                item.cut)
+                item.cut, ctx.role)
         if seen in self._known:
             return
         keys = [(set_name, key) for set_name, key, _ in self.sets.new_items([record])]
@@ -175,8 +182,9 @@ class TouchedWatch:
             self._known.add(seen)
         for set_name, key in keys:
             self.new_items += 1
+            children_only = self.sets.known_to_children((set_name, key), record)
             self._offer(TouchedAlert(0, item.ts_ns, self.binary, ctx, item.tid, set_name, key,
-                                     record))
+                                     record, children_only=children_only))
 
     def _offer(self, alert: TouchedAlert) -> None:
         group = alert.process.group
@@ -251,6 +259,8 @@ def touched_text(alert: TouchedAlert) -> str:
     detail = safe(item.get("path") or alert.key, 300)
     if item.get("kind") == "exec" and item.get("argv"):
         detail += "  argv: " + " ".join(safe(a, 64) for a in item["argv"])
+    if alert.children_only:
+        what += " (only its child processes touched it in training; this is the root process)"
     return (f"{wall_time(alert.ts_ns)} ALERT #{alert.id} {safe(alert.binary)}: "
             f"{safe(proc.comm)}[{proc.pid}] tid {alert.tid} touched a {what}: {detail}"
             + (f" (learned as {safe(alert.key, 300)})" if alert.set_name == "files" else ""))

@@ -19,9 +19,9 @@ def write_dataset(path):
     """Two threads of one process and one of another; thread 11 lost 5 events at 3."""
     with DatasetWriter(path, arch="x86_64", source="test", target={"comm": "srv"}) as w:
         w.start_thread(10, pid=10, ppid=1, comm="srv", exe="/usr/bin/srv", exe_sha256="aa" * 32,
-                       start_ns=100, created=False)
+                       start_ns=100, created=False, watched_parent=False)
         w.start_thread(11, pid=10, comm="srv", exe="/usr/bin/srv", exe_sha256="aa" * 32,
-                       created=True)
+                       created=True, watched_parent=True)
         w.start_thread(20, pid=20, comm="helper")
         w.append(10, np.array([0, 1, 2, 3], np.uint16), ts_ns=110)
         w.append(11, np.array([5, 6, 7], np.uint16))
@@ -67,6 +67,8 @@ def test_export_round_trips_through_pyarrow_alone(tmp_path, capsys):
     # started while recorded, or already running; unknown when the recording did not say
     assert [dataset.threads[k].created for k in range(3)] == [False, True, None]
     assert [r["created"] for r in rows] == [False, True, True, None]
+    # the root process (a master, a listener) or a child of the same binary
+    assert [r["watched_parent"] for r in rows] == [False, True, True, None]
     meta = json.loads(next((tmp_path / "pq" / "_sysgram").glob("*.json")).read_text())
     assert meta["status"] == "complete" and meta["counts"]["lost_events"] == 5
 

@@ -76,6 +76,9 @@ COLUMNS = {
     "container": "string, null: RUNTIME://ID when the cgroup is a container's",
     "created": "bool, null = unknown: the thread started while recording (true) or was "
                "already running when recording began (false)",
+    "watched_parent": "bool, null = unknown: the thread's process was started by a process "
+                      "of the same watched binary (a child: a worker, a session) or not (its "
+                      "root: a master, a listener)",
     "touched": "list<string>: what the thread touched up to the row's last call (files, "
                "programs, peers): one JSON object each, the dataset's touched records",
 }
@@ -92,10 +95,11 @@ def arrow_schema():
              "thread_end_ns": u64, "syscalls": pa.list_(pa.uint16()), "arch": string,
              "label": string, "family": string, "split": string, "source": string,
              "target": string, "cgroup": string, "container": string,
-             "created": pa.bool_(), "touched": pa.list_(string)}
+             "created": pa.bool_(), "watched_parent": pa.bool_(),
+             "touched": pa.list_(string)}
     nullable = {"ppid", "exe", "binary_sha256", "thread_start_ns", "start_ns", "thread_end_ns",
                 "label", "family", "split", "source", "target", "cgroup", "container",
-                "created"}
+                "created", "watched_parent"}
     return pa.schema([pa.field(name, types[name], nullable=name in nullable)
                       for name in COLUMNS],
                      metadata={"sysgram.schema_version": str(SCHEMA_VERSION)})
@@ -146,6 +150,7 @@ class _Trace:
     cgroup: str | None = None
     container: str | None = None
     created: bool | None = None
+    watched_parent: bool | None = None
     touched: list[str] = field(default_factory=list)  # JSON records since the last row
     pieces: int = 0       # rows emitted
     position: int = 0     # calls emitted
@@ -201,14 +206,16 @@ class ParquetRecordingWriter:
                      label: str | None = None, family: str | None = None,
                      split: str | None = None, source: str | None = None,
                      target: str | None = None, cgroup: str | None = None,
-                     container: str | None = None, created: bool | None = None) -> None:
+                     container: str | None = None, created: bool | None = None,
+                     watched_parent: bool | None = None) -> None:
         if tid in self._traces:                      # a reused tid begins a new trace
             self.end_thread(tid)
         # A recording of several binaries partitions each thread by the one it belongs to.
         binary = target or comm or self.default_comm
         self._traces[tid] = _Trace(self._counts["threads"], tid, pid, ppid, binary, exe,
                                    exe_sha256, start_ns, label, family, split, source,
-                                   target, cgroup, container, created)
+                                   target, cgroup, container, created,
+                                   watched_parent)
         self._counts["threads"] += 1
 
     def append(self, tid: int, ids: np.ndarray, ts_ns: int | None = None) -> None:
@@ -299,7 +306,8 @@ class ParquetRecordingWriter:
                "syscalls": ids, "arch": self.arch, "label": trace.label,
                "family": trace.family, "split": trace.split, "source": trace.source,
                "target": trace.target, "cgroup": trace.cgroup, "container": trace.container,
-               "created": trace.created, "touched": trace.touched}
+               "created": trace.created, "watched_parent": trace.watched_parent,
+               "touched": trace.touched}
         self._rows.setdefault(partition_dir(self.host, trace.comm), []).append(row)
         trace.pieces += 1
         trace.position += len(ids)
@@ -379,7 +387,7 @@ def export_parquet(dataset, root: Path, host: str | None = None) -> dict:
                             start_ns=trace.start_ns, label=trace.label, family=trace.family,
                             split=trace.split, source=trace.source, target=trace.target,
                             cgroup=trace.cgroup, container=trace.container,
-                            created=trace.created)
+                            created=trace.created, watched_parent=trace.watched_parent)
         cut = 0
         for position, lost in np.asarray(trace.gaps, dtype=np.int64).reshape(-1, 2):
             writer.append(trace.tid, trace.ids[cut:position])

@@ -202,7 +202,8 @@ def _rows(ids: np.ndarray, trace: int, template: dict, host: int) -> list[dict]:
              "thread_end_ns": 1 if k == len(cuts) - 1 else None,
              "syscalls": ids[c:c + ROW_CALLS], "label": None, "family": None, "split": None,
              "source": None, "target": template["comm"], "cgroup": None, "container": None,
-             "created": True, "touched": []} for k, c in enumerate(cuts)]
+             "created": True, "watched_parent": None, "touched": []}
+            for k, c in enumerate(cuts)]
 
 
 def _write(path: Path, rows: list[dict]) -> None:

@@ -116,7 +116,8 @@ def write_slices(src: Path, outs: list[Path], t0_ns: int, slice_ns: int) -> list
 
 
 _START_FIELDS = ("pid", "ppid", "comm", "exe", "exe_sha256", "start_ns", "label", "family",
-                 "split", "source", "target", "cgroup", "container", "created")
+                 "split", "source", "target", "cgroup", "container", "created",
+                 "watched_parent")
 
 
 def _json(buf: bytes, rec) -> dict:

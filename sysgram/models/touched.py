@@ -457,7 +457,6 @@ class TouchedSets(Estimator):
             return _path_allowed(record["path"], self.allow_execs, path_cut(record))
         return _peer_allowed(record, self.allow_peers)
 
-
     def _sets_of(self, role: str | None) -> dict[str, frozenset]:
         root = getattr(self, "root_sets_", None)       # older profiles have none
         return root if role == ROOT and root is not None else self.sets_

@@ -99,6 +99,33 @@ def test_beyond_the_burst_new_sets_fold_into_the_repeat():
     assert repeat.keys == {"programs /bin/sh": 1}
 
 
+def child(pid, ppid, ts=0):
+    return ThreadStart(pid, pid, ppid, "victim", "/usr/bin/victim", None, ts,
+                       watched_parent=True)
+
+
+def test_another_branch_of_the_tree_touching_something_new_is_told_not_folded():
+    """The suite's sshd (run of 2026-12-06 20:44): a login's command (30, under session 20
+    of listener 10) opened the tree's files period with a new temp file; 1.5 s later the
+    listener itself read /etc/shadow. That alert was folded into the command's repeat,
+    under the command's pid, so nothing said the listener read it."""
+    eng = engine()
+    eng.ingest([start(10), child(20, 10), child(30, 20)])
+    first = eng.ingest([opened(30, "/root/tmp.x1", 1 * S)])
+    assert [(a.process.pid, a.key) for a in first] == [(30, "/root/tmp.x<n>")]
+    told = eng.ingest([opened(10, "/etc/shadow", 2 * S)])
+    assert [(a.process.pid, a.key) for a in told] == [(10, "/etc/shadow")]
+    # What those processes go on to touch, and what they fork, continue their stories.
+    assert eng.ingest([opened(10, "/etc/gshadow", 3 * S), opened(30, "/root/tmp.x2", 3 * S),
+                       child(31, 30, 3 * S), opened(31, "/root/tmp.x3", 3 * S)]) == []
+    (repeat,) = eng.finish()[1]
+    assert repeat.occurrences == 3                       # nothing dropped
+    # Without branches (a burst of 1) the listener's read folds, counted.
+    eng = engine(burst=1)
+    eng.ingest([start(10), child(20, 10), child(30, 20), opened(30, "/root/tmp.x1", 1 * S)])
+    assert eng.ingest([opened(10, "/etc/shadow", 2 * S)]) == []
+
+
 def test_a_window_alert_lists_what_its_thread_touched_escaped_on_a_terminal():
     eng = engine()
     hostile = "/tmp/x\n\x1b[2Jevil"

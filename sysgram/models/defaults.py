@@ -49,8 +49,21 @@ MIN_NOVEL_EVENTS = 2
 # contention between its worker's reads and sends). A `brk` is malloc growing the heap:
 # it comes when the allocations so far cross a boundary, which the sizes of the data
 # decide, not the program's logic (run E's sshd false alarms: `ps` growing its heap one
-# /proc file later than in training).
-SPLICING_SYSCALLS = ("rt_sigreturn", "sigreturn", "futex", "brk")
+# /proc file later than in training). `mmap` and `munmap` are the same allocator for big
+# blocks and for a thread's own arena: a worker thread's first requests map memory its
+# later ones reuse (Apache's `newfstatat, mmap, mmap` on a thread's first static file,
+# the CI scenario's false alarm). Not `mprotect`: making memory executable is an
+# exploit's step. What a mapped file is, the touched sets judge by its path. An event
+# loop's wait (`epoll_wait`, `poll`, `select`, ...) returns whatever became ready at
+# once, and the handlers run in that order: the call before a wait ends the last
+# handler, the call after it starts whichever event came first, so the n-grams through
+# it say which clients' events coincided (the suite's nginx `accept4 -> epoll_wait` and
+# Apache listener `accept4, epoll_wait, read` false alarms). What each handler does
+# between two waits still counts, and so does a wait call the binary never made.
+EVENT_WAIT_SYSCALLS = ("epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll",
+                       "ppoll_time64", "select", "_newselect", "pselect6", "pselect6_time64")
+SPLICING_SYSCALLS = ("rt_sigreturn", "sigreturn", "futex", "brk", "mmap", "mmap2", "munmap",
+                     *EVENT_WAIT_SYSCALLS)
 
 # The calls with which glibc starts and ends a thread: the creator blocks signals around
 # `clone3`, the new thread registers `rseq` and its robust list, an ending thread blocks

@@ -9,8 +9,12 @@ templates, a new peer or listening address is an alert of its own, scope "touche
 Aggregation of its own: per process tree and period, the first new item of each set
 (a program, a file template such as `/etc/shadow`, a peer, a listening address) alerts;
 further new items and occurrences in the period are counted, by key, into one
-`TouchedRepeat` when the period closes. Nothing is dropped: every new occurrence is an
-alert or counted in a repeat. Nothing here prints; `touched_text` formats an alert for a terminal.
+`TouchedRepeat` when the period closes. As for window alerts (watch/aggregate.py), the
+first new item of another branch of the tree, a process that is neither one the period
+heard from nor a child of one, alerts too: a server's listener reading `/etc/shadow` is
+not a repeat of what one of its sessions' commands touched a second earlier. Nothing is
+dropped: every new occurrence is an alert or counted in a repeat. Nothing here prints;
+`touched_text` formats an alert for a terminal.
 """
 
 from __future__ import annotations
@@ -126,6 +130,42 @@ class TouchedRepeat:
         }
 
 
+@dataclass
+class _Period:
+    """A process tree's open touched period: what it told, whom it heard, what it folded."""
+
+    repeat: TouchedRepeat
+    told: set[tuple[int, str]] = field(default_factory=set)   # (branch pid, set name)
+    heard: dict[int, int] = field(default_factory=dict)        # pid -> its branch's pid
+    alerts: int = 0
+
+    def branch(self, process: ProcessContext) -> int:
+        """The pid whose story this process continues: itself, or the heard process it
+        is or was forked by; a process the period never heard of starts a branch."""
+        return self.heard.get(process.pid, self.heard.get(process.ppid, process.pid))
+
+    def folds(self, alert: TouchedAlert, burst: int) -> bool:
+        """One alert per set (a program, a file, a peer, a listening address) per branch
+        and period: a shell that starts, loads its libraries and reads a dozen files is
+        one story, told by its first new item of each kind; the rest is counted. The
+        burst bounds what a period tells."""
+        told = (self.branch(alert.process), alert.set_name) in self.told
+        return told or self.alerts >= burst
+
+    def tell(self, alert: TouchedAlert) -> None:
+        branch = self.branch(alert.process)
+        self.heard[alert.process.pid] = branch
+        self.told.add((branch, alert.set_name))
+        self.alerts += 1
+
+    def fold(self, alert: TouchedAlert) -> None:
+        self.heard.setdefault(alert.process.pid, self.branch(alert.process))
+        self.repeat.occurrences += 1
+        self.repeat.last_ns = max(self.repeat.last_ns, alert.ts_ns)
+        text = f"{alert.set_name} {alert.key}"
+        self.repeat.keys[text] = self.repeat.keys.get(text, 0) + 1
+
+
 class TouchedWatch:
     """Per-thread recent touched records, and new-item alerts against learned sets."""
 
@@ -141,7 +181,7 @@ class TouchedWatch:
         self._calls: dict[int, int] = {}      # tid -> calls seen so far (positions)
         self._closed: list[TouchedRepeat] = []
         self._exited: list[int] = []
-        self._periods: dict[int, tuple[TouchedRepeat, set[tuple[str, str]]]] = {}
+        self._periods: dict[int, _Period] = {}
         self._alerts: list[TouchedAlert] = []
         # Records found inside the sets, so a busy server's repeated opens skip the template
         # rules (cleared when full). New ones are not remembered: a fork storm's distinct
@@ -189,36 +229,26 @@ class TouchedWatch:
     def _offer(self, alert: TouchedAlert) -> None:
         group = alert.process.group
         open_ = self._periods.get(group)
-        if open_ is not None and alert.ts_ns - open_[0].first_ns >= self.period_ns:
+        if open_ is not None and alert.ts_ns - open_.repeat.first_ns >= self.period_ns:
             self._closed += [r for r in (self._close(group),) if r is not None]
             open_ = None
-        key = (alert.set_name, alert.key)
-        if open_ is not None:
-            repeat, alerted = open_
-            # One alert per set (a program, a file, a peer, a listening address) per tree
-            # and period: a shell that starts, loads its libraries and reads a dozen files
-            # is one story, told by its first new item of each kind; the rest is counted.
-            told = alert.set_name in {name for name, _ in alerted}
-            if told or len(alerted) >= self.burst:
-                repeat.occurrences += 1
-                repeat.last_ns = max(repeat.last_ns, alert.ts_ns)
-                text = f"{alert.set_name} {alert.key}"
-                repeat.keys[text] = repeat.keys.get(text, 0) + 1
-                return
-            alerted.add(key)
+        if open_ is not None and open_.folds(alert, self.burst):
+            open_.fold(alert)
+            return
         alert.id = self.next_id()
         if open_ is None:
-            self._periods[group] = (TouchedRepeat(0, alert.id, self.binary, alert.process,
-                                                  self.period_s, alert.ts_ns, alert.ts_ns),
-                                    {key})
+            open_ = self._periods[group] = _Period(TouchedRepeat(
+                0, alert.id, self.binary, alert.process, self.period_s, alert.ts_ns,
+                alert.ts_ns))
+        open_.tell(alert)
         self._alerts.append(alert)
 
     def _close(self, group: int) -> TouchedRepeat | None:
         open_ = self._periods.pop(group, None)
-        if open_ is None or not open_[0].occurrences:
+        if open_ is None or not open_.repeat.occurrences:
             return None
-        open_[0].id = self.next_id()
-        return open_[0]
+        open_.repeat.id = self.next_id()
+        return open_.repeat
 
     def take_alerts(self) -> list[TouchedAlert]:
         """The touched alerts of this drain; the engine calls it after scoring the drain's
@@ -232,7 +262,8 @@ class TouchedWatch:
 
     def expire(self, now_ns: int) -> list[TouchedRepeat]:
         """Close the touched periods that ended by `now_ns`; the repeats that folded."""
-        ended = [g for g, (r, _) in self._periods.items() if now_ns - r.first_ns >= self.period_ns]
+        ended = [g for g, period in self._periods.items()
+                 if now_ns - period.repeat.first_ns >= self.period_ns]
         closed, self._closed = self._closed, []
         return closed + [r for r in (self._close(g) for g in ended) if r is not None]
 

@@ -178,21 +178,46 @@ def test_a_known_call_repeated_back_to_back_is_pace_not_an_event():
         [POLL, READ, GETRUSAGE, GETRUSAGE, OPENAT])]))[0][0] == 1
 
 
-def test_what_follows_an_event_wait_is_which_events_coincided_not_an_event():
+def test_what_reaches_an_event_wait_is_which_events_coincided_not_an_event():
     """The suite's event-loop false alarms: nginx's `accept4 -> epoll_wait` and Apache's
-    listener reading a closing connection before its next accept (`epoll_wait, read,
-    accept4`). Which handler runs first after a wait, and which ran last before it, is the
-    order the clients' events came in. A new order of the calls between two waits still
-    counts."""
-    from sysgram.models.policy import splicing_syscalls
+    listener reading a closing connection before its next wait. The call before a wait is
+    whichever handler ran last. What a loop does first on waking, and the order of the
+    calls between two waits, still count."""
+    from sysgram.models.policy import event_wait_syscalls
 
+    waits = event_wait_syscalls("x86_64")
     epoll, accept4 = NR.number("epoll_wait"), ACCEPT4
     loop = [epoll, accept4, READ, WRITE, CLOSE, epoll, READ, WRITE, CLOSE]
     vocab = NgramVocabulary((1, 2, 3)).fit(Sequences.from_list([np.array(loop * 40)]))
     coincided = Sequences.from_list([np.array(
         [CLOSE, epoll, READ, WRITE, epoll, accept4, epoll, READ, WRITE, CLOSE])])
     assert vocab.novel_events(coincided, spliced=SPLICED)[0][0] >= 2      # an alert without
-    assert vocab.novel_events(coincided, spliced=splicing_syscalls("x86_64"))[0][0] == 0
+    assert vocab.novel_events(coincided, spliced=SPLICED, waits=waits)[0][0] == 0
     # Inside one handler, between two waits: READ -> CLOSE and CLOSE -> WRITE are new.
     handler = Sequences.from_list([np.array([epoll, READ, CLOSE, WRITE, epoll])])
-    assert vocab.novel_events(handler, spliced=splicing_syscalls("x86_64"))[0][0] == 2
+    assert vocab.novel_events(handler, spliced=SPLICED, waits=waits)[0][0] == 2
+    # On waking: a loop that writes before it reads or accepts (epoll -> WRITE), and then
+    # reads what it never read after a write (WRITE -> READ).
+    woken = Sequences.from_list([np.array([CLOSE, epoll, WRITE, READ, WRITE, CLOSE])])
+    assert vocab.novel_events(woken, spliced=SPLICED, waits=waits)[0][0] == 2
+
+
+def test_a_profile_weighs_novelty_with_the_splicing_and_wait_rules():
+    """Profile.novelty is what watch, score and eval call: the rules reach it."""
+    from sysgram.datasets.trace import ThreadTrace
+    from sysgram.models.profile import Profile
+    from sysgram.models.training import train_profile
+
+    epoll, accept4, mmap = NR.number("epoll_wait"), ACCEPT4, NR.number("mmap")
+    loop = [epoll, accept4, READ, WRITE, CLOSE, epoll, READ, OPENAT, mmap, WRITE, CLOSE]
+    threads = [ThreadTrace(tid=tid, pid=tid, comm="server", start_ns=1, end_ns=2,
+                           ids=np.array(loop * 300, dtype=np.uint16), arch="x86_64")
+               for tid in (10, 11)]
+    profile = train_profile("server", threads,
+                            Profile(detector="ngram-lm", arch="x86_64")).profile
+    benign = Sequences.from_list([np.array(
+        [CLOSE, epoll, accept4, READ, WRITE, epoll, READ, mmap, WRITE, CLOSE])])
+    # WRITE -> epoll_wait reaches a wait, READ -> mmap maps memory: neither is an event.
+    assert profile.novelty(benign).events.tolist() == [0]
+    odd = Sequences.from_list([np.array([epoll, READ, CLOSE, WRITE, OPENAT, epoll])])
+    assert profile.novelty(odd).events.tolist() == [3]

@@ -99,7 +99,7 @@ class NgramVocabulary:
         return np.ones(len(codes), dtype=bool)
 
     def novel_events(self, seqs: Sequences, spliced: np.ndarray | None = None,
-                     idiom: np.ndarray | None = None,
+                     idiom: np.ndarray | None = None, waits: np.ndarray | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per sequence, how many distinct *minimal* unseen n-grams it holds, and the
         (row, syscall) pairs of its new calls.
@@ -115,6 +115,11 @@ class NgramVocabulary:
         handler returns with `rt_sigreturn` to wherever it interrupted), so the n-grams
         across it say when the signal came, not what the program does. The call itself,
         new, is still one event.
+
+        Unseen n-grams (n >= 2) that hold a call of `waits` after their first call are not
+        counted either: the call before an event loop's wait is whichever handler ran
+        last, so they say which events coincided. One that starts with the wait (what the
+        loop does first on waking) still counts.
 
         Calls of `idiom` count as known, and so do n-grams made only of them: a sequence
         the caller knows the binary performs whether or not training caught it (a
@@ -146,6 +151,8 @@ class NgramVocabulary:
                 minimal &= prefix != suffix          # a known call, repeated: pace
             if spliced is not None and len(spliced):
                 minimal &= ~_holds_any(codes, n, spliced)
+            if waits is not None and len(waits):
+                minimal &= ~_holds_any(codes, n, waits, skip_first=True)
             if has_idiom:
                 minimal &= ~_only(codes, n, idiom)
             events += _distinct_per_row(rows[minimal], codes[minimal], len(seqs))
@@ -160,10 +167,12 @@ def _only(codes: np.ndarray, n: int, calls: np.ndarray) -> np.ndarray:
     return out
 
 
-def _holds_any(codes: np.ndarray, n: int, calls: np.ndarray) -> np.ndarray:
-    """Whether each packed order-n code holds one of `calls`."""
+def _holds_any(codes: np.ndarray, n: int, calls: np.ndarray,
+               skip_first: bool = False) -> np.ndarray:
+    """Whether each packed order-n code holds one of `calls` (after its first call, with
+    `skip_first`: the first call is the most significant digit)."""
     out = np.zeros(len(codes), dtype=bool)
-    for k in range(n):
+    for k in range(n - 1 if skip_first else n):
         out |= np.isin((codes >> (SYMBOL_BITS * k)) & (SYMBOL_LIMIT - 1), calls)
     return out
 

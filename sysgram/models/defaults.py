@@ -53,17 +53,20 @@ MIN_NOVEL_EVENTS = 2
 # blocks and for a thread's own arena: a worker thread's first requests map memory its
 # later ones reuse (Apache's `newfstatat, mmap, mmap` on a thread's first static file,
 # the CI scenario's false alarm). Not `mprotect`: making memory executable is an
-# exploit's step. What a mapped file is, the touched sets judge by its path. An event
-# loop's wait (`epoll_wait`, `poll`, `select`, ...) returns whatever became ready at
-# once, and the handlers run in that order: the call before a wait ends the last
-# handler, the call after it starts whichever event came first, so the n-grams through
-# it say which clients' events coincided (the suite's nginx `accept4 -> epoll_wait` and
-# Apache listener `accept4, epoll_wait, read` false alarms). What each handler does
-# between two waits still counts, and so does a wait call the binary never made.
+# exploit's step. What a mapped file is, the touched sets judge by its path.
+SPLICING_SYSCALLS = ("rt_sigreturn", "sigreturn", "futex", "brk", "mmap", "mmap2", "munmap")
+
+# An event loop's wait (`epoll_wait`, `poll`, `select`, ...) returns whatever became
+# ready at once, and the handlers run in turn. The call *before* a wait is whichever
+# handler happened to run last, and it ends by one of many paths (a write, a close, a
+# keep-alive, an EAGAIN): n-grams that reach a wait after their first call say which
+# clients' events coincided, not what the program does (the suite's nginx
+# `accept4 -> epoll_wait` and Apache listener `accept4, epoll_wait, read` false alarms).
+# What a loop does *first* on waking (`epoll_wait -> socket`: a listener that connects
+# out before it accepts) is still counted, as is every order between two waits and a
+# wait call the binary never made.
 EVENT_WAIT_SYSCALLS = ("epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll",
                        "ppoll_time64", "select", "_newselect", "pselect6", "pselect6_time64")
-SPLICING_SYSCALLS = ("rt_sigreturn", "sigreturn", "futex", "brk", "mmap", "mmap2", "munmap",
-                     *EVENT_WAIT_SYSCALLS)
 
 # The calls with which glibc starts and ends a thread: the creator blocks signals around
 # `clone3`, the new thread registers `rseq` and its robust list, an ending thread blocks

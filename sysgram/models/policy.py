@@ -59,6 +59,11 @@ def splicing_syscalls(arch: str | None) -> np.ndarray:
     return _numbers(arch, defaults.SPLICING_SYSCALLS)
 
 
+def event_wait_syscalls(arch: str | None) -> np.ndarray:
+    """The numbers of `defaults.EVENT_WAIT_SYSCALLS` in `arch`'s table (those it has)."""
+    return _numbers(arch, defaults.EVENT_WAIT_SYSCALLS)
+
+
 @functools.cache
 def _numbers(arch: str | None, names: tuple[str, ...]) -> np.ndarray:
     from sysgram.syscalls import table

@@ -26,6 +26,7 @@ from sysgram.models.policy import (
     AlertPolicy,
     Novelty,
     decisive_syscalls,
+    event_wait_syscalls,
     splicing_syscalls,
     thread_lifecycle_syscalls,
 )
@@ -285,7 +286,8 @@ class Profile(Estimator):
         idiom = thread_lifecycle_syscalls(self.arch_) if getattr(self, "threaded_", False) \
             else None
         events, new_rows, new_calls = self.vocabulary_.novel_events(
-            seqs, spliced=splicing_syscalls(self.arch_), idiom=idiom)
+            seqs, spliced=splicing_syscalls(self.arch_), idiom=idiom,
+            waits=event_wait_syscalls(self.arch_))
         decisive_rows = new_rows[np.isin(new_calls, decisive_syscalls(self.arch_))]
         decisive = np.zeros(len(seqs), dtype=bool)
         decisive[decisive_rows] = True

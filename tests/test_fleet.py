@@ -284,3 +284,73 @@ def test_a_fit_stays_within_what_the_fleet_budgets_for_it(detector):
     grown = int(out.stdout.strip())
     fixed, per_call = fit_cost(detector)
     assert grown <= fixed + per_call * calls, (grown, grown / calls)
+
+
+def write_touching_fleet(root, hosts: int = 3) -> None:
+    """`hosts` hosts of "srv" opening its config and connecting to its database; h0
+    alone also reads a rare file; every call stream the same."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 40, size=2000).astype(np.uint16)
+    for h in range(hosts):
+        w = ParquetRecordingWriter(root, arch="x86_64", source="test", host=f"h{h}")
+        for t in range(1, 31):
+            w.start_thread(t, pid=1, comm="srv", exe="/usr/sbin/srv", exe_sha256=SHA)
+            w.append(t, base[t * 20:t * 20 + 800])
+            ts = (1000 + h) * 10**9 + t * 10**8      # each host its own monotonic clock
+            w.touched(t, 1, ts, path="/etc/srv.conf", kind="open", syscall=257, flags=0)
+            w.touched(t, 1, ts + 1, kind="connect", syscall=42, result=0, protocol="tcp",
+                      peer={"family": "ipv4", "address": "127.0.0.1", "port": 5432})
+            if h == 0 and t == 5:
+                w.touched(t, 1, ts + 2, path="/srv/rare\udcff", kind="open", syscall=257)
+            w.end_thread(t)
+        w.close()
+
+
+def test_a_pooled_profile_learns_what_every_host_touched_and_counts_hosts_per_item(tmp_path):
+    from fakes import FakeProfile
+
+    from sysgram.collector.items import Peer, ThreadStart, Touched
+    from sysgram.syscalls import table
+    from sysgram.watch import ThresholdScorer, WatchConfig, WatchEngine
+    from sysgram.watch.touched import TouchedWatch, touched_text
+
+    write_touching_fleet(tmp_path / "pq")
+    (pooled,) = train_fleet([str(tmp_path / "pq")], FleetOptions(params={}, workers=0)).binaries
+    sets = pooled.touched
+    assert sets.hosts_ == 3 and sets.records_ == 3 * 30 * 2 + 1
+    assert sets.item_hosts_ == {"files /etc/srv.conf": 3, "files /srv/rare\udcff": 1,
+                                "peers connect tcp loopback:5432": 3}
+    assert sets.new_items([{"kind": "open", "path": "/srv/rare\udcff"}]) == []
+    # Three hosts' clocks made relative: the curve spans seconds, not 2,000 s of offsets.
+    assert len(sets.novelty_curve_) == 1
+    watch = TouchedWatch(sets, "srv")
+    eng = WatchEngine(ThresholdScorer(FakeProfile()), WatchConfig(binary="srv", warmup_s=0),
+                      table("x86_64"), touched=watch)
+    start = ThreadStart(7, 7, 1, "srv", "/usr/sbin/srv", None, 0)
+    known = Touched(tid=7, pid=7, ts_ns=1, kind="connect", syscall=42, result=0,
+                    protocol="tcp", peer=Peer("ipv4", "127.0.0.1", 5432))
+    shadow = Touched(tid=7, pid=7, ts_ns=2, kind="open", syscall=257, path="/etc/shadow")
+    (alert,) = eng.ingest([start, known, shadow])
+    assert alert.record()["new"]["seen_on_hosts"] == 0
+    assert alert.record()["new"]["of_hosts"] == 3
+    assert "never seen on any of the 3 hosts" in touched_text(alert)
+
+
+def test_a_fleet_recorded_without_touched_records_pools_no_sets(tmp_path):
+    write_fleet(tmp_path / "pq")
+    (pooled,) = train_fleet([str(tmp_path / "pq")], FleetOptions(params={}, workers=0)).binaries
+    assert pooled.touched is None      # watch then lists what is touched, alerting on none
+
+
+def test_train_from_a_touching_fleet_saves_the_pooled_sets_and_show_lists_rare_items(
+        tmp_path, capsys):
+    write_touching_fleet(tmp_path / "pq")
+    store = str(tmp_path / "store")
+    assert main(["train", "--from", str(tmp_path / "pq"), "--store", store,
+                 "--workers", "0"]) == 0
+    capsys.readouterr()
+    assert main(["profiles", "show", "srv", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "/etc/srv.conf" in out and "connect tcp loopback:5432" in out
+    assert "pooled from 3 hosts; 1 of 3 items were touched on one host only" in out
+    assert "1 of 3  files /srv/rare\\udcff" in out      # the odd byte shown escaped

@@ -79,7 +79,10 @@ def _save_line(profile_store, name: str, pooled, sources: list[str]) -> str:
     binary = {"name": pooled.comm, "path": pooled.exe, "sha256": pooled.sha256}
     trained = pooled_result(name, pooled.profile, sources=[source], binary=binary,
                             fleet={"hosts": pooled.hosts,
-                                   "vocabulary": "pooled (host counts per n-gram)"})
+                                   "vocabulary": "pooled (host counts per n-gram)",
+                                   "touched": ("pooled (host counts per item)"
+                                               if pooled.touched is not None else "none")},
+                            touched=pooled.touched)
     for message in trained.warnings:
         warn(f"{name}: {message}")
     path = profile_store.save(trained)

@@ -171,7 +171,18 @@ def _touched_show_lines(touched: dict | None) -> list[str]:
         lines += [f"    {name} {printable(k)}" for name, keys in root.items() for k in keys]
     for name, patterns in (touched.get("allow") or {}).items():
         lines += [f"  allowed {name[:-1]:<5} {printable(p)}" for p in patterns]
-    return lines
+    return lines + _fleet_show_lines(touched)
+
+
+def _fleet_show_lines(touched: dict) -> list[str]:
+    """A pooled profile's items by how many hosts touched them (the rarest first)."""
+    hosts, counts = touched.get("hosts"), touched.get("item_hosts")
+    if not hosts or not counts:
+        return []
+    rare = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    lines = [f"  pooled from {hosts:,} hosts; {sum(1 for _, n in rare if n == 1):,} of "
+             f"{len(rare):,} items were touched on one host only"]
+    return lines + [f"    {n} of {hosts}  {printable(item)}" for item, n in rare[:20] if n < hosts]
 
 
 def _thread_profile_line(tp: dict | None) -> str:

@@ -36,6 +36,7 @@ class PooledBinary:
     error: str | None = None
     fit_seconds: float = 0.0
     host_names: list = field(default_factory=list)
+    touched: object | None = None  # the pooled models.touched.TouchedSets, or None
 
 
 def fit_binary_name(binary_name: str, summaries: list[PartitionSummary], params: dict,
@@ -82,8 +83,38 @@ def _fit_one(binary_name: str, sha: str | None, summaries: list[PartitionSummary
         "distinct_ngrams": {str(n): len(c) for n, c in profile.vocabulary_.codes_.items()},
     }
     pooled.profile = profile
+    pooled.touched = pooled_touched([(host, sl.touched) for host, sl in slices])
     pooled.fit_seconds = time.perf_counter() - started
     return pooled
+
+
+def pooled_touched(per_host: list) -> object | None:
+    """The touched sets every host's records teach, with how many hosts touched each
+    item; None when no host's recordings carried any (recorded without the capture).
+
+    Each host's times are made relative to its own first record (hosts' monotonic clocks
+    do not compare), so the novelty curve reads "new items for the fleet, by minutes
+    into each host's recording". Peers are not generalised to subnets: those are each
+    host's own (loopback and "any client" still are)."""
+    from sysgram.models.touched import TouchedSets
+
+    seen = [(host, first) for host, first in per_host if first is not None and first.records]
+    if not seen:
+        return None
+    records, hosts_of, longest = [], {}, 0
+    for host, first in seen:
+        start, end = first.span
+        longest = max(longest, end - start)
+        for record in first.first_records():
+            ts = int(record.get("ts_ns") or 0)
+            records.append({**record, "ts_ns": ts - start + 1 if ts and start else ts})
+        for key in first.keys:
+            hosts_of.setdefault(key, set()).add(host)
+    sets = TouchedSets(networks=()).fit(records, span_ns=(1, longest + 1))
+    sets.records_ = sum(first.records for _, first in seen)
+    sets.hosts_ = len({host for host, _ in seen})
+    sets.item_hosts_ = {f"{name} {key}": len(hosts) for (name, key), hosts in hosts_of.items()}
+    return sets
 
 
 def merged_sample(samples: list[Sample], budget: int) -> Sequences:

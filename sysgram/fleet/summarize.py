@@ -89,6 +89,9 @@ class BinarySlice:
     calls: int = 0
     pieces: int = 0
     unencodable: int = 0
+    # What this host's processes of the build touched: each key's first record (a
+    # models.touched.FirstSeen, role-less: the rows say no process roles).
+    touched: object | None = None
 
 
 @dataclass
@@ -125,6 +128,10 @@ def summarize_partition(part: Partition, plan: Plan) -> PartitionSummary:
         out.lost += pieces.lost
         out.attack_rows += pieces.attack_rows
         _add_pieces(out, pieces, tails.join(pieces), plan, rng)
+        try:
+            _add_touched(out, path, fs)
+        except Exception as exc:  # its calls counted; what it touched did not: say so
+            out.failures.append((path, f"its touched records: {type(exc).__name__}: {exc}"))
     for s in out.slices.values():
         s.sample.prune()
     return out
@@ -180,3 +187,38 @@ def _add_pieces(out: PartitionSummary, pieces, ids: list, plan: Plan, rng) -> No
         slice_.calls += int(np.diff(pieces.offsets)[mine].sum())
         slice_.pieces += len(seqs)
         slice_.sample.offer(seqs, plan.chunk_calls, rng)
+
+
+def _add_touched(out: PartitionSummary, path: str, fs) -> None:
+    """The file's touched records (normal rows only), each into the build its row pools
+    into, as its calls do. A file written before the column existed has none."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from sysgram.models.touched import FirstSeen
+
+    columns = ["touched", "binary_sha256", "exe", "label"]
+    if "touched" not in pq.read_schema(path, filesystem=fs).names:
+        return
+    table = pq.read_table(path, columns=columns, filesystem=fs)
+    rows = zip(*(table[c].to_pylist() for c in columns), strict=True)
+    for records, sha, exe, label in rows:
+        if not records or label == "attack":
+            continue
+        own = bool(exe) and os.path.basename(exe)[:15] == out.binary_name[:15]
+        slice_ = out.slices.get(sha if own else out.build)
+        if slice_ is None:       # a build with no loss-free calls here: nothing to pool into
+            continue
+        if slice_.touched is None:
+            slice_.touched = FirstSeen()
+        slice_.touched.add(_touched_record(json.loads(r)) for r in records)
+
+
+def _touched_record(stored: dict) -> dict:
+    """A stored record as the sets read it: the path as faithful text (as datasets do)."""
+    from sysgram.datasets.format import decode_path
+
+    path = decode_path(stored)
+    stored.pop("path_hex", None)
+    return {**stored, "path": path} if path is not None else stored

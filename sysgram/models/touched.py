@@ -587,6 +587,10 @@ def touched_meta(sets: TouchedSets) -> dict:
         "novelty_per_minute_by_set": getattr(sets, "novelty_by_set_", {}),  # older: none
         "networks": list(sets.networks_),
         "kept_exact": getattr(sets, "kept_exact_", 0),     # older profiles lack it
+        # Pooled from a fleet (sysgram.fleet): how many hosts, and how many hosts touched
+        # each item (before file templates were drawn). None: one host's training.
+        "hosts": getattr(sets, "hosts_", None),
+        "item_hosts": getattr(sets, "item_hosts_", None),
         "allow": {"files": list(sets.allow_files), "peers": list(sets.allow_peers),
                   "execs": list(sets.allow_execs)},
     }

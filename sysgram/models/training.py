@@ -100,11 +100,13 @@ def train_on_streams(name: str, streams: Sequences, profile, *,
 
 
 def pooled_result(name: str, profile, *, sources: list[dict], binary: dict,
-                  fleet: dict) -> TrainedProfile:
+                  fleet: dict, touched=None) -> TrainedProfile:
     """A profile fitted on a fleet's pooled recordings (sysgram.fleet), as a result the
-    store saves like any other, with the same calibration warnings."""
+    store saves like any other, with the same calibration warnings, and the touched sets
+    pooled beside it (sysgram.fleet.pooling.pooled_touched) when the recordings had any."""
     return TrainedProfile(name, profile, None, None, sources=sources, binary=binary,
-                          warnings=calibration_warnings(profile.calibration_), fleet=fleet)
+                          warnings=calibration_warnings(profile.calibration_), fleet=fleet,
+                          touched=touched)
 
 
 def retrain_with_streams(name: str, loaded, learned: Sequences, source: dict) -> TrainedProfile:

@@ -87,6 +87,8 @@ class TouchedAlert:
     # A root process (a master, a listener) touched an item only its children touched in
     # training: known to the binary, new to its role.
     children_only: bool = False
+    # A pooled profile's fleet size: the item is new to every one of its hosts.
+    fleet_hosts: int | None = None
 
     def record(self) -> dict:
         proc = self.process
@@ -97,7 +99,9 @@ class TouchedAlert:
             "comm": proc.comm, "exe": proc.exe, "exe_sha256": proc.exe_sha256,
             "new": {"set": self.set_name, "key": self.key, "item": self.item,
                     **({"role": proc.role} if proc.role else {}),
-                    **({"learned_from": "children"} if self.children_only else {})},
+                    **({"learned_from": "children"} if self.children_only else {}),
+                    **({"seen_on_hosts": 0, "of_hosts": self.fleet_hosts}
+                       if self.fleet_hosts else {})},
             "new_syscalls": [],           # every sysgram.alert/1 record has it
             **({"cgroup": proc.cgroup, "container": proc.container} if proc.cgroup else {}),
         }
@@ -224,7 +228,8 @@ class TouchedWatch:
             self.new_items += 1
             children_only = self.sets.known_to_children((set_name, key), record)
             self._offer(TouchedAlert(0, item.ts_ns, self.binary, ctx, item.tid, set_name, key,
-                                     record, children_only=children_only))
+                                     record, children_only=children_only,
+                                     fleet_hosts=getattr(self.sets, "hosts_", None)))
 
     def _offer(self, alert: TouchedAlert) -> None:
         group = alert.process.group
@@ -292,6 +297,8 @@ def touched_text(alert: TouchedAlert) -> str:
         detail += "  argv: " + " ".join(safe(a, 64) for a in item["argv"])
     if alert.children_only:
         what += " (only its child processes touched it in training; this is the root process)"
+    if alert.fleet_hosts:
+        what += f" (never seen on any of the {alert.fleet_hosts:,} hosts it was pooled from)"
     return (f"{wall_time(alert.ts_ns)} ALERT #{alert.id} {safe(alert.binary)}: "
             f"{safe(proc.comm)}[{proc.pid}] tid {alert.tid} touched a {what}: {detail}"
             + (f" (learned as {safe(alert.key, 300)})" if alert.set_name == "files" else ""))

@@ -18,7 +18,9 @@ scores both recordings with the stored profile, as `sysgram score` does, and cou
 Whole threads are judged at their end as the offline `score` does, not as they run, and
 a recorded thread is one stream across its execs (live, an exec starts a new stream: a
 login shell's `ps` is judged alone there, with bash's calls before it here), so thread
-verdicts differ from the live ones. Touched sets are not replayed. The live suite
+verdicts differ from the live ones. Touched records are replayed against the profile's
+sets (`--touched`, the default; roles as `train` gives them, from each recorded process's
+`watched_parent`): a new item is an alert of its own, scope "touched". The live suite
 (`python -m benchmarks.scenarios`) stays the measurement of record; this is for
 comparing decisions on identical data, seconds per variant instead of a 40-minute run.
 """
@@ -64,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default="lm-stream")
     p.add_argument("--min-events", default="1,2,3")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--no-touched", dest="touched", action="store_false",
+                   help="leave the touched sets out (sequences only)")
     return p.parse_args(argv)
 
 
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"replay: {server['server']}: no watch recording in {work}; skipped",
                   file=sys.stderr)
             continue
-        rows.append(replay_server(server, work, args.model, bars))
+        rows.append(replay_server(server, work, args.model, bars, args.touched))
     command = "python -m benchmarks.scenarios.replay " + " ".join(argv or sys.argv[1:])
     document = {"command": command,
                 "run": str(args.run), "model": args.model, "servers": rows}
@@ -88,10 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def replay_server(server: dict, work: Path, model: str, bars: list[int]) -> dict:
+def replay_server(server: dict, work: Path, model: str, bars: list[int],
+                  touched: bool = True) -> dict:
     loaded = ProfileStore(work / f"store-{model}").load(server["comm"])
-    watch = flagged(loaded, Dataset.open(work / "watch"), work / "watch")
-    attacked = flagged(loaded, Dataset.open(work / "attacks"), work / "attacks")
+    watch = flagged(loaded, Dataset.open(work / "watch"), work / "watch", touched=touched)
+    attacked = flagged(loaded, Dataset.open(work / "attacks"), work / "attacks",
+                       touched=touched)
     parents = process_parents(work / "attacks")
     out = {"server": server["server"], "watched_seconds": recording_seconds(work / "watch"),
            "bars": {}}
@@ -121,7 +127,7 @@ def verdicts(watch: list[Flagged], attacked: list[Flagged], attacks: list[dict],
         caught[attack["name"]] = hit
     return {"false_alarms": len(false),
             "false_alarms_by_scope": {s: sum(1 for f in false if f[0] == s)
-                                      for s in ("window", "thread")},
+                                      for s in ("window", "thread", "touched")},
             "caught": caught, "spans": all("span_ns" in a for a in attacks)}
 
 
@@ -129,9 +135,11 @@ def _novelty(f: Flagged) -> Novelty:
     return Novelty(f.events, f.decisive)
 
 
-def flagged(loaded, data: Dataset, path: Path, clock=None) -> list[Flagged]:
-    """The recording's windows and threads that score above their thresholds (`clock`:
-    event_clock(path), given when several profiles score one recording)."""
+def flagged(loaded, data: Dataset, path: Path, clock=None,
+            touched: bool = True) -> list[Flagged]:
+    """The recording's windows and threads that score above their thresholds, and (with
+    `touched`) its touched records new to the profile's sets (`clock`: event_clock(path),
+    given when several profiles score one recording)."""
     profile = loaded.profile
     clock = clock or event_clock(path)
     streams = to_streams(data.threads, profile.arch_)
@@ -150,7 +158,30 @@ def flagged(loaded, data: Dataset, path: Path, clock=None) -> list[Flagged]:
         ends = piece_first[above] + streams.pieces.lengths[above] - 1
         out.append(_flag(thread_profile, streams.pieces.take(above), streams,
                          streams.thread_of_piece[above], ends, clock, "thread"))
+    if touched and getattr(loaded, "touched", None) is not None:
+        out.append(touched_flagged(loaded.touched, data))
     return out
+
+
+def touched_flagged(sets, data: Dataset) -> Flagged:
+    """The recording's touched records that are new to `sets`, as live `watch` judges
+    them (each on its own: a new item alerts whatever the window around it scores)."""
+    from sysgram.models.touched import process_roles, with_roles
+
+    verdict: dict[str, bool] = {}
+    pids, times = [], []
+    for record in with_roles(data.touched, process_roles(data.threads)):
+        what = json.dumps({k: v for k, v in record.items()
+                           if k not in ("tid", "pid", "ts_ns", "position", "fd")},
+                          sort_keys=True, default=str)
+        if what not in verdict:
+            verdict[what] = bool(sets.new_items([record]))
+        if verdict[what]:
+            pids.append(int(record["pid"]))
+            times.append(int(record.get("ts_ns") or 0))
+    n = len(pids)
+    return Flagged(np.array(pids, dtype=np.int64), np.array(times, dtype=np.int64),
+                   np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), "touched")
 
 
 def _flag(profile, seqs, streams, thread_rows, positions, clock, scope: str) -> Flagged:
@@ -202,7 +233,8 @@ def recording_seconds(path: Path) -> float:
 
 
 def markdown(document: dict, bars: list[int]) -> str:
-    lines = ["| server | watched | " + " | ".join(f"min_events={k}: FA (window/thread), caught"
+    lines = ["| server | watched | " + " | ".join(f"min_events={k}: FA (window/thread/touched), "
+                                                 "caught"
                                                  for k in bars) + " |",
              "|---|---|" + "---|" * len(bars)]
     for row in document["servers"]:
@@ -212,7 +244,8 @@ def markdown(document: dict, bars: list[int]) -> str:
             scope = b["false_alarms_by_scope"]
             caught = sum(b["caught"].values())
             missed = [n for n, c in b["caught"].items() if not c]
-            cells.append(f"{b['false_alarms']} ({scope['window']}/{scope['thread']}), "
+            cells.append(f"{b['false_alarms']} ({scope['window']}/{scope['thread']}/"
+                         f"{scope['touched']}), "
                          f"{caught}/{len(b['caught'])}" + (f" missed {', '.join(missed)}"
                                                             if missed else ""))
         lines.append(f"| {row['server']} | {row['watched_seconds']:.0f} s | "

@@ -24,7 +24,10 @@ def write_dataset(path):
                        created=True, watched_parent=True)
         w.start_thread(20, pid=20, comm="helper")
         w.append(10, np.array([0, 1, 2, 3], np.uint16), ts_ns=110)
+        w.touched(10, 10, 120, path="/etc/srv\udcff.conf", kind="open", syscall=257)
         w.append(11, np.array([5, 6, 7], np.uint16))
+        w.touched(11, 10, 130, kind="connect", syscall=42, result=0, protocol="tcp",
+                  peer={"family": "ipv4", "address": "127.0.0.1", "port": 5432})
         w.gap(11, 5)
         w.append(11, np.array([8, 9], np.uint16))
         w.append(20, np.array([4, 4, 4], np.uint16))
@@ -71,6 +74,15 @@ def test_export_round_trips_through_pyarrow_alone(tmp_path, capsys):
     assert [r["watched_parent"] for r in rows] == [False, True, True, None]
     meta = json.loads(next((tmp_path / "pq" / "_sysgram").glob("*.json")).read_text())
     assert meta["status"] == "complete" and meta["counts"]["lost_events"] == 5
+    # What the threads touched rides with the row of the calls before it (a record at a
+    # loss's position with the row after the loss), the odd path byte as path_hex.
+    touched = [[json.loads(t) for t in r["touched"]] for r in rows]
+    assert [len(t) for t in touched] == [1, 0, 1, 0] and meta["counts"]["touched"] == 2
+    assert touched[0][0]["path_hex"] == "/etc/srv\udcff.conf".encode(
+        "utf-8", "surrogateescape").hex()
+    assert (touched[0][0]["kind"], touched[0][0]["ts_ns"], touched[0][0]["pid"]) == (
+        "open", 120, 10)
+    assert touched[2][0]["peer"] == {"family": "ipv4", "address": "127.0.0.1", "port": 5432}
 
 
 def test_duckdb_reads_the_root_with_hive_partitioning(tmp_path):

@@ -38,7 +38,7 @@ def test_apache_attacks_are_recorded_and_the_default_catches_the_spawn(open_dir)
     server = make_server("apache")
     absent = missing(list(server.debian_packages))
     assert not absent, f"make install should have installed {absent} (scripts/install.sh)"
-    settings = Settings(train_s=50.0, watch_s=30.0, warmup_s=3.0, alert_wait_s=6.0,
+    settings = Settings(train_s=60.0, watch_s=30.0, warmup_s=3.0, alert_wait_s=6.0,
                         settle_s=6.0, models=[DEFAULT_DETECTOR])
     result = run_scenario(server, settings, open_dir / "apache")
 

@@ -369,11 +369,26 @@ def read_recording_meta(root: Path) -> list[dict]:
     return metas
 
 
+# A dataset's touched record's own fields, apart from what the thread touched.
+_TOUCHED_OWN = frozenset({"tid", "pid", "ts_ns", "position", "path"})
+
+
+def _marks(trace, touched: list[dict]) -> list[tuple[int, str, object]]:
+    """(position, "gap" | "touched", lost or record) in trace order; a record at a loss's
+    position came after the loss (it was recorded after the calls it follows)."""
+    gaps = [(int(p), 0, "gap", int(n))
+            for p, n in np.asarray(trace.gaps, dtype=np.int64).reshape(-1, 2)]
+    marks = [(min(int(r.get("position") or 0), len(trace.ids)), 1, "touched", r)
+             for r in touched]
+    return [(p, kind, what) for p, _, kind, what in sorted(gaps + marks, key=lambda m: m[:2])]
+
+
 def export_parquet(dataset, root: Path, host: str | None = None) -> dict:
     """Write a dataset's thread traces as rows of a Parquet root; returns the counts.
 
     Each trace becomes rows split where it lost events (`lost_before` on the row after
-    each loss), through the same writer `record --format parquet` uses.
+    each loss), through the same writer `record --format parquet` uses; what the thread
+    touched goes with the row holding the calls before it, as when recording.
     """
     meta = dataset.meta
     writer = ParquetRecordingWriter(
@@ -381,6 +396,9 @@ def export_parquet(dataset, root: Path, host: str | None = None) -> dict:
         target=meta.get("target"), host=host or meta.get("host"),
         meta={"exported_from": str(Path(dataset.path).resolve()),
               "created": meta.get("created")})
+    touched_by_tid: dict[int, list[dict]] = {}
+    for record in getattr(dataset, "touched", None) or []:
+        touched_by_tid.setdefault(record["tid"], []).append(record)
     for trace in dataset.threads:
         writer.start_thread(trace.tid, pid=trace.pid, ppid=trace.ppid, comm=trace.comm,
                             exe=trace.exe, exe_sha256=trace.exe_sha256,
@@ -389,10 +407,14 @@ def export_parquet(dataset, root: Path, host: str | None = None) -> dict:
                             cgroup=trace.cgroup, container=trace.container,
                             created=trace.created, watched_parent=trace.watched_parent)
         cut = 0
-        for position, lost in np.asarray(trace.gaps, dtype=np.int64).reshape(-1, 2):
+        for position, kind, what in _marks(trace, touched_by_tid.get(trace.tid, [])):
             writer.append(trace.tid, trace.ids[cut:position])
-            writer.gap(trace.tid, int(lost))
-            cut = int(position)
+            cut = position
+            if kind == "gap":
+                writer.gap(trace.tid, what)
+            else:
+                writer.touched(trace.tid, what["pid"], what.get("ts_ns"), path=what.get("path"),
+                               **{k: v for k, v in what.items() if k not in _TOUCHED_OWN})
         writer.append(trace.tid, trace.ids[cut:])
         writer.end_thread(trace.tid, end_ns=trace.end_ns)
         writer.flush()                 # writes a file whenever max_calls are buffered

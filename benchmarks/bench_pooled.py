@@ -21,9 +21,9 @@ still exist. For each server:
 3. **Pooled profiles**: every slice exported with `sysgram export --format parquet --host hN`
    (`export_parquet`) into one root, one host partition each, and trained through the
    fleet path, `sysgram train --proc COMM --from ROOT` (small data: in this process, no
-   cluster). The fleet path fits one profile per executable: where the server's children
-   exec other programs (sshd's sessions, gunicorn's `sh`/`getent`) it saves several, and
-   the server binary's own is scored (the one that would be installed as its profile).
+   cluster). The fleet path pools the programs a server's processes exec (sshd's
+   sessions, gunicorn's `sh`/`getent`) into the server binary's build, as the dataset
+   path does; the server binary's own profile is the one scored.
    Beside it, the same slices pooled through the dataset path, `sysgram train --proc COMM
    --from h0 ... --from hN` (one profile for the whole process tree, as per-host ones).
 4. **Reference**: the default detector trained on the whole training recording, as the
@@ -36,8 +36,10 @@ still exist. For each server:
 
 Limits: one real host only, so the "hosts" are slices of one machine's recording under
 one load: as alike as hosts can be (the best case for pooling; real hosts differ in
-configuration and traffic). Touched sets are not replayed (the live suite catches some
-attacks only through them), whole threads are judged at their end, and the fleet path
+configuration and traffic). Touched records are replayed against each profile's sets
+(replay.py: the pooled fleet profile's sets pool every slice's records, with host counts;
+since 2026-12-06 20:59 `export` carries them, before it the fleet path learned none),
+whole threads are judged at their end, and the fleet path
 fits no whole-thread profile (a per-host or reference profile may have one). The pooled
 profile's streams are cut at the slice edges and into the fleet's sample chunks.
 
@@ -84,10 +86,9 @@ def train(comm: str, sources: list[Path], store: Path, sha256: str | None = None
     """`sysgram train --proc COMM --from SOURCE... --store STORE` in this process: what it
     printed, how long it took, and the loaded profile (or the error that stopped it).
 
-    The fleet path fits one profile per executable under a name: when the recordings hold
-    several (a server whose children exec other programs), it saves them as
-    COMM@SHA256-PREFIX; the one loaded then is `sha256`'s, the server binary's own (what
-    would be installed as COMM's profile), and `profiles` lists them all."""
+    The fleet path fits one profile per build under a name: when the recordings hold
+    several builds, it saves them as COMM@SHA256-PREFIX; the one loaded then is
+    `sha256`'s, the server binary's own (what would be installed as COMM's profile)."""
     from sysgram.commands.train import train as train_command
 
     out = io.StringIO()

@@ -221,3 +221,21 @@ def test_a_profile_weighs_novelty_with_the_splicing_and_wait_rules():
     assert profile.novelty(benign).events.tolist() == [0]
     odd = Sequences.from_list([np.array([epoll, READ, CLOSE, WRITE, OPENAT, epoll])])
     assert profile.novelty(odd).events.tolist() == [3]
+
+
+def test_a_shells_signal_masks_between_known_calls_are_timing_not_events():
+    """Run s13's sshd false alarms, on a login's bash: it blocks SIGCHLD around its job
+    table, and where those blocks fall depends on which children exited while it worked
+    (`rt_sigprocmask, rt_sigprocmask, wait4`, `rt_sigprocmask, close, exit_group`)."""
+    from sysgram.models.policy import splicing_syscalls
+
+    mask, wait4, exit_group = (NR.number(n) for n in ("rt_sigprocmask", "wait4", "exit_group"))
+    job = [READ, mask, WRITE, mask, wait4, CLOSE, mask, exit_group]
+    vocab = NgramVocabulary((1, 2, 3)).fit(Sequences.from_list([np.array(job * 40)]))
+    late = Sequences.from_list([np.array([READ, mask, WRITE, mask, CLOSE, mask, wait4, CLOSE,
+                                          mask, exit_group])])
+    assert vocab.novel_events(late, spliced=SPLICED)[0][0] >= 2      # an alert without
+    assert vocab.novel_events(late, spliced=splicing_syscalls("x86_64"))[0][0] == 0
+    # What the shell does between its masks still counts: WRITE -> CLOSE, CLOSE -> READ.
+    odd = Sequences.from_list([np.array([READ, mask, WRITE, CLOSE, READ, mask, wait4])])
+    assert vocab.novel_events(odd, spliced=splicing_syscalls("x86_64"))[0][0] == 2

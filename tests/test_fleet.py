@@ -25,7 +25,8 @@ RARE = np.array([300, 301, 302], np.uint16)   # calls only host h0 makes
 SEAM = (310, 311)   # h1 makes 310 at the end of one file and 311 at the start of the next
 
 
-def write_fleet(root, hosts: int = 3, threads: int = 30, seed: int = 0) -> None:
+def write_fleet(root, hosts: int = 3, threads: int = 30, seed: int = 0,
+                touched_captured: bool = True) -> None:
     """`hosts` hosts running one binary ("srv"): replays of one random stream, and h0
     alone also making the RARE calls once. Rows reach several files per host; h1 writes a
     file at every flush, so its traces span files (and SEAM's bigram spans two)."""
@@ -33,7 +34,8 @@ def write_fleet(root, hosts: int = 3, threads: int = 30, seed: int = 0) -> None:
     base = rng.integers(0, 40, size=3000).astype(np.uint16)
     for h in range(hosts):
         w = ParquetRecordingWriter(root, arch="x86_64", source="test", host=f"h{h}",
-                                   max_calls=1 if h == 1 else 5000)
+                                   max_calls=1 if h == 1 else 5000,
+                                   touched_captured=touched_captured)
         for t in range(1, threads + 1):
             w.start_thread(t, pid=1, comm="srv", exe="/usr/sbin/srv", exe_sha256=SHA)
             start = int(rng.integers(0, 2000))
@@ -336,10 +338,47 @@ def test_a_pooled_profile_learns_what_every_host_touched_and_counts_hosts_per_it
     assert "never seen on any of the 3 hosts" in touched_text(alert)
 
 
-def test_a_fleet_recorded_without_touched_records_pools_no_sets(tmp_path):
-    write_fleet(tmp_path / "pq")
-    (pooled,) = train_fleet([str(tmp_path / "pq")], FleetOptions(params={}, workers=0)).binaries
-    assert pooled.touched is None      # watch then lists what is touched, alerting on none
+def test_a_fleet_that_touched_nothing_learns_empty_sets_one_not_captured_none(tmp_path):
+    # memcached in bench_pooled: under a steady load it opened no file and made no
+    # connection while recorded, so the injected connect must be new (it was missed when
+    # an empty capture pooled no sets at all).
+    write_fleet(tmp_path / "quiet")
+    (pooled,) = train_fleet([str(tmp_path / "quiet")],
+                            FleetOptions(params={}, workers=0)).binaries
+    assert pooled.touched.hosts_ == 3 and pooled.touched.records_ == 0
+    connect = {"kind": "connect", "result": 0, "protocol": "tcp",
+               "peer": {"family": "ipv4", "address": "127.0.0.1", "port": 4444}}
+    assert [s for s, _, _ in pooled.touched.new_items([connect])] == ["peers"]
+    # Exported from recordings that could not capture them: no sets, watch only lists.
+    write_fleet(tmp_path / "old", touched_captured=False)
+    (pooled,) = train_fleet([str(tmp_path / "old")], FleetOptions(params={}, workers=0)).binaries
+    assert pooled.touched is None
+
+
+def test_a_pooled_listener_is_judged_by_what_listeners_touched(tmp_path):
+    """sshd in bench_pooled: the listener reading /etc/shadow went unseen, as the role-less
+    pooled sets knew the file from the sessions. The rows' watched_parent gives roles."""
+    root = tmp_path / "pq"
+    for h in range(2):
+        w = ParquetRecordingWriter(root, arch="x86_64", source="test", host=f"h{h}")
+        w.start_thread(1, pid=1, comm="srv", exe="/usr/sbin/srv", exe_sha256=SHA,
+                       watched_parent=False)
+        w.start_thread(2, pid=2, ppid=1, comm="srv", exe="/usr/sbin/srv", exe_sha256=SHA,
+                       watched_parent=True)
+        for t in (1, 2):
+            w.append(t, np.resize(np.arange(20, dtype=np.uint16), 3000))
+        w.touched(1, 1, 5, kind="accept", syscall=288, result=4, protocol="tcp",
+                  peer={"family": "ipv4", "address": "127.0.0.1", "port": 40000})
+        w.touched(2, 2, 6, path="/etc/shadow", kind="open", syscall=257)
+        for t in (1, 2):
+            w.end_thread(t)
+        w.close()
+    (pooled,) = train_fleet([str(root)], FleetOptions(params={}, workers=0)).binaries
+    sets = pooled.touched
+    shadow = {"kind": "open", "path": "/etc/shadow"}
+    assert sets.new_items([{**shadow, "role": "child"}]) == []
+    assert [k for _, k, _ in sets.new_items([{**shadow, "role": "root"}])] == ["/etc/shadow"]
+    assert sets.item_hosts_["files /etc/shadow"] == 2
 
 
 def test_train_from_a_touching_fleet_saves_the_pooled_sets_and_show_lists_rare_items(

@@ -11,7 +11,12 @@ import pytest
 
 from sysgram.cli import main
 from sysgram.datasets import Dataset, DatasetWriter
-from sysgram.datasets.parquet import COLUMNS, ParquetRecordingWriter, arrow_schema
+from sysgram.datasets.parquet import (
+    COLUMNS,
+    ParquetRecordingWriter,
+    arrow_schema,
+    touched_captured,
+)
 from sysgram.datasets.parquet_read import TRAINING_COLUMNS, PieceTails, table_pieces
 
 
@@ -83,6 +88,15 @@ def test_export_round_trips_through_pyarrow_alone(tmp_path, capsys):
     assert (touched[0][0]["kind"], touched[0][0]["ts_ns"], touched[0][0]["pid"]) == (
         "open", 120, 10)
     assert touched[2][0]["peer"] == {"family": "ipv4", "address": "127.0.0.1", "port": 5432}
+    # Each file says whether its rows' touched records were captured (an empty list is
+    # then "touched nothing"); an export of a dataset without any says not.
+    files = sorted((tmp_path / "pq").rglob("*.parquet"))
+    assert all(touched_captured(pq.read_schema(f)) for f in files)
+    with DatasetWriter(tmp_path / "bare", arch="x86_64", source="test") as w:
+        w.start_thread(1, pid=1, comm="srv")
+        w.append(1, np.array([1, 2], np.uint16))
+    assert main(["export", str(tmp_path / "bare"), "--format", "parquet", str(tmp_path / "b")]) == 0
+    assert not touched_captured(pq.read_schema(next((tmp_path / "b").rglob("*.parquet"))))
 
 
 def test_duckdb_reads_the_root_with_hive_partitioning(tmp_path):

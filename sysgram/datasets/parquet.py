@@ -84,6 +84,16 @@ COLUMNS = {
 }
 
 
+# A file's key-value metadata: whether its recording captured what threads touched.
+TOUCHED_KEY = b"sysgram.touched"
+
+
+def touched_captured(schema) -> bool:
+    """Whether a Parquet file's rows had their touched records captured (files written
+    before the mark: when any row holds one, which the caller sees)."""
+    return (schema.metadata or {}).get(TOUCHED_KEY) == b"captured"
+
+
 def arrow_schema():
     """The pyarrow schema of the stored columns (partition keys excluded)."""
     import pyarrow as pa
@@ -167,7 +177,8 @@ class ParquetRecordingWriter:
 
     def __init__(self, root: Path, *, arch: str, source: str, target: dict | None = None,
                  meta: dict | None = None, host: str | None = None,
-                 max_calls: int = MAX_CALLS_PER_FILE, max_age_s: float = MAX_AGE_S) -> None:
+                 max_calls: int = MAX_CALLS_PER_FILE, max_age_s: float = MAX_AGE_S,
+                 touched_captured: bool = True) -> None:
         import pyarrow  # noqa: F401  (fail before any directory is made)
 
         self.root = Path(root)
@@ -175,6 +186,9 @@ class ParquetRecordingWriter:
         self.arch, self.host = arch, host or socket.gethostname()
         self.recording = uuid.uuid4().hex[:16]
         self.max_calls, self.max_age_s = max_calls, max_age_s
+        # Whether what threads touched was captured: an empty `touched` then means the
+        # thread touched nothing, not that nobody looked (each file's metadata says it).
+        self.touched_captured = touched_captured
         self.default_comm = (target or {}).get("comm") or UNKNOWN_BINARY
         self._traces: dict[int, _Trace] = {}   # open traces by tid
         self._rows: dict[str, list[dict]] = {}  # partition dir -> rows not yet in a file
@@ -326,6 +340,9 @@ class ParquetRecordingWriter:
         import pyarrow.parquet as pq
 
         table = rows_to_table(rows, pa)
+        table = table.replace_schema_metadata({
+            **table.schema.metadata,
+            TOUCHED_KEY: b"captured" if self.touched_captured else b"not captured"})
         name = f"part-{self.recording}-{self._files:06d}.parquet"
         self._files += 1
         tmp = directory / f".{name}.tmp"
@@ -391,11 +408,15 @@ def export_parquet(dataset, root: Path, host: str | None = None) -> dict:
     touched goes with the row holding the calls before it, as when recording.
     """
     meta = dataset.meta
+    # What the collector's stats say (as `train --from DATASET` reads them): recorded with
+    # the touched capture, even when nothing was touched.
+    captured = "touched" in (meta.get("collector") or {}) or bool(getattr(dataset, "touched",
+                                                                          None))
     writer = ParquetRecordingWriter(
         Path(root), arch=dataset.arch, source=meta.get("source") or "export",
         target=meta.get("target"), host=host or meta.get("host"),
         meta={"exported_from": str(Path(dataset.path).resolve()),
-              "created": meta.get("created")})
+              "created": meta.get("created")}, touched_captured=captured)
     touched_by_tid: dict[int, list[dict]] = {}
     for record in getattr(dataset, "touched", None) or []:
         touched_by_tid.setdefault(record["tid"], []).append(record)

@@ -90,15 +90,18 @@ def _fit_one(binary_name: str, sha: str | None, summaries: list[PartitionSummary
 
 def pooled_touched(per_host: list) -> object | None:
     """The touched sets every host's records teach, with how many hosts touched each
-    item; None when no host's recordings carried any (recorded without the capture).
+    item; None when no host's recordings captured them. Captured and empty (a memcached
+    that touched nothing while recorded) learns empty sets: whatever it touches is new.
 
     Each host's times are made relative to its own first record (hosts' monotonic clocks
     do not compare), so the novelty curve reads "new items for the fleet, by minutes
     into each host's recording". Peers are not generalised to subnets: those are each
-    host's own (loopback and "any client" still are)."""
+    host's own (loopback and "any client" still are). Roles come from the rows'
+    `watched_parent`, so a listener is judged by what listeners touched."""
     from sysgram.models.touched import TouchedSets
 
-    seen = [(host, first) for host, first in per_host if first is not None and first.records]
+    seen = [(host, first) for host, first in per_host
+            if first is not None and (first.records or first.captured)]
     if not seen:
         return None
     records, hosts_of, longest = [], {}, 0

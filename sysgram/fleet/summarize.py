@@ -196,15 +196,20 @@ def _add_touched(out: PartitionSummary, path: str, fs) -> None:
 
     import pyarrow.parquet as pq
 
-    from sysgram.models.touched import FirstSeen
+    from sysgram.datasets.parquet import touched_captured
+    from sysgram.models.touched import FirstSeen, process_role
 
-    columns = ["touched", "binary_sha256", "exe", "label"]
-    if "touched" not in pq.read_schema(path, filesystem=fs).names:
+    schema = pq.read_schema(path, filesystem=fs)
+    if "touched" not in schema.names:
         return
-    table = pq.read_table(path, columns=columns, filesystem=fs)
-    rows = zip(*(table[c].to_pylist() for c in columns), strict=True)
-    for records, sha, exe, label in rows:
-        if not records or label == "attack":
+    captured = touched_captured(schema)
+    columns = ["touched", "binary_sha256", "exe", "label", "pid", "watched_parent"]
+    table = pq.read_table(path, columns=[c for c in columns if c in schema.names],
+                          filesystem=fs)
+    column = {c: table[c].to_pylist() if c in table.column_names else [None] * table.num_rows
+              for c in columns}
+    for records, sha, exe, label, pid, watched_parent in zip(*column.values(), strict=True):
+        if label == "attack" or not (records or captured):
             continue
         own = bool(exe) and os.path.basename(exe)[:15] == out.binary_name[:15]
         slice_ = out.slices.get(sha if own else out.build)
@@ -212,13 +217,18 @@ def _add_touched(out: PartitionSummary, path: str, fs) -> None:
             continue
         if slice_.touched is None:
             slice_.touched = FirstSeen()
-        slice_.touched.add(_touched_record(json.loads(r)) for r in records)
+        slice_.touched.mark_captured()
+        # The root process (a master, a listener) or a child, as the recorder said.
+        role = process_role(watched_parent)
+        slice_.touched.add(_touched_record(json.loads(r), pid, role) for r in records)
 
 
-def _touched_record(stored: dict) -> dict:
-    """A stored record as the sets read it: the path as faithful text (as datasets do)."""
+def _touched_record(stored: dict, pid: int | None, role: str | None) -> dict:
+    """A stored record as the sets read it: the path as faithful text (as datasets do),
+    and its process's role when the row said it."""
     from sysgram.datasets.format import decode_path
 
     path = decode_path(stored)
     stored.pop("path_hex", None)
-    return {**stored, "path": path} if path is not None else stored
+    record = {**stored, "path": path} if path is not None else stored
+    return {**record, "role": role} if role and record.get("pid", pid) == pid else record

@@ -89,8 +89,8 @@ class BinarySlice:
     calls: int = 0
     pieces: int = 0
     unencodable: int = 0
-    # What this host's processes of the build touched: each key's first record (a
-    # models.touched.FirstSeen, role-less: the rows say no process roles).
+    # What this host's processes of the build touched: each key's first record, with its
+    # process's role from the row's `watched_parent` (a models.touched.FirstSeen).
     touched: object | None = None
 
 

@@ -366,3 +366,30 @@ def test_kill_9_of_a_writer_leaves_a_readable_dataset(tmp_path):
         assert n >= 997 * 5
         expected = (np.arange(n) * t.tid % 400).astype(np.uint16)
         np.testing.assert_array_equal(t.ids, expected)
+
+
+def test_every_writer_and_every_thread_record_agree_on_the_start_fields():
+    """A thread-start field lives in one list (format.START_FIELDS): the writers take
+    exactly those, and a recorded trace and a collector start carry them, so a new field
+    cannot be dropped on the way (the last one was, twice: the export and the suite's
+    slicer copied the fields by hand)."""
+    import dataclasses
+    import inspect
+
+    from sysgram.collector.items import ThreadStart
+    from sysgram.datasets.format import START_FIELDS, start_fields
+    from sysgram.datasets.parquet import ParquetRecordingWriter
+    from sysgram.datasets.trace import ThreadTrace
+
+    for writer in (DatasetWriter, ParquetRecordingWriter):
+        params = inspect.signature(writer.start_thread).parameters
+        assert tuple(p for p in params if p not in ("self", "tid")) == START_FIELDS, writer
+    traced = {f.name for f in dataclasses.fields(ThreadTrace)}
+    assert set(START_FIELDS) <= traced
+    started = {f.name for f in dataclasses.fields(ThreadStart)} - {"tid", "ts_ns"}
+    assert started <= set(START_FIELDS)
+    item = ThreadStart(7, 7, 1, "srv", "/srv", None, 99, watched_parent=True)
+    assert start_fields(item, start_ns="ts_ns") == {
+        "pid": 7, "ppid": 1, "comm": "srv", "exe": "/srv", "exe_sha256": None,
+        "start_ns": 99, "target": None, "cgroup": None, "container": None, "created": None,
+        "watched_parent": True}

@@ -80,7 +80,7 @@ def write_slices(src: Path, outs: list[Path], t0_ns: int, slice_ns: int) -> list
         if rec.kind == fmt.THREAD_START:
             info = _json(buf, rec)
             traces[rec.tid] = _Open({key: value for key, value in info.items()
-                                     if key in _START_FIELDS}, k)
+                                     if key in fmt.START_FIELDS}, k)
             if k is not None:
                 ensure(k, rec.tid, rec.pid)
         elif rec.kind == fmt.EVENTS and k is not None:
@@ -115,9 +115,6 @@ def write_slices(src: Path, outs: list[Path], t0_ns: int, slice_ns: int) -> list
     return counts
 
 
-_START_FIELDS = ("pid", "ppid", "comm", "exe", "exe_sha256", "start_ns", "label", "family",
-                 "split", "source", "target", "cgroup", "container", "created",
-                 "watched_parent")
 
 
 def _json(buf: bytes, rec) -> dict:

@@ -58,17 +58,14 @@ def write_items(writer, items) -> list:
         TouchedGap,
     )
     from sysgram.collector.touched import as_fields as touched_fields
+    from sysgram.datasets.format import start_fields
 
     started = []
     for item in items:
         if isinstance(item, ThreadEvents):
             writer.append(item.tid, item.ids, ts_ns=item.ts_ns)
         elif isinstance(item, ThreadStart):
-            writer.start_thread(item.tid, pid=item.pid, ppid=item.ppid, comm=item.comm,
-                                exe=item.exe, exe_sha256=item.exe_sha256, start_ns=item.ts_ns,
-                                target=item.target, cgroup=item.cgroup,
-                                container=item.container, created=item.created,
-                                watched_parent=item.watched_parent)
+            writer.start_thread(item.tid, **start_fields(item, start_ns="ts_ns"))
             if item.tid == item.pid:
                 started.append(item)
         elif isinstance(item, Gap):

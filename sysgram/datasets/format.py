@@ -115,6 +115,26 @@ def encode_json(fields: dict) -> bytes:
     return json.dumps(clean, separators=(",", ":"), sort_keys=True, default=str).encode()
 
 
+# What a thread start record holds besides its tid: the keyword arguments every writer's
+# `start_thread` takes (DatasetWriter, ParquetRecordingWriter). A new field is added here
+# and to the writers' signatures; tests/test_datasets.py checks that they agree.
+START_FIELDS = ("pid", "ppid", "comm", "exe", "exe_sha256", "start_ns", "label", "family",
+                "split", "source", "target", "cgroup", "container", "created",
+                "watched_parent")
+
+
+def start_fields(thread, **renamed: str) -> dict:
+    """The START_FIELDS `thread` has (a recorded ThreadTrace, a collector ThreadStart), for
+    a writer's `start_thread`; `renamed` maps a field to the attribute holding it
+    (`start_ns="ts_ns"` for a ThreadStart)."""
+    out = {}
+    for name in START_FIELDS:
+        attr = renamed.get(name, name)
+        if hasattr(thread, attr):
+            out[name] = getattr(thread, attr)
+    return out
+
+
 def touched_fields(fields: dict, path: str | None = None) -> dict:
     """A touched record's fields as stored: empty ones left out (0 is a value: a successful
     call's result), the path kept faithfully (`encode_path`)."""

@@ -38,6 +38,7 @@ from sysgram.datasets.files import (
     make_private_dir,
     write_json_atomic,
 )
+from sysgram.datasets.format import start_fields
 from sysgram.datasets.meta import now_iso
 from sysgram.errors import UserError
 
@@ -421,12 +422,7 @@ def export_parquet(dataset, root: Path, host: str | None = None) -> dict:
     for record in getattr(dataset, "touched", None) or []:
         touched_by_tid.setdefault(record["tid"], []).append(record)
     for trace in dataset.threads:
-        writer.start_thread(trace.tid, pid=trace.pid, ppid=trace.ppid, comm=trace.comm,
-                            exe=trace.exe, exe_sha256=trace.exe_sha256,
-                            start_ns=trace.start_ns, label=trace.label, family=trace.family,
-                            split=trace.split, source=trace.source, target=trace.target,
-                            cgroup=trace.cgroup, container=trace.container,
-                            created=trace.created, watched_parent=trace.watched_parent)
+        writer.start_thread(trace.tid, **start_fields(trace))
         cut = 0
         for position, kind, what in _marks(trace, touched_by_tid.get(trace.tid, [])):
             writer.append(trace.tid, trace.ids[cut:position])

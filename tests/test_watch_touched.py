@@ -106,7 +106,7 @@ def child(pid, ppid, ts=0):
 
 def test_another_branch_of_the_tree_touching_something_new_is_told_not_folded():
     """The suite's sshd (run of 2026-12-06 20:44): a login's command (30, under session 20
-    of listener 10) opened the tree's files period with a new temp file; 1.5 s later the
+    of listener 10) opened the tree's files period with a new temp file; 1.9 s later the
     listener itself read /etc/shadow. That alert was folded into the command's repeat,
     under the command's pid, so nothing said the listener read it."""
     eng = engine()

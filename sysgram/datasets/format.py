@@ -158,6 +158,15 @@ def encode_path(text: str) -> dict:
         return {"path_hex": raw.hex()}
 
 
+def with_faithful_path(fields: dict) -> dict:
+    """A stored touched record as readers use it: `path` as faithful text (None when it has
+    no path), in place of `path_hex` (in place: the dict is returned)."""
+    path = decode_path(fields)
+    fields.pop("path_hex", None)
+    fields["path"] = path
+    return fields
+
+
 def decode_path(fields: dict) -> str | None:
     """The path of a TOUCHED payload as faithful text (surrogate escapes), or None."""
     if isinstance(fields.get("path"), str):

@@ -137,10 +137,9 @@ def _assemble(buf: bytes, records: list[Record]) -> _Assembly:
         elif rec.kind == fmt.TOUCHED:
             touched = _json_payload(buf, rec, asm)
             if touched is not None:
-                path = fmt.decode_path(touched)
-                touched.pop("path_hex", None)
+                touched = fmt.with_faithful_path(touched)
                 touched.update(tid=rec.tid, pid=rec.pid, ts_ns=rec.ts_ns or None,
-                               position=rec.position, path=path)
+                               position=rec.position)
                 asm.touched.append(touched)
         else:
             asm.unknown_kinds += 1

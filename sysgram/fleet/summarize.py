@@ -109,7 +109,6 @@ class PartitionSummary:
 def summarize_partition(part: Partition, plan: Plan) -> PartitionSummary:
     """Read the partition's files in order and summarise them (the Dask task)."""
     import fsspec
-    import pyarrow.parquet as pq
 
     fs, _ = fsspec.core.url_to_fs(part.url)
     seed = zlib.crc32(f"{part.host}/{part.binary_name}".encode()) ^ plan.seed
@@ -118,7 +117,7 @@ def summarize_partition(part: Partition, plan: Plan) -> PartitionSummary:
     tails = PieceTails(keep=max(plan.window, max(plan.orders)) - 1)
     for path in part.files:
         try:
-            table = pq.read_table(path, columns=TRAINING_COLUMNS, filesystem=fs)
+            table = _read_file(path, fs)
             pieces = table_pieces(table)
         except Exception as exc:  # any damage: name the file, keep going without it
             out.failures.append((path, f"{type(exc).__name__}: {exc}"))
@@ -129,7 +128,7 @@ def summarize_partition(part: Partition, plan: Plan) -> PartitionSummary:
         out.attack_rows += pieces.attack_rows
         _add_pieces(out, pieces, tails.join(pieces), plan, rng)
         try:
-            _add_touched(out, path, fs)
+            _add_touched(out, table)
         except Exception as exc:  # its calls counted; what it touched did not: say so
             out.failures.append((path, f"its touched records: {type(exc).__name__}: {exc}"))
     for s in out.slices.values():
@@ -137,11 +136,31 @@ def summarize_partition(part: Partition, plan: Plan) -> PartitionSummary:
     return out
 
 
-def _is_own(pieces, i: int, binary_name: str) -> bool:
-    """Whether piece i runs the watched binary's own file (by name: its `comm` column is
-    the partition's binary name for every piece of the tree)."""
-    exe = pieces.exe[i]
+# What a row of what threads touched adds to TRAINING_COLUMNS, where the file has them.
+TOUCHED_COLUMNS = ("touched", "pid", "watched_parent")
+
+
+def _read_file(path: str, fs):
+    """One file's training columns, and the touched columns it has (older files lack
+    some): one open, one read."""
+    import pyarrow.parquet as pq
+
+    with fs.open(path, "rb") as f:
+        parquet = pq.ParquetFile(f)
+        names = set(parquet.schema_arrow.names)
+        return parquet.read(columns=TRAINING_COLUMNS + [c for c in TOUCHED_COLUMNS
+                                                        if c in names])
+
+
+def _runs_own_file(exe: str | None, binary_name: str) -> bool:
+    """Whether a process runs the watched binary's own file (by name: the `comm` column is
+    the partition's binary name for every row of the tree)."""
     return bool(exe) and os.path.basename(exe)[:15] == binary_name[:15]
+
+
+def _is_own(pieces, i: int, binary_name: str) -> bool:
+    """Whether piece i runs the watched binary's own file."""
+    return _runs_own_file(pieces.exe[i], binary_name)
 
 
 def _builds(out: PartitionSummary, pieces) -> list:
@@ -189,30 +208,25 @@ def _add_pieces(out: PartitionSummary, pieces, ids: list, plan: Plan, rng) -> No
         slice_.sample.offer(seqs, plan.chunk_calls, rng)
 
 
-def _add_touched(out: PartitionSummary, path: str, fs) -> None:
+def _add_touched(out: PartitionSummary, table) -> None:
     """The file's touched records (normal rows only), each into the build its row pools
     into, as its calls do. A file written before the column existed has none."""
     import json
 
-    import pyarrow.parquet as pq
-
+    from sysgram.datasets.format import with_faithful_path
     from sysgram.datasets.parquet import touched_captured
-    from sysgram.models.touched import FirstSeen, process_role
+    from sysgram.models.touched import FirstSeen, process_role, with_roles
 
-    schema = pq.read_schema(path, filesystem=fs)
-    if "touched" not in schema.names:
+    if "touched" not in table.column_names:
         return
-    captured = touched_captured(schema)
+    captured = touched_captured(table.schema)
     columns = ["touched", "binary_sha256", "exe", "label", "pid", "watched_parent"]
-    table = pq.read_table(path, columns=[c for c in columns if c in schema.names],
-                          filesystem=fs)
     column = {c: table[c].to_pylist() if c in table.column_names else [None] * table.num_rows
               for c in columns}
     for records, sha, exe, label, pid, watched_parent in zip(*column.values(), strict=True):
         if label == "attack" or not (records or captured):
             continue
-        own = bool(exe) and os.path.basename(exe)[:15] == out.binary_name[:15]
-        slice_ = out.slices.get(sha if own else out.build)
+        slice_ = out.slices.get(sha if _runs_own_file(exe, out.binary_name) else out.build)
         if slice_ is None:       # a build with no loss-free calls here: nothing to pool into
             continue
         if slice_.touched is None:
@@ -220,15 +234,5 @@ def _add_touched(out: PartitionSummary, path: str, fs) -> None:
         slice_.touched.mark_captured()
         # The root process (a master, a listener) or a child, as the recorder said.
         role = process_role(watched_parent)
-        slice_.touched.add(_touched_record(json.loads(r), pid, role) for r in records)
-
-
-def _touched_record(stored: dict, pid: int | None, role: str | None) -> dict:
-    """A stored record as the sets read it: the path as faithful text (as datasets do),
-    and its process's role when the row said it."""
-    from sysgram.datasets.format import decode_path
-
-    path = decode_path(stored)
-    stored.pop("path_hex", None)
-    record = {**stored, "path": path} if path is not None else stored
-    return {**record, "role": role} if role and record.get("pid", pid) == pid else record
+        slice_.touched.add(with_roles((with_faithful_path(json.loads(r)) for r in records),
+                                      {pid: role} if role else {}))

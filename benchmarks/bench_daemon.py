@@ -238,6 +238,9 @@ def _ratios(runs: dict[str, list[float]], prefix: str) -> dict:
 def _wrk(port: int, seconds: int) -> float:
     out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
                          check=True, capture_output=True, text=True).stdout
+    # An error page is cheaper to serve than the file: a rate of errors measures nothing.
+    if "Non-2xx or 3xx responses" in out:
+        raise SystemExit(f"nginx answered with errors; see its error.log:\n{out}")
     for line in out.splitlines():
         if line.startswith("Requests/sec:"):
             return float(line.split()[1])
@@ -251,7 +254,11 @@ def nginx(reps: int, work: Path, seconds: int = 5) -> dict:
 
     ensure_packages()
     port = free_port()
-    server = start_nginx(work, port)
+    # nginx's workers drop root (to nobody) and must reach the site: the bench's own work
+    # directory is private, so the site lives in one they can read.
+    site = Path(tempfile.mkdtemp(prefix="sgb-nginx-"))
+    os.chmod(site, 0o755)
+    server = start_nginx(site, port)
     store = work / "nginx-store"
     try:
         trainer = subprocess.Popen([*SYSGRAM, "train", "--proc", "nginx", "--duration", "15s",
@@ -279,6 +286,7 @@ def nginx(reps: int, work: Path, seconds: int = 5) -> dict:
                                    "watched": watched_run})
     finally:
         stop_session(server)
+        shutil.rmtree(site, ignore_errors=True)
     return _ratios(runs, "nginx") | {"nginx_watcher_cores": statistics.median(watcher_cores)}
 
 

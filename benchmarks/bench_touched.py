@@ -56,7 +56,8 @@ def serve(comm: str) -> None:
         return sum(1 for i in items if isinstance(i, Touched) and i.kind == "open"
                    and i.path.endswith(PATH_NAME))
 
-    with Collector(TargetSpec(comm)) as collector:
+    # Every open handed on (no repeat folding): this measures what the pipeline delivers.
+    with Collector(TargetSpec(comm), open_repeat_s=0) as collector:
         print(json.dumps({"attached": True}), flush=True)
         while True:
             opens += count(collector.poll(0.05).items)

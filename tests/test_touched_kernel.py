@@ -194,3 +194,15 @@ def test_record_train_then_new_files_and_peers_of_a_second_run_are_flagged(build
         cut_key(f"{third}/{'L' * (255 - len(str(third)) - 1)}")}
     assert all(r["new_syscalls"] == [] for r in records if r.get("scope") == "touched")
     assert "touched records outside the learned sets; 0 touched records lost" in err
+
+
+def test_repeated_opens_are_folded_and_every_one_is_counted(build_workload, tmp_path):
+    """5,000 opens of one file: each arrives or is counted as a folded repeat, exactly."""
+    loop, target = build_workload("openloop"), tmp_path / "same-file"
+    target.write_text("x")
+    items, stats = collect_items(TargetSpec(loop.name), lambda: subprocess.run(
+        [str(loop), "5000", str(target)], check=True, capture_output=True, timeout=60))
+    assert stats.lost_touched == 0
+    delivered = [i for i in items if isinstance(i, Touched) and i.path == str(target)]
+    assert 1 <= len(delivered) <= 5          # once a second at most: the loop takes < 1 s
+    assert len(delivered) + stats.touched_repeats == 5000

@@ -48,7 +48,7 @@ from sysgram.collector.procfilter import ProcessFilter
 from sysgram.collector.program import Program
 from sysgram.collector.targets import TargetSet
 from sysgram.collector.threads import ThreadBook
-from sysgram.collector.touched import SocketTypes
+from sysgram.collector.touched import OpenRepeats, SocketTypes
 from sysgram.collector.touched import decode_all as decode_touched
 from sysgram.errors import UserError
 
@@ -60,6 +60,10 @@ _REQUEST_SYSCALLS_PER_ROUND = 8
 # of the collector's CPU per event (20 ns at 3 M events/s); at 50 ms it halves, and the
 # worst wait stays well inside the ~100 ms the design allows.
 FLUSH_INTERVAL_S = 0.05
+# An open a thread repeats (same file, flags) within this long is folded, not handed on:
+# a server opening one file per request would otherwise cost the watcher more per
+# request than everything else it does (collector/touched.py, OpenRepeats).
+OPEN_REPEAT_S = 1.0
 
 
 def _text(raw: bytes) -> str:
@@ -97,7 +101,8 @@ class Collector:
 
     def __init__(self, targets: TargetSpec | Iterable[TargetSpec], *,
                  flush_interval: float = FLUSH_INTERVAL_S, pid_limit: int | None = None,
-                 rings: abi.RingPages | None = None, cgroup: str | None = None) -> None:
+                 rings: abi.RingPages | None = None, cgroup: str | None = None,
+                 open_repeat_s: float = OPEN_REPEAT_S) -> None:
         self.targets = TargetSet([targets] if isinstance(targets, TargetSpec) else targets)
         self.flush_interval = flush_interval
         self._pid_limit = pid_limit
@@ -125,6 +130,7 @@ class Collector:
         self._life: dict[int, np.void] = {}      # lifecycle records waiting for release
         self._touched: dict[int, Touched] = {}   # touched records waiting for release
         self._sockets = SocketTypes()
+        self._open_repeats = OpenRepeats(open_repeat_s)   # 0: every open handed on
         self._exec_files: dict[int, str] = {}    # pid -> file of its last exec (until joined)
         self._gone: list[int] = []               # processes that exited this round
         self._touched_gaps: list[TouchedGap] = []
@@ -363,7 +369,7 @@ class Collector:
                         watermark: int) -> None:
         """Touched records become zero-length runs, ordered with the syscalls around them."""
         kept: list[tuple[int, int, int, int]] = []          # ts, tid, tgid, ref
-        for item in decode_touched(records, self._sockets):
+        for item in decode_touched(records, self._sockets, self._open_repeats):
             if self._exe.is_dropped(item.pid):
                 continue
             ref = self._next_ref
@@ -533,4 +539,5 @@ class Collector:
                 lost_owners=c["lost_owners"], targets=len(self.targets),
                 dropped_cgroup=self._exe.dropped_cgroup + c["skipped_cgroup"],
                 touched=self._touched_count, lost_touched=self._touched_counters["lost"],
+                touched_repeats=self._open_repeats.folded,
             )

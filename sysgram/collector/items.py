@@ -150,6 +150,7 @@ class CollectorStats:
     dropped_cgroup: int = 0   # processes outside the --cgroup subtree skipped
     touched: int = 0          # touched records (paths, programs, peers) delivered
     lost_touched: int = 0     # touched records the kernel could not hand over
+    touched_repeats: int = 0  # opens a thread repeated within the period, folded (not lost)
 
     @property
     def lost(self) -> int:

@@ -92,7 +92,8 @@ def _summary(stats, seconds: float, out: Path) -> str:
             f"{stats.lost_unattributed:,} not attributable to a thread; program runs skipped "
             f"by the kernel: {stats.recursion_misses:,}); lifecycle records lost: "
             f"{stats.lost_lifecycle:,}; touched records (files, programs, peers): "
-            f"{stats.touched:,}, lost {stats.lost_touched:,}")
+            f"{stats.touched:,}, lost {stats.lost_touched:,}; "
+            f"{stats.touched_repeats:,} repeated opens folded")
     dropped = (f"; {stats.dropped_exe} processes with the name but another executable skipped"
                if stats.dropped_exe else "")
     if stats.dropped_cgroup:

@@ -60,6 +60,7 @@ def _summary(router, collector_stats, elapsed_s: float, reason: str) -> str:
         f"sysgram watch: {len(router.engines)} binaries, {total.alerts:,} alerts, "
         f"{total.windows_scored:,} windows scored, {total.events:,} syscalls; "
         f"{collector_stats.lost:,} events lost; "
+        f"{collector_stats.touched_repeats:,} repeated opens folded; "
         + (f"{skipped:,} processes outside --cgroup skipped; " if skipped else "")
         + f"{routed.reloads} reloads, {routed.items_unrouted:,} items of unwatched binaries "
         "dropped")

@@ -37,6 +37,11 @@ from sysgram.watch.scoring import ThresholdScorer
 from sysgram.watch.touched import TouchedWatch
 from sysgram.watch.verdicts import ThreadVerdicts
 
+# Items after which a thread's stream is cut or restarted: its calls before them are
+# windowed first. Other items (touched records) leave the stream alone, so a server's
+# calls between its opens are windowed once per drain, not once per request.
+_ENDS_SEGMENT = (ThreadStart, Gap, Exec, ThreadExit)
+
 
 @dataclass
 class WatchConfig:
@@ -299,7 +304,7 @@ class WatchEngine:
         """Apply one drain's items in order; score what they complete; the alerts to emit."""
         threads = self._threads
         for item in items:
-            if not isinstance(item, ThreadEvents):
+            if isinstance(item, _ENDS_SEGMENT):
                 thread = threads.get(item.tid)
                 if thread is not None:
                     self._feed(thread)  # this thread's events come before this item

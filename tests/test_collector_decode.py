@@ -51,6 +51,8 @@ def test_runs_of_a_migrating_thread_are_released_in_time_order_only_below_the_wa
         buf.add(*decode_batches(blob))
     first = buf.release(45)
     assert [(s.tid, s.ids.tolist()) for s in first] == [(5, [1, 3, 3, 4, 4]), (6, [9])]
+    # The merged piece starts at its first run and says when its last run started.
+    assert [(s.ts, s.end_ts) for s in first] == [(10, 40), (20, 20)]
     assert buf.pending_events == 1               # the run at t=50 waits for the watermark
     later = buf.release(60)
     assert [(s.tid, s.ids.tolist()) for s in later] == [(5, [5])]
@@ -91,3 +93,16 @@ def test_a_process_keeps_the_parent_its_fork_record_named():
     other = ThreadBook()                   # without a fork record, /proc's parent
     other.snapshot(pid, pid)
     assert other.start_item(pid, pid, ts_ns=1).ppid == os.getppid()
+
+
+def test_runs_are_ordered_by_thread_time_and_kind_every_other_column_breaking_ties():
+    from sysgram.collector.decode import RUN_TABLE
+    from sysgram.collector.ordering import _thread_order
+
+    rng = np.random.default_rng(1)
+    table = np.zeros(3000, RUN_TABLE)
+    for name, high in (("tid", 4), ("ts", 20), ("kind", 3), ("tgid", 2), ("offset", 5),
+                       ("length", 3), ("ref", 3)):
+        table[name] = rng.integers(0, high, len(table))     # small ranges: many ties
+    ordered = table[_thread_order(table)]
+    assert (ordered == np.sort(table, order=("tid", "ts", "kind"), kind="stable")).all()

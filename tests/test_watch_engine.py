@@ -121,6 +121,16 @@ def test_alert_explains_itself():
     assert record["time"].endswith("Z")
 
 
+def test_an_alert_is_stamped_by_the_last_run_of_the_piece_that_completed_it():
+    """A drain merges a thread's runs into one piece; a window it completes happened at
+    its end, not at its first run (an attack's window must not predate the attack)."""
+    eng = engine()
+    eng.ingest([start(10), ThreadEvents(10, 10, NORMAL, 1)])
+    alerts = eng.ingest([ThreadEvents(10, 10, ids(CLONE, EXECVE), 2 * S,
+                                      last_ts_ns=3 * S)])
+    assert [a.ts_ns for a in alerts] == [3 * S]
+
+
 def test_windows_spanning_a_loss_are_counted_not_scored():
     eng = engine()
     eng.ingest([start(10), ThreadEvents(10, 10, ids(READ, WRITE, OPENAT), 1)])

@@ -192,7 +192,8 @@ class _FakeCollector:
 
         return CollectorStats(events=11, batches=2, lost_events=3, lost_unattributed=1,
                               lost_lifecycle=0, recursion_misses=0, dropped_exe=0, processes=1,
-                              threads=1, processes_seen=1, threads_seen=1)
+                              threads=1, processes_seen=1, threads_seen=1, touched=5,
+                              lost_touched=2, touched_repeats=40)
 
 
 def test_metrics_scraped_over_http_match_the_watchers_counters():
@@ -209,6 +210,9 @@ def test_metrics_scraped_over_http_match_the_watchers_counters():
     assert 'sysgram_events_total{binary="nginx"} 7.0' in text
     assert 'sysgram_events_total{binary="php"} 0.0' in text
     assert 'sysgram_collector_lost_total{kind="events"} 3.0' in text
+    assert 'sysgram_collector_lost_total{kind="touched"} 2.0' in text
+    assert "sysgram_collector_touched_total 5.0" in text
+    assert "sysgram_collector_touched_repeats_total 40.0" in text
     assert "sysgram_binaries 2.0" in text and "process_cpu_seconds_total" in text
     router.ingest([_events(10, 10)])                  # the histograms are observed live
     sample = server.registry.get_sample_value

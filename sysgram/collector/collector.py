@@ -483,7 +483,8 @@ class Collector:
             if start is not None:
                 items.append(start)
             if seg.kind == KIND_EVENTS:
-                items.append(ThreadEvents(tid=seg.tid, pid=seg.tgid, ids=seg.ids, ts_ns=seg.ts))
+                items.append(ThreadEvents(tid=seg.tid, pid=seg.tgid, ids=seg.ids, ts_ns=seg.ts,
+                                          last_ts_ns=seg.end_ts))
             elif seg.kind == KIND_GAP:
                 items.append(Gap(tid=seg.tid, pid=seg.tgid, lost=seg.lost, ts_ns=seg.ts))
             elif seg.kind == KIND_TOUCHED:

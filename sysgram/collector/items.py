@@ -40,6 +40,9 @@ class ThreadEvents:
     pid: int
     ids: np.ndarray           # uint16 syscall numbers, in the thread's order
     ts_ns: int                # time of the first event
+    # Start of the last run merged into this piece (0: one run, ts_ns): a piece spans a
+    # drain, so the windows it completes are stamped by this, not by its first event.
+    last_ts_ns: int = 0
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,7 @@ class WatchEngine:
             ids, unencodable = to_profile_ids(ids, self.host_arch, self.arch)
             self.stats.unencodable_calls += unencodable
         thread.pending.append(ids)
-        thread.last_ns = item.ts_ns
+        thread.last_ns = item.last_ts_ns or item.ts_ns
         self.stats.events += len(item.ids)
 
     def _feed(self, thread: _Thread) -> None:

@@ -33,7 +33,7 @@ _BINARY_COUNTERS = (
 _LOSS_KINDS = (
     ("events", "lost_events"), ("unattributed", "lost_unattributed"),
     ("lifecycle", "lost_lifecycle"), ("recursion", "recursion_misses"),
-    ("owners", "lost_owners"),
+    ("owners", "lost_owners"), ("touched", "lost_touched"),
 )
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 _LAG_BUCKETS = (0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
@@ -104,6 +104,12 @@ class _Snapshot:
         for kind, field in _LOSS_KINDS:
             lost.add_metric([kind], getattr(stats, field))
         yield lost
+        yield CounterMetricFamily("sysgram_collector_touched",
+                                  "Touched records (files, programs, peers) delivered.",
+                                  value=stats.touched)
+        yield CounterMetricFamily("sysgram_collector_touched_repeats",
+                                  "Opens a thread repeated within a second, folded.",
+                                  value=stats.touched_repeats)
         yield GaugeMetricFamily("sysgram_collector_processes", "Tracked processes alive now.",
                                 value=stats.processes)
         yield CounterMetricFamily("sysgram_collector_cpu_seconds",

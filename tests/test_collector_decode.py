@@ -95,6 +95,35 @@ def test_a_process_keeps_the_parent_its_fork_record_named():
     assert other.start_item(pid, pid, ts_ns=1).ppid == os.getppid()
 
 
+def test_an_exiting_child_is_placed_in_its_parents_cgroup_not_where_proc_says():
+    # A zombie's /proc/PID/cgroup reads `/` on every hierarchy, wherever it ran.
+    import os
+    from pathlib import Path
+
+    from sysgram.collector.procinfo import read_cgroup
+    from sysgram.collector.threads import ThreadBook
+
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    try:
+        import time
+
+        deadline = time.monotonic() + 10
+        stat = Path(f"/proc/{child}/stat")
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never became a zombie"
+            time.sleep(0.001)
+        book = ThreadBook()
+        book.snapshot(parent, parent)
+        book.on_fork(child, parent, target=1)
+        book.snapshot(child, child)
+        assert book.start_item(child, child, ts_ns=1).cgroup == read_cgroup(parent)
+    finally:
+        os.waitpid(child, 0)
+
+
 def test_runs_are_ordered_by_thread_time_and_kind_every_other_column_breaking_ties():
     from sysgram.collector.decode import RUN_TABLE
     from sysgram.collector.ordering import _thread_order

@@ -110,11 +110,13 @@ class ThreadBook:
             info = procinfo.process_info(tgid, self._hashes)
             if info is None or info.exe is None:
                 # Gone, or exiting (its exe link goes before its comm): fork/exec records.
+                # An exiting process's /proc cgroup is no longer where it ran (a zombie
+                # reads `/` on every hierarchy): the one it started in is its parent's.
                 fallback = self._process_from_life(tgid)
                 info = fallback if info is None else procinfo.ProcessInfo(
                     pid=tgid, ppid=info.ppid if info.ppid is not None else fallback.ppid,
                     comm=info.comm, exe=fallback.exe, exe_sha256=fallback.exe_sha256,
-                    cgroup=info.cgroup or fallback.cgroup)
+                    cgroup=fallback.cgroup)
             parent = self._parent.get(tgid)
             if parent is not None and parent != tgid and info.ppid != parent:
                 # The fork record's parent, not /proc's: a child whose parent has already

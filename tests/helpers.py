@@ -29,10 +29,11 @@ def start_recorder(*args: str, timeout: float = 30.0) -> subprocess.Popen:
     pytest.fail(f"recorder never attached: {''.join(lines)}")
 
 
-def collect_items(target: TargetSpec, action, settle: float = 0.5, rings=None) -> tuple:
+def collect_items(target: TargetSpec, action, settle: float = 0.5, rings=None,
+                  **options) -> tuple:
     """Run `action()` while collecting `target`; returns (items, collector stats)."""
     items: list = []
-    with Collector(target, rings=rings) as collector:
+    with Collector(target, rings=rings, **options) as collector:
         action()
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:

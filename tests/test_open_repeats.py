@@ -1,58 +1,85 @@
-"""Repeated opens are folded in the collector, counted, and never hide a new open."""
+"""Repeated opens are folded in the kernel, counted, and never hide a new open."""
 
 from __future__ import annotations
 
-import numpy as np
+import subprocess
+from collections import Counter
 
-from sysgram.collector.touched import OPEN, OPEN_REC, OpenRepeats, SocketTypes, decode_all
+import pytest
+from helpers import collect_items
 
-SECOND = 1_000_000_000
+from sysgram.collector import TargetSpec, Touched
 
-
-def open_record(path: bytes, ts: int, *, tid: int = 7, dirfd: int = -100, flags: int = 0,
-                tail: bytes = b"") -> bytes:
-    """An open record as the kernel writes it (`tail`: stale bytes after the NUL)."""
-    rec = np.zeros(1, OPEN_REC)
-    rec["hdr"]["ts"], rec["hdr"]["tid"], rec["hdr"]["tgid"] = ts, tid, 5
-    rec["hdr"]["kind"], rec["hdr"]["nr"] = OPEN, 257
-    rec["hdr"]["arg0"], rec["hdr"]["arg1"] = dirfd, flags
-    rec["path"] = path + b"\0" + tail
-    return rec.tobytes()
+pytestmark = pytest.mark.kernel
 
 
-def test_a_repeat_within_the_period_is_folded_and_counted():
-    repeats = OpenRepeats(period_s=1.0)
-    assert repeats.keep(open_record(b"/srv/index.html", 0))
-    assert not repeats.keep(open_record(b"/srv/index.html", SECOND // 2, tail=b"garbage"))
-    assert repeats.folded == 1
-    # Once a period has passed since it was last handed on, it is handed on again.
-    assert repeats.keep(open_record(b"/srv/index.html", SECOND + 1))
-    assert repeats.folded == 1
+def opens_of(items: list) -> Counter:
+    """(path, flags) -> opens delivered."""
+    return Counter((i.path, i.open_flags) for i in items
+                   if isinstance(i, Touched) and i.kind == "open")
 
 
-def test_anything_that_differs_is_handed_on():
-    repeats = OpenRepeats(period_s=1.0)
-    assert repeats.keep(open_record(b"/srv/index.html", 0))
-    assert repeats.keep(open_record(b"/etc/passwd", 1))
-    assert repeats.keep(open_record(b"/srv/index.html", 2, tid=8))
-    assert repeats.keep(open_record(b"/srv/index.html", 3, dirfd=4))
-    assert repeats.keep(open_record(b"/srv/index.html", 4, flags=1))
-    assert repeats.keep(open_record(b"/srv/index.htm", 5))
-    assert repeats.folded == 0
+def run(binary, *args: str, **options) -> tuple[list, object]:
+    items, stats = collect_items(TargetSpec(binary.name), lambda: subprocess.run(
+        [str(binary), *args], check=True, capture_output=True, timeout=60), **options)
+    assert stats.lost_touched == 0
+    return items, stats
 
 
-def test_a_full_table_starts_afresh_and_period_zero_folds_nothing():
-    repeats = OpenRepeats(period_s=1.0, limit=2)
-    for i in range(3):
-        assert repeats.keep(open_record(f"/f{i}".encode(), i))
-    assert repeats.keep(open_record(b"/f0", 10))        # forgotten at the clear: handed on
-    off = OpenRepeats(period_s=0)
-    assert all(off.keep(open_record(b"/same", i)) for i in range(3)) and off.folded == 0
+def test_interleaved_files_and_flags_each_arrive_and_every_open_is_counted(
+        build_workload, tmp_path):
+    """Two files opened in turn, each also with O_CLOEXEC, and a path too long to read
+    whole: every (file, flags) arrives, repeats are folded per file, cut paths never."""
+    import os
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("a")
+    b.write_text("b")
+    long_path = str(tmp_path / ("L" * 300))          # cut at 255 bytes: its tail unknown
+    rounds = 400
+    items, stats = run(build_workload("openmix"), str(rounds), str(a), str(b), long_path)
+    got = opens_of(items)
+    mine = {key: n for key, n in got.items() if key[0].startswith(str(tmp_path))}
+    for path in (str(a), str(b)):
+        for flags in (os.O_RDONLY, os.O_RDONLY | os.O_CLOEXEC):
+            assert 1 <= mine[(path, flags)] <= 5, mine     # once a second at most
+    cut = sum(n for (path, _), n in mine.items() if path not in (str(a), str(b)))
+    assert cut == 2 * rounds                       # never folded
+    # The workload's own start-up opens (its libraries) are in `got` too.
+    assert sum(got.values()) + stats.touched_repeats == 6 * rounds + sum(
+        n for key, n in got.items() if key not in mine)
 
 
-def test_decode_all_leaves_folded_opens_out():
-    records = [open_record(b"/srv/a", i * 1000) for i in range(5)] + [open_record(b"/srv/b", 9)]
-    repeats = OpenRepeats()
-    items = decode_all(records, SocketTypes(), repeats)
-    assert sorted(i.path for i in items) == ["/srv/a", "/srv/b"] and repeats.folded == 4
-    assert len(decode_all(records, SocketTypes())) == 6
+def test_each_thread_sees_its_first_open_of_a_file(build_workload, tmp_path):
+    loop, target = build_workload("openloop"), tmp_path / "same-file"
+    target.write_text("x")
+
+    def twice() -> None:
+        for _ in range(2):
+            subprocess.run([str(loop), "200", str(target)], check=True, capture_output=True,
+                           timeout=60)
+
+    items, stats = collect_items(TargetSpec(loop.name), twice)
+    pids = Counter(i.pid for i in items if isinstance(i, Touched) and i.path == str(target))
+    assert len(pids) == 2 and all(1 <= n <= 2 for n in pids.values()), pids
+    assert sum(pids.values()) + stats.touched_repeats == 400
+
+
+def test_a_repeat_arrives_again_once_a_period_has_passed(build_workload, tmp_path):
+    loop, target = build_workload("openloop"), tmp_path / "paced"
+    target.write_text("x")
+    # 300 opens at 100 a second: 3 s, so the file arrives at 0, ~1, ~2 s (and maybe ~3 s).
+    items, stats = run(loop, "300", str(target), "100", open_repeat_s=1.0)
+    delivered = [i for i in items if isinstance(i, Touched) and i.path == str(target)]
+    assert 3 <= len(delivered) <= 4, len(delivered)
+    gaps = [b.ts_ns - a.ts_ns for a, b in zip(delivered, delivered[1:], strict=False)]
+    assert all(g >= 1_000_000_000 for g in gaps), gaps
+    assert len(delivered) + stats.touched_repeats == 300
+
+
+def test_period_zero_hands_every_open_over(build_workload, tmp_path):
+    loop, target = build_workload("openloop"), tmp_path / "every"
+    target.write_text("x")
+    items, stats = run(loop, "1000", str(target), open_repeat_s=0)
+    assert sum(1 for i in items if isinstance(i, Touched) and i.path == str(target)) == 1000
+    assert stats.touched_repeats == 0

@@ -27,6 +27,7 @@ TOUCH_ARG_LEN = 64         # bytes of each argv[i] kept
 TOUCH_ARGS = 4             # argv[0..3]
 TOUCH_ADDR_LEN = 112       # bytes of a sockaddr kept (sockaddr_un is 110)
 TOUCH_LOST_THREADS = 4096  # threads the per-thread loss table of the touched ring holds
+TOUCH_RECENT = 8192        # opens the kernel remembers, to fold repeats (an LRU table)
 
 # The calls whose arguments touched.bpf.c reads: their -D name -> the syscall's name.
 TOUCHED_SYSCALLS = {
@@ -83,6 +84,7 @@ def cflags(pid_limit: int, rings: RingPages | None = None) -> list[str]:
         f"-DSG_TOUCH_ARGS={TOUCH_ARGS}",
         f"-DSG_TOUCH_ADDR_LEN={TOUCH_ADDR_LEN}",
         f"-DSG_TOUCH_LOST_THREADS={TOUCH_LOST_THREADS}",
+        f"-DSG_TOUCH_RECENT={TOUCH_RECENT}",
         *(f"-D{flag}={nr}" for flag, nr in touched_syscall_numbers().items()),
     ]
 

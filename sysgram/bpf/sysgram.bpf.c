@@ -186,7 +186,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         }
         return 0;
     }
-    touched_enter(ctx, tgid, tid);
+    touched_enter(ctx, cfg, tgid, tid);
 
     struct sg_batch *b = batch.lookup(&zero);
     if (!b)

@@ -70,6 +70,7 @@ struct sg_config {                 /* written by user space only */
     __u64 cgroup_id;               /* --cgroup: the cgroup v2 subtree's root id */
     __u32 cgroup_level;            /* its depth (0: no limit, the root holds everything) */
     __u32 pad;
+    __u64 open_repeat_ns;          /* fold an open a thread repeats within this (0: never) */
 };
 
 struct sg_state {                  /* written by the kernel only */

@@ -116,20 +116,92 @@ static __always_inline u32 touch_addr(u8 *dst, u64 src, u32 len)
     return 0;
 }
 
-static __always_inline void touch_open(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64 path,
-                                       s64 flags)
+/* Opens handed over lately, to fold repeats: a web server opens the same file for every
+ * request, tens of thousands of identical records a second that would each cost user
+ * space far more than the syscalls around them. */
+BPF_TABLE("lru_hash", struct sg_touch_recent_key, struct sg_touch_open, touch_recent,
+          SG_TOUCH_RECENT);
+BPF_PERCPU_ARRAY(touch_open_scratch, struct sg_touch_open, 1);
+
+#define SG_PATH_WORDS (SG_TOUCH_PATH_LEN / 8)
+
+/* A mix of the open's directory fd, flags and path words: it only picks the table slot
+ * (so one file opened with two sets of flags takes two). Every word, past the NUL too
+ * (zeros there): a bound taken from the string's length is one the verifier cannot follow
+ * through clang's loop transforms, and 32 words cost less than the helper calls around. */
+static __always_inline u32 open_mix(const struct sg_touch_open *r)
 {
-    struct sg_touch_open *r = touched.ringbuf_reserve(sizeof(*r));
-    if (!r) {
-        touch_count_loss();
+    const u64 *w = (const u64 *)r->path;
+    u32 mix = ((u32)r->hdr.arg0 ^ (u32)r->hdr.arg1) * 0x9E3779B1u;
+#pragma unroll
+    for (int i = 0; i < SG_PATH_WORDS; i++)
+        mix = (mix ^ (u32)w[i] ^ (u32)(w[i] >> 32)) * 0x9E3779B1u;
+    return mix;
+}
+
+/* Whether `last` is the same open as `r`: every field and every path word (both zero past
+ * the NUL), never a hash, so no path can be made to pass for another. */
+static __always_inline int same_open(const struct sg_touch_open *last,
+                                     const struct sg_touch_open *r)
+{
+    if (last->hdr.tgid != r->hdr.tgid || last->hdr.nr != r->hdr.nr ||
+        last->hdr.arg0 != r->hdr.arg0 || last->hdr.arg1 != r->hdr.arg1 ||
+        last->hdr.flags != r->hdr.flags)
+        return 0;
+    const u64 *a = (const u64 *)last->path, *b = (const u64 *)r->path;
+    u64 diff = 0;
+#pragma unroll
+    for (int i = 0; i < SG_PATH_WORDS; i++)
+        diff |= a[i] ^ b[i];
+    return diff == 0;
+}
+
+/* An open: handed over, unless the thread made the same one (call, directory fd, flags,
+ * path) within `repeat_ns` of the last one handed over; that repeat is only counted.
+ * Every file still arrives the first time and at least once per period after that. A
+ * path cut at the buffer's end or unreadable is never folded (its tail is unknown). */
+static __always_inline void touch_open(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64 path,
+                                       s64 flags, u64 repeat_ns)
+{
+    u32 zero = 0;
+    struct sg_touch_open *r = touch_open_scratch.lookup(&zero);
+    struct sg_touch_counters *c = touch_counters.lookup(&zero);
+    if (!r)
         return;
-    }
+    u64 *w = (u64 *)r->path;
+#pragma unroll
+    for (int i = 0; i < SG_PATH_WORDS; i++)
+        w[i] = 0;                           /* equal paths are equal words to the end */
     touch_hdr(&r->hdr, SG_TOUCH_OPEN, nr, tid, tgid);
     r->hdr.arg0 = dirfd;
     r->hdr.arg1 = flags;
-    r->hdr.flags = touch_str(r->path, sizeof(r->path), path, SG_TF_PATH_CUT);
-    touched.ringbuf_submit(r, BPF_RB_NO_WAKEUP);
-    touch_count_record();
+    long n = bpf_probe_read_user_str(r->path, sizeof(r->path), (void *)path);
+    if (n < 0) {
+        r->path[0] = 0;
+        r->hdr.flags = SG_TF_UNREADABLE;
+    } else if (n >= sizeof(r->path)) {
+        r->hdr.flags = SG_TF_PATH_CUT;
+    }
+    struct sg_touch_recent_key key = {.tid = tid};
+    int foldable = repeat_ns && r->hdr.flags == 0;
+    if (foldable) {
+        key.mix = open_mix(r);
+        struct sg_touch_open *last = touch_recent.lookup(&key);
+        if (last && r->hdr.ts - last->hdr.ts < repeat_ns && same_open(last, r)) {
+            if (c)
+                c->repeats++;
+            return;
+        }
+    }
+    if (touched.ringbuf_output(r, sizeof(*r), BPF_RB_NO_WAKEUP) != 0) {
+        touch_count_loss();
+        return;
+    }
+    if (c)
+        c->records++;
+    /* Remembered only once handed over: a lost open is never the reason a repeat is folded. */
+    if (foldable)
+        touch_recent.update(&key, r);
 }
 
 /* A net record made at enter (bind, sendto/sendmsg with an address). */
@@ -204,22 +276,24 @@ static __always_inline void touch_hold(u32 tid, u16 nr, u64 ptr, u64 len_ptr, u3
 }
 
 /* Called by the sys_enter hook for a targeted thread (never for the collector itself). */
-static __always_inline void touched_enter(struct bpf_raw_tracepoint_args *ctx, u32 tgid,
-                                          u32 tid)
+static __always_inline void touched_enter(struct bpf_raw_tracepoint_args *ctx,
+                                          struct sg_config *cfg, u32 tgid, u32 tid)
 {
+    u64 repeat_ns = cfg->open_repeat_ns;
     long id = (long)ctx->args[1];
     u64 regs = ctx->args[0];           /* struct pt_regs * */
     u16 nr = (u16)id;
     if (id == SG_NR_OPENAT) {
         touch_open(tid, tgid, nr, (s32)touch_arg(regs, 0), touch_arg(regs, 1),
-                   (s32)touch_arg(regs, 2));
+                   (s32)touch_arg(regs, 2), repeat_ns);
     } else if (id == SG_NR_OPEN) {
         touch_open(tid, tgid, nr, -100 /* AT_FDCWD */, touch_arg(regs, 0),
-                   (s32)touch_arg(regs, 1));
+                   (s32)touch_arg(regs, 1), repeat_ns);
     } else if (id == SG_NR_OPENAT2) {
         u64 how_flags = 0;                  /* struct open_how starts with u64 flags */
         bpf_probe_read_user(&how_flags, sizeof(how_flags), (void *)touch_arg(regs, 2));
-        touch_open(tid, tgid, nr, (s32)touch_arg(regs, 0), touch_arg(regs, 1), how_flags);
+        touch_open(tid, tgid, nr, (s32)touch_arg(regs, 0), touch_arg(regs, 1), how_flags,
+                   repeat_ns);
     } else if (id == SG_NR_EXECVE) {
         touch_exec_enter(tid, tgid, nr, -100, touch_arg(regs, 0), touch_arg(regs, 1));
     } else if (id == SG_NR_EXECVEAT) {

@@ -26,6 +26,9 @@
 #ifndef SG_TOUCH_LOST_THREADS
 #define SG_TOUCH_LOST_THREADS 4096
 #endif
+#ifndef SG_TOUCH_RECENT
+#define SG_TOUCH_RECENT 8192       /* opens remembered to fold repeats (LRU) */
+#endif
 
 /* Syscall numbers of the host table (-1 = this table has no such call). */
 #ifndef SG_NR_OPEN
@@ -120,10 +123,18 @@ struct sg_touch_pending {
     __u16 pad;
 };
 
+/* Key of the table of opens handed over lately: the thread, and a mix of the path's words
+ * that only picks the slot (a repeat is decided by comparing every field and word). */
+struct sg_touch_recent_key {
+    __u32 tid;
+    __u32 mix;
+};
+
 struct sg_touch_counters {         /* per CPU */
     __u64 records;                 /* records handed over */
     __u64 lost;                    /* records the touched ring buffer refused */
     __u64 lost_unattributed;       /* lost, and the per-thread loss table was full */
+    __u64 repeats;                 /* opens folded: a repeat of one handed over lately */
 };
 
 #endif /* SYSGRAM_TOUCHED_H */

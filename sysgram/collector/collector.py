@@ -48,7 +48,7 @@ from sysgram.collector.procfilter import ProcessFilter
 from sysgram.collector.program import Program
 from sysgram.collector.targets import TargetSet
 from sysgram.collector.threads import ThreadBook
-from sysgram.collector.touched import OpenRepeats, SocketTypes
+from sysgram.collector.touched import SocketTypes
 from sysgram.collector.touched import decode_all as decode_touched
 from sysgram.errors import UserError
 
@@ -60,9 +60,10 @@ _REQUEST_SYSCALLS_PER_ROUND = 8
 # of the collector's CPU per event (20 ns at 3 M events/s); at 50 ms it halves, and the
 # worst wait stays well inside the ~100 ms the design allows.
 FLUSH_INTERVAL_S = 0.05
-# An open a thread repeats (same file, flags) within this long is folded, not handed on:
-# a server opening one file per request would otherwise cost the watcher more per
-# request than everything else it does (collector/touched.py, OpenRepeats).
+# An open a thread repeats (same file, flags) within this long of the last one handed on
+# is folded in the kernel and counted, not handed on: a server opening one file per
+# request would otherwise cost the watcher more per request than everything else it
+# does (bpf/touched.bpf.c, touch_open).
 OPEN_REPEAT_S = 1.0
 
 
@@ -130,12 +131,13 @@ class Collector:
         self._life: dict[int, np.void] = {}      # lifecycle records waiting for release
         self._touched: dict[int, Touched] = {}   # touched records waiting for release
         self._sockets = SocketTypes()
-        self._open_repeats = OpenRepeats(open_repeat_s)   # 0: every open handed on
+        self._open_repeat_ns = int(open_repeat_s * 1e9)   # 0: every open handed on
         self._exec_files: dict[int, str] = {}    # pid -> file of its last exec (until joined)
         self._gone: list[int] = []               # processes that exited this round
         self._touched_gaps: list[TouchedGap] = []
         self._touched_count = 0
-        self._touched_counters = {"records": 0, "lost": 0, "lost_unattributed": 0}
+        self._touched_counters = {"records": 0, "lost": 0, "lost_unattributed": 0,
+                                  "repeats": 0}
         self._next_ref = 0
         self._book = ThreadBook(target_name=self.targets.name_of, kernel_owner=self._kernel_owner)
         self._subtree = cgroups.resolve_subtree(cgroup) if cgroup else None
@@ -181,7 +183,8 @@ class Collector:
         flusher_tid = self.flusher_tid = self._start_flusher()
         subtree = self._subtree
         self._program.configure(flusher_tid=flusher_tid, self_tgid=os.getpid(),
-                                cgroup=(subtree.id, subtree.level) if subtree else (0, 0))
+                                cgroup=(subtree.id, subtree.level) if subtree else (0, 0),
+                                open_repeat_ns=self._open_repeat_ns)
         self._program.open_ring_buffers(self._batch_blobs.append, self._loss_blobs.append,
                                         self._life_blobs.append, self._touched_blobs.append)
         with self._cond:
@@ -369,7 +372,7 @@ class Collector:
                         watermark: int) -> None:
         """Touched records become zero-length runs, ordered with the syscalls around them."""
         kept: list[tuple[int, int, int, int]] = []          # ts, tid, tgid, ref
-        for item in decode_touched(records, self._sockets, self._open_repeats):
+        for item in decode_touched(records, self._sockets):
             if self._exe.is_dropped(item.pid):
                 continue
             ref = self._next_ref
@@ -540,5 +543,5 @@ class Collector:
                 lost_owners=c["lost_owners"], targets=len(self.targets),
                 dropped_cgroup=self._exe.dropped_cgroup + c["skipped_cgroup"],
                 touched=self._touched_count, lost_touched=self._touched_counters["lost"],
-                touched_repeats=self._open_repeats.folded,
+                touched_repeats=self._touched_counters["repeats"],
             )

@@ -40,16 +40,18 @@ class Program:
 
     # -- configuration ---------------------------------------------------------------
     def configure(self, *, flusher_tid: int, self_tgid: int,
-                  cgroup: tuple[int, int] = (0, 0)) -> None:
+                  cgroup: tuple[int, int] = (0, 0), open_repeat_ns: int = 0) -> None:
         """Mark the collector's own process and start applying requests.
 
         `cgroup` is (id, level) of the cgroup v2 subtree execs must be in to become
-        targets ((0, 0): anywhere).
+        targets ((0, 0): anywhere). An open a thread repeats within `open_repeat_ns` of
+        the last one handed over is folded and counted (0: every open handed over).
         """
         # Config first: once our bit is set, our syscalls must already be recognised as ours.
         self._flusher_tid = flusher_tid
         self._self_tgid = self_tgid
         self._cgroup = cgroup
+        self._open_repeat_ns = open_repeat_ns
         self._write_config()
         word = self_tgid >> 6
         self.bpf[b"tracked"][ctypes.c_int(word)] = ctypes.c_uint64(1 << (self_tgid & 63))
@@ -62,6 +64,7 @@ class Program:
         leaf.flags = 0
         leaf.req_count = self._requests_written
         leaf.cgroup_id, leaf.cgroup_level = self._cgroup
+        leaf.open_repeat_ns = self._open_repeat_ns
         table[ctypes.c_int(0)] = leaf
 
     # -- targets: comm -> target id (a process execing into the comm becomes that target) --
@@ -166,10 +169,11 @@ class Program:
         return {f: int(sum(getattr(c, f) for c in per_cpu)) for f in abi.COUNTER_FIELDS}
 
     def touched_counters(self) -> dict[str, int]:
-        """Touched records handed over, lost, and lost with no thread to charge them to."""
+        """Touched records handed over, lost, lost with no thread to charge them to, and
+        repeated opens folded."""
         per_cpu = self.bpf[b"touch_counters"][ctypes.c_int(0)]
         return {f: int(sum(getattr(c, f) for c in per_cpu))
-                for f in ("records", "lost", "lost_unattributed")}
+                for f in ("records", "lost", "lost_unattributed", "repeats")}
 
     def take_touched_losses(self) -> list[tuple[int, int, int]]:
         """(tid, tgid, lost) of each thread that lost touched records since the last call."""

@@ -101,58 +101,17 @@ class SocketTypes:
         return sum(len(fds) for fds in self._types.values())
 
 
-_PATH_OFFSET = HDR.itemsize    # of an open record's path
-
-
-class OpenRepeats:
-    """Folds an open a thread repeats within `period_s` of the last one handed on.
-
-    A web server opens the same file for every request: tens of thousands of identical
-    records a second, each costing the watcher far more than the syscalls around it.
-    Every file a thread opens is still handed on, the first time and again at least once
-    per period (so a recording shows it and a window alert lists it); only identical
-    repeats in between (same thread, call, directory fd, flags and path) are folded,
-    and counted. The table is bounded: when full it starts afresh, which only lets more
-    records through.
-    """
-
-    def __init__(self, period_s: float = 1.0, limit: int = 16384) -> None:
-        self.period_ns = int(period_s * 1e9)
-        self.limit = limit
-        self.folded = 0
-        self._last: dict[bytes, int] = {}
-
-    def keep(self, record: bytes) -> bool:
-        """Whether to hand this open record on (False: a repeat, counted)."""
-        if self.period_ns <= 0:
-            return True
-        end = record.find(b"\0", _PATH_OFFSET)
-        key = record[8:end if end >= 0 else len(record)]      # everything but the time
-        ts = int.from_bytes(record[:8], "little")
-        last = self._last.get(key)
-        if last is not None and 0 <= ts - last < self.period_ns:
-            self.folded += 1
-            return False
-        if last is None and len(self._last) >= self.limit:
-            self._last.clear()
-        self._last[key] = ts
-        return True
-
-
-def decode_all(records: list[bytes], sockets: SocketTypes,
-               repeats: OpenRepeats | None = None) -> list[Touched]:
+def decode_all(records: list[bytes], sockets: SocketTypes) -> list[Touched]:
     """A round's records -> Touched items (opens, the bulk, decoded as one array).
 
     Net records go one by one, in order: a connect's protocol depends on the socket()
     before it. The items are ordered later, by time, with the syscalls around them.
-    With `repeats`, opens it folds are left out (and counted there).
     """
     opens: list[bytes] = []
     items: list[Touched] = []
     for record in records:
         if record_kind(record) == OPEN and len(record) == OPEN_REC.itemsize:
-            if repeats is None or repeats.keep(record):
-                opens.append(record)
+            opens.append(record)
         else:
             item = decode(record, sockets)
             if item is not None:

@@ -4,14 +4,17 @@ usage: .venv/bin/python benchmarks/bench_daemon.py [--reps 5] [--calls 1000000]
            [--only untargeted,daemon,nginx,postgres] [--json]
 Needs root and bcc (nginx and wrk for the last part). Reports:
   - untargeted: extra CPU per syscall of a process no watcher targets, with one
-    collector watching 1, 5 and 20 binaries (its syscall hook on vs off, interleaved;
-    medians of --reps). Goal: the same within noise (one hook, one bitmap lookup).
+    collector watching 1, 5 and 20 binaries (every hook on vs off, interleaved; medians
+    of --reps), and the share of that its syscall-exit tracepoints take. Goal: the same
+    within noise (one hook, one bitmap lookup).
   - daemon: `sysgram watch --all` over a store of copies of one trained profile: start to
     `attached` with 20 profiles (goal <= 1 s), RSS with 5 (goal <= 150 MiB), CPU over
     10 s idle with 5 (goal <= 1 % of a core); RSS per live thread (1,024 parked threads).
   - nginx: requests/s of nginx saturated by wrk, untraced and watched by `sysgram watch
-    --all` (nginx's profile trained live first), and with an empty program on the same
-    hook (the floor any syscall tracer pays), interleaved (goal >= 95 %).
+    --all` (nginx's profile trained live first), with an empty program on the same
+    hook (the floor any syscall tracer pays), and with the collector alone (the kernel
+    program and its drain, nothing scored), interleaved (goal >= 95 %); the CPU the
+    watcher and the collector alone used.
   - postgres: the same for PostgreSQL under `pgbench -S` (a throwaway cluster).
 """
 
@@ -46,22 +49,31 @@ def _env() -> dict:
 
 # -- untargeted processes ----------------------------------------------------------------
 def untargeted(reps: int, calls: int, work: Path) -> dict:
-    """Extra thread-CPU ns per getppid() of an untargeted loop, per number of targets."""
+    """Extra thread-CPU ns per getppid() of an untargeted loop, per number of targets:
+    every hook of the collector on against all off, and the share of its syscall-exit
+    tracepoints (on against only those off)."""
     from sysgram.collector import Collector, TargetSpec
 
     spin_bin = work / "sgb_spin"
     subprocess.run(["gcc", "-O2", "-o", str(spin_bin), str(SPIN_SOURCE)], check=True)
     extra: dict[int, list[float]] = {1: [], 5: [], 20: []}
+    exits: dict[int, list[float]] = {1: [], 5: [], 20: []}
     for _ in range(reps):
         for n in extra:            # interleaved: every count once per repetition
             targets = [TargetSpec(f"sgb_none{i}") for i in range(n)]
             with Collector(targets) as collector:
                 on = spin(spin_bin, calls)[1]
+                collector.program.set_result_hooks(False)
+                enter_only = spin(spin_bin, calls)[1]
                 collector.program.set_syscall_hook(False)
                 off = spin(spin_bin, calls)[1]
+                collector.program.set_result_hooks(True)     # as the collector closes it
             extra[n].append(on - off)
-    return {f"untargeted_extra_ns_{n}": statistics.median(v) for n, v in extra.items()} | {
-        "untargeted_runs": {n: [round(x, 1) for x in v] for n, v in extra.items()}}
+            exits[n].append(on - enter_only)
+    return ({f"untargeted_extra_ns_{n}": statistics.median(v) for n, v in extra.items()}
+            | {f"untargeted_exit_ns_{n}": statistics.median(v) for n, v in exits.items()}
+            | {"untargeted_runs": {n: [round(x, 1) for x in v] for n, v in extra.items()},
+               "untargeted_exit_runs": {n: [round(x, 1) for x in v] for n, v in exits.items()}})
 
 
 # -- the daemon itself -------------------------------------------------------------------
@@ -126,6 +138,54 @@ class Watcher:
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.communicate(timeout=30)
+
+
+COLLECT_ONLY = """
+import sys
+from sysgram.collector import Collector, TargetSpec
+with Collector([TargetSpec(name) for name in sys.argv[1:]]) as collector:
+    print("attached", flush=True)
+    import threading
+    done = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    while not done.is_set():
+        collector.poll(0.05)
+"""
+
+
+class CollectorOnly:
+    """The kernel program and the collector's drain, nothing scored: the part of a
+    watcher's cost that recording alone would pay."""
+
+    def __init__(self, *comms: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", COLLECT_ONLY, *comms],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=_env())
+        if self.proc.stdout.readline().strip() != "attached":
+            raise SystemExit("the collector never attached; run `sysgram doctor`.")
+
+    cpu_s = Watcher.cpu_s
+
+    def stop(self) -> None:
+        self.proc.communicate("", timeout=30)
+
+
+def _metered(start, measure, cores: list[float]) -> float:
+    """`measure()` while the process `start()` gives runs; its CPU share goes to `cores`."""
+    proc = start()
+    try:
+        before, at = proc.cpu_s(), time.monotonic()
+        rate = measure()
+        cores.append((proc.cpu_s() - before) / (time.monotonic() - at))
+        return rate
+    finally:
+        proc.stop()
+
+
+def _loaded_watcher(store: Path) -> Watcher:
+    watcher = Watcher(store)
+    watcher.wait_loaded()
+    return watcher
 
 
 def daemon(reps: int, work: Path) -> dict:
@@ -267,27 +327,21 @@ def nginx(reps: int, work: Path, seconds: int = 5) -> dict:
         time.sleep(2)
         while trainer.poll() is None:
             _wrk(port, 3)
-        watcher_cores = []
-
-        def watched_run() -> float:
-            watcher = Watcher(store)
-            try:
-                watcher.wait_loaded()
-                before, at = watcher.cpu_s(), time.monotonic()
-                rate = _wrk(port, seconds)
-                watcher_cores.append((watcher.cpu_s() - before) / (time.monotonic() - at))
-                return rate
-            finally:
-                watcher.stop()
-
+        cores: dict[str, list[float]] = {"watcher": [], "collector": []}
+        wrk = lambda: _wrk(port, seconds)  # noqa: E731
         with HookFloor() as floor:
-            runs = _rotated(reps, {"untraced": lambda: _wrk(port, seconds),
-                                   "hook_floor": lambda: floor.run(lambda: _wrk(port, seconds)),
-                                   "watched": watched_run})
+            runs = _rotated(reps, {
+                "untraced": wrk,
+                "hook_floor": lambda: floor.run(wrk),
+                "collected": lambda: _metered(lambda: CollectorOnly("nginx"), wrk,
+                                              cores["collector"]),
+                "watched": lambda: _metered(lambda: _loaded_watcher(store), wrk,
+                                            cores["watcher"])})
     finally:
         stop_session(server)
         shutil.rmtree(site, ignore_errors=True)
-    return _ratios(runs, "nginx") | {"nginx_watcher_cores": statistics.median(watcher_cores)}
+    return _ratios(runs, "nginx") | {f"nginx_{name}_cores": statistics.median(values)
+                                     for name, values in cores.items()}
 
 
 # -- PostgreSQL under pgbench ------------------------------------------------------------
@@ -322,6 +376,7 @@ def postgres(reps: int, work: Path, seconds: int = 5) -> dict:
     shutil.chown(base, "postgres", "postgres")
     data, sock, port = base / "data", base, 54329
     server = None
+    cores: dict[str, list[float]] = {"watcher": [], "collector": []}
     try:
         _as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
                      stdout=subprocess.DEVNULL)
@@ -342,25 +397,22 @@ def postgres(reps: int, work: Path, seconds: int = 5) -> dict:
         time.sleep(2)
         while trainer.poll() is None:
             _pgbench(sock, port, 3)
-        def watched_run() -> float:
-            watcher = Watcher(store)
-            try:
-                watcher.wait_loaded()
-                return _pgbench(sock, port, seconds)
-            finally:
-                watcher.stop()
-
+        bench = lambda: _pgbench(sock, port, seconds)  # noqa: E731
         with HookFloor() as floor:
             runs = _rotated(reps, {
-                "untraced": lambda: _pgbench(sock, port, seconds),
-                "hook_floor": lambda: floor.run(lambda: _pgbench(sock, port, seconds)),
-                "watched": watched_run})
+                "untraced": bench,
+                "hook_floor": lambda: floor.run(bench),
+                "collected": lambda: _metered(lambda: CollectorOnly("postgres"), bench,
+                                              cores["collector"]),
+                "watched": lambda: _metered(lambda: _loaded_watcher(store), bench,
+                                            cores["watcher"])})
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
         shutil.rmtree(base, ignore_errors=True)
-    return _ratios(runs, "pg")
+    return _ratios(runs, "pg") | {f"pg_{name}_cores": statistics.median(values)
+                                  for name, values in cores.items()}
 
 
 def report(r: dict) -> str:
@@ -372,7 +424,9 @@ def report(r: dict) -> str:
     if "untargeted_extra_ns_1" in r:
         lines.append("untargeted extra CPU per syscall, 1 / 5 / 20 binaries watched: "
                      + " / ".join(f"{r[f'untargeted_extra_ns_{n}']:.1f}" for n in (1, 5, 20))
-                     + " ns (medians)")
+                     + " ns (medians); of which its syscall-exit tracepoints: "
+                     + " / ".join(f"{r[f'untargeted_exit_ns_{n}']:.1f}" for n in (1, 5, 20))
+                     + " ns")
     if "attach_s_20" in r:
         lines += [
             f"start to attached, --all with 20 profiles: {r['attach_s_20']:.2f} s "
@@ -392,10 +446,12 @@ def report(r: dict) -> str:
         lines.append(f"{what}: {r[f'{prefix}_untraced']:,.0f} {unit} untraced, "
                      f"{r[f'{prefix}_watched']:,.0f} watched: {100 * ratio:.1f} % "
                      f"{goal(ratio, GOALS['nginx_ratio'], above=True)}; an empty program on "
-                     f"the hook alone: {100 * r[f'{prefix}_hook_floor_ratio']:.1f} %")
-    if "nginx_watcher_cores" in r:
-        lines.append(f"the watcher used {r['nginx_watcher_cores']:.2f} of the machine's cores "
-                     "while nginx was saturated")
+                     f"the hook alone: {100 * r[f'{prefix}_hook_floor_ratio']:.1f} %; the "
+                     "collector alone (nothing scored): "
+                     f"{100 * r[f'{prefix}_collected_ratio']:.1f} %")
+        lines.append(f"  CPU while {what.split()[0]} was saturated: the watcher "
+                     f"{r[f'{prefix}_watcher_cores']:.3f} core, the collector alone "
+                     f"{r[f'{prefix}_collector_cores']:.3f} core")
     return "\n".join(lines)
 
 

@@ -3,13 +3,16 @@
  * Included by sysgram.bpf.c after its target check helpers (the loader writes it in
  * place: bcc rewrites map calls only in the text it is given). The sys_enter hook calls
  * `touched_enter` once, after it has decided the thread belongs to a target, so an
- * untargeted process pays nothing more. Arguments are read from the raw tracepoint's
+ * untargeted process pays nothing more at enter. Arguments are read from the raw tracepoint's
  * pt_regs (no other kernel structure) with bpf_probe_read_user(_str), bounded.
  * Calls whose result matters (execve/execveat, connect, accept/accept4, socket) keep
- * their arguments per thread until the call's own sys_exit tracepoint (never
- * raw_syscalls:sys_exit, which every syscall of the host would pay) and are reported
- * there, once, with the result. Records leave through their own ring buffer without
- * waking the reader; a refused record is counted per CPU and per thread.
+ * their arguments per thread until the call's own sys_exit tracepoint and are reported
+ * there, once, with the result. Those tracepoints are a host-wide cost all the same:
+ * the kernel builds every syscall tracepoint on the one sys_exit probe, so once any is
+ * attached every syscall of the host passes it (about 30-50 ns a call here, as much as
+ * an empty raw_syscalls:sys_exit program; benchmarks/README.md, "daemon"). Records
+ * leave through their own ring buffer without waking the reader; a refused record is
+ * counted per CPU and per thread.
  */
 #include <linux/ptrace.h>           /* struct pt_regs: the registers syscall entry saved */
 #include "touched.h"
@@ -21,31 +24,52 @@ BPF_TABLE("lru_hash", u32, struct sg_touch_pending, touch_pending, 4096);
 BPF_TABLE("lru_hash", u32, struct sg_touch_exec, touch_exec, 1024);
 BPF_PERCPU_ARRAY(touch_exec_scratch, struct sg_touch_exec, 1);
 
-/* The n-th syscall argument (0-based) from the registers the syscall entry saved, at its
- * offset in struct pt_regs (offsetof, so the headers only need the struct's layout). */
-static __always_inline u64 touch_arg(u64 regs, int n)
-{
-    u64 v = 0;
-    u64 off;
+/* The six syscall arguments from the registers the syscall entry saved, in one read of
+ * the block of struct pt_regs that holds them (offsetof, so the headers only need the
+ * struct's layout): one helper call instead of one per argument. */
 #if defined(__TARGET_ARCH_arm64)
-    off = offsetof(struct pt_regs, regs[0]) + 8 * n;
+#define SG_ARGS_FROM offsetof(struct pt_regs, regs[0])
+#define SG_ARG_AT(n) (offsetof(struct pt_regs, regs[0]) + 8 * (n))
+#define SG_ARGS_WORDS 6
 #else
-    /* n is a constant at every call site: the chain folds to one offset. */
-    if (n == 0)
-        off = offsetof(struct pt_regs, di);
-    else if (n == 1)
-        off = offsetof(struct pt_regs, si);
-    else if (n == 2)
-        off = offsetof(struct pt_regs, dx);
-    else if (n == 3)
-        off = offsetof(struct pt_regs, r10);
-    else if (n == 4)
-        off = offsetof(struct pt_regs, r8);
-    else
-        off = offsetof(struct pt_regs, r9);
+#define SG_ARGS_FROM offsetof(struct pt_regs, r10)    /* r10 r9 r8 ax cx dx si di */
+#define SG_ARG_AT(n) ((n) == 0 ? offsetof(struct pt_regs, di) :            \
+                      (n) == 1 ? offsetof(struct pt_regs, si) :            \
+                      (n) == 2 ? offsetof(struct pt_regs, dx) :            \
+                      (n) == 3 ? offsetof(struct pt_regs, r10) :           \
+                      (n) == 4 ? offsetof(struct pt_regs, r8) :            \
+                                 offsetof(struct pt_regs, r9))
+#define SG_ARGS_WORDS 8
 #endif
-    bpf_probe_read_kernel(&v, sizeof(v), (void *)(regs + off));
-    return v;
+#define SG_ARG_SLOT(n) ((SG_ARG_AT(n) - SG_ARGS_FROM) / 8)
+
+struct sg_args {
+    u64 a[6];
+};
+
+static __always_inline void read_args(u64 regs, struct sg_args *args)
+{
+    u64 block[SG_ARGS_WORDS] = {};
+    _Static_assert(SG_ARG_SLOT(0) < SG_ARGS_WORDS && SG_ARG_SLOT(1) < SG_ARGS_WORDS &&
+                   SG_ARG_SLOT(2) < SG_ARGS_WORDS && SG_ARG_SLOT(3) < SG_ARGS_WORDS &&
+                   SG_ARG_SLOT(4) < SG_ARGS_WORDS && SG_ARG_SLOT(5) < SG_ARGS_WORDS,
+                   "the argument registers lie inside the block read");
+    bpf_probe_read_kernel(block, sizeof(block), (void *)(regs + SG_ARGS_FROM));
+    args->a[0] = block[SG_ARG_SLOT(0)];
+    args->a[1] = block[SG_ARG_SLOT(1)];
+    args->a[2] = block[SG_ARG_SLOT(2)];
+    args->a[3] = block[SG_ARG_SLOT(3)];
+    args->a[4] = block[SG_ARG_SLOT(4)];
+    args->a[5] = block[SG_ARG_SLOT(5)];
+}
+
+/* Whether the call is one whose arguments are read: the others return before any read. */
+static __always_inline int touched_call(long id)
+{
+    return id == SG_NR_OPENAT || id == SG_NR_OPEN || id == SG_NR_OPENAT2 ||
+           id == SG_NR_EXECVE || id == SG_NR_EXECVEAT || id == SG_NR_CONNECT ||
+           id == SG_NR_ACCEPT || id == SG_NR_ACCEPT4 || id == SG_NR_SOCKET ||
+           id == SG_NR_BIND || id == SG_NR_SENDTO || id == SG_NR_SENDMSG;
 }
 
 static __always_inline void touch_count_loss(void)
@@ -125,18 +149,20 @@ BPF_PERCPU_ARRAY(touch_open_scratch, struct sg_touch_open, 1);
 
 #define SG_PATH_WORDS (SG_TOUCH_PATH_LEN / 8)
 
-/* A mix of the open's directory fd, flags and path words: it only picks the table slot
- * (so one file opened with two sets of flags takes two). Every word, past the NUL too
- * (zeros there): a bound taken from the string's length is one the verifier cannot follow
- * through clang's loop transforms, and 32 words cost less than the helper calls around. */
-static __always_inline u32 open_mix(const struct sg_touch_open *r)
+/* A mix of the open's directory fd, flags, path length and the path's first and last
+ * two words: it only picks the table slot (so one file opened with two sets of flags
+ * takes two), and paths differ most at their ends. Cheap on purpose: a repeat is decided
+ * by comparing everything, so a shared slot only costs a record. */
+static __always_inline u32 open_mix(const struct sg_touch_open *r, long n)
 {
     const u64 *w = (const u64 *)r->path;
-    u32 mix = ((u32)r->hdr.arg0 ^ (u32)r->hdr.arg1) * 0x9E3779B1u;
-#pragma unroll
-    for (int i = 0; i < SG_PATH_WORDS; i++)
-        mix = (mix ^ (u32)w[i] ^ (u32)(w[i] >> 32)) * 0x9E3779B1u;
-    return mix;
+    u32 last = ((u32)(n - 1) >> 3) & (SG_PATH_WORDS - 1);
+    u64 mix = (u64)r->hdr.arg0 ^ ((u64)r->hdr.arg1 << 20) ^ ((u64)n << 44);
+    mix = (mix ^ w[0]) * 0x9E3779B97F4A7C15ull;
+    mix = (mix ^ w[1]) * 0x9E3779B97F4A7C15ull;
+    mix = (mix ^ w[last]) * 0x9E3779B97F4A7C15ull;
+    mix = (mix ^ w[(last - 1) & (SG_PATH_WORDS - 1)]) * 0x9E3779B97F4A7C15ull;
+    return (u32)(mix >> 32);
 }
 
 /* Whether `last` is the same open as `r`: every field and every path word (both zero past
@@ -185,7 +211,7 @@ static __always_inline void touch_open(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64
     struct sg_touch_recent_key key = {.tid = tid};
     int foldable = repeat_ns && r->hdr.flags == 0;
     if (foldable) {
-        key.mix = open_mix(r);
+        key.mix = open_mix(r, n);
         struct sg_touch_open *last = touch_recent.lookup(&key);
         if (last && r->hdr.ts - last->hdr.ts < repeat_ns && same_open(last, r)) {
             if (c)
@@ -279,50 +305,44 @@ static __always_inline void touch_hold(u32 tid, u16 nr, u64 ptr, u64 len_ptr, u3
 static __always_inline void touched_enter(struct bpf_raw_tracepoint_args *ctx,
                                           struct sg_config *cfg, u32 tgid, u32 tid)
 {
-    u64 repeat_ns = cfg->open_repeat_ns;
     long id = (long)ctx->args[1];
-    u64 regs = ctx->args[0];           /* struct pt_regs * */
+    if (!touched_call(id))
+        return;
+    u64 repeat_ns = cfg->open_repeat_ns;
     u16 nr = (u16)id;
+    struct sg_args args;
+    read_args(ctx->args[0] /* struct pt_regs * */, &args);
+    u64 *a = args.a;
     if (id == SG_NR_OPENAT) {
-        touch_open(tid, tgid, nr, (s32)touch_arg(regs, 0), touch_arg(regs, 1),
-                   (s32)touch_arg(regs, 2), repeat_ns);
+        touch_open(tid, tgid, nr, (s32)a[0], a[1], (s32)a[2], repeat_ns);
     } else if (id == SG_NR_OPEN) {
-        touch_open(tid, tgid, nr, -100 /* AT_FDCWD */, touch_arg(regs, 0),
-                   (s32)touch_arg(regs, 1), repeat_ns);
+        touch_open(tid, tgid, nr, -100 /* AT_FDCWD */, a[0], (s32)a[1], repeat_ns);
     } else if (id == SG_NR_OPENAT2) {
         u64 how_flags = 0;                  /* struct open_how starts with u64 flags */
-        bpf_probe_read_user(&how_flags, sizeof(how_flags), (void *)touch_arg(regs, 2));
-        touch_open(tid, tgid, nr, (s32)touch_arg(regs, 0), touch_arg(regs, 1), how_flags,
-                   repeat_ns);
+        bpf_probe_read_user(&how_flags, sizeof(how_flags), (void *)a[2]);
+        touch_open(tid, tgid, nr, (s32)a[0], a[1], how_flags, repeat_ns);
     } else if (id == SG_NR_EXECVE) {
-        touch_exec_enter(tid, tgid, nr, -100, touch_arg(regs, 0), touch_arg(regs, 1));
+        touch_exec_enter(tid, tgid, nr, -100, a[0], a[1]);
     } else if (id == SG_NR_EXECVEAT) {
-        touch_exec_enter(tid, tgid, nr, (s32)touch_arg(regs, 0), touch_arg(regs, 1),
-                         touch_arg(regs, 2));
+        touch_exec_enter(tid, tgid, nr, (s32)a[0], a[1], a[2]);
     } else if (id == SG_NR_CONNECT) {
-        touch_hold(tid, nr, touch_arg(regs, 1), 0, (u32)touch_arg(regs, 2),
-                   (s32)touch_arg(regs, 0), 0);
+        touch_hold(tid, nr, a[1], 0, (u32)a[2], (s32)a[0], 0);
     } else if (id == SG_NR_ACCEPT || id == SG_NR_ACCEPT4) {
-        touch_hold(tid, nr, touch_arg(regs, 1), touch_arg(regs, 2), 0,
-                   (s32)touch_arg(regs, 0), 0);
+        touch_hold(tid, nr, a[1], a[2], 0, (s32)a[0], 0);
     } else if (id == SG_NR_SOCKET) {
-        touch_hold(tid, nr, 0, 0, 0, (s32)touch_arg(regs, 0), (s32)touch_arg(regs, 1));
+        touch_hold(tid, nr, 0, 0, 0, (s32)a[0], (s32)a[1]);
     } else if (id == SG_NR_BIND) {
-        touch_net_now(tid, tgid, SG_TOUCH_BIND, nr, (s32)touch_arg(regs, 0),
-                      touch_arg(regs, 1), (u32)touch_arg(regs, 2));
+        touch_net_now(tid, tgid, SG_TOUCH_BIND, nr, (s32)a[0], a[1], (u32)a[2]);
     } else if (id == SG_NR_SENDTO) {
-        u64 addr = touch_arg(regs, 4);
-        if (addr)                           /* no address: a connected socket, seen before */
-            touch_net_now(tid, tgid, SG_TOUCH_SEND, nr, (s32)touch_arg(regs, 0), addr,
-                          (u32)touch_arg(regs, 5));
+        if (a[4])                           /* no address: a connected socket, seen before */
+            touch_net_now(tid, tgid, SG_TOUCH_SEND, nr, (s32)a[0], a[4], (u32)a[5]);
     } else if (id == SG_NR_SENDMSG) {
-        u64 msg = touch_arg(regs, 1);
         u64 name = 0;
         u32 namelen = 0;                    /* struct msghdr: msg_name, then msg_namelen */
-        bpf_probe_read_user(&name, sizeof(name), (void *)msg);
-        bpf_probe_read_user(&namelen, sizeof(namelen), (void *)(msg + 8));
+        bpf_probe_read_user(&name, sizeof(name), (void *)a[1]);
+        bpf_probe_read_user(&namelen, sizeof(namelen), (void *)(a[1] + 8));
         if (name)
-            touch_net_now(tid, tgid, SG_TOUCH_SEND, nr, (s32)touch_arg(regs, 0), name, namelen);
+            touch_net_now(tid, tgid, SG_TOUCH_SEND, nr, (s32)a[0], name, namelen);
     }
 }
 

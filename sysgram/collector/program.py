@@ -22,6 +22,10 @@ from sysgram.collector import abi
 
 RingCallback = Callable[[bytes], None]
 
+# The syscall-exit tracepoints touched.bpf.c attaches (a held call's result is read there).
+RESULT_TRACEPOINTS = (b"sys_exit_execve", b"sys_exit_execveat", b"sys_exit_connect",
+                      b"sys_exit_accept", b"sys_exit_accept4", b"sys_exit_socket")
+
 _PROG_INFO_SIZE = 232          # sizeof(struct bpf_prog_info) in the uapi this was written for
 _RECURSION_MISSES_OFFSET = 208
 _BPF_OBJ_GET_INFO_BY_FD = 15
@@ -129,6 +133,21 @@ class Program:
             self.bpf.attach_raw_tracepoint(tp=b"sys_enter", fn_name=b"raw_tracepoint__sys_enter")
         elif not attached and b"sys_enter" in fds:
             self.bpf.detach_raw_tracepoint(tp=b"sys_enter")
+
+    def set_result_hooks(self, attached: bool) -> None:
+        """Attach or detach the syscalls:sys_exit_* programs that read a held call's result.
+
+        Any program on a syscall-exit tracepoint makes *every* syscall of the host pass the
+        kernel's exit-side probe, whichever call it is for; benchmarks take these off to
+        measure that share. Held calls get no record while they are off.
+        """
+        fds = self.bpf.tracepoint_fds
+        for tp in RESULT_TRACEPOINTS:
+            name = b"syscalls:" + tp
+            if attached and name not in fds:
+                self.bpf.attach_tracepoint(tp=name, fn_name=b"tracepoint__syscalls__" + tp)
+            elif not attached and name in fds:
+                self.bpf.detach_tracepoint(tp=name)
 
     # -- delivery --------------------------------------------------------------------
     def open_ring_buffers(self, on_batch: RingCallback, on_loss: RingCallback,

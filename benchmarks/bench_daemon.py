@@ -43,8 +43,8 @@ GOALS = {"attach_s": 1.0, "rss_mib": 150.0, "idle_cpu_pct": 1.0, "nginx_ratio": 
 PROFILES_ATTACH, PROFILES_RSS = 20, 5
 
 
-def _env() -> dict:
-    return dict(os.environ, PYTHONPATH=str(ROOT))
+def _env(root: Path = ROOT) -> dict:
+    return dict(os.environ, PYTHONPATH=str(root))
 
 
 # -- untargeted processes ----------------------------------------------------------------
@@ -104,11 +104,11 @@ def _store_of(work: Path, source: Path, count: int, name: str) -> Path:
 
 
 class Watcher:
-    def __init__(self, store: Path, *extra: str) -> None:
+    def __init__(self, store: Path, *extra: str, root: Path = ROOT) -> None:
         self.started = time.monotonic()
         self.proc = subprocess.Popen([*SYSGRAM, "watch", "--all", "--store", str(store), *extra],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     env=_env())
+                                     env=_env(root), cwd=root)   # -m puts the cwd first
         self.attached_s = None
         for line in self.proc.stderr:
             if line.strip() == "attached":
@@ -182,10 +182,25 @@ def _metered(start, measure, cores: list[float]) -> float:
         proc.stop()
 
 
-def _loaded_watcher(store: Path) -> Watcher:
-    watcher = Watcher(store)
+def _loaded_watcher(store: Path, root: Path = ROOT) -> Watcher:
+    watcher = Watcher(store, root=root)
     watcher.wait_loaded()
     return watcher
+
+
+def _server_arms(measure, floor: HookFloor, comm: str, store: Path, baseline: Path | None,
+                 cores: dict[str, list[float]]) -> dict:
+    """The arms every server is measured under, each once per rep (`_rotated`)."""
+    arms = {
+        "untraced": measure,
+        "hook_floor": lambda: floor.run(measure),
+        "collected": lambda: _metered(lambda: CollectorOnly(comm), measure, cores["collector"]),
+        "watched": lambda: _metered(lambda: _loaded_watcher(store), measure, cores["watcher"]),
+    }
+    if baseline is not None:       # the same watch by another tree's sysgram, same profile
+        arms["baseline"] = lambda: _metered(lambda: _loaded_watcher(store, baseline), measure,
+                                            cores.setdefault("baseline", []))
+    return arms
 
 
 def daemon(reps: int, work: Path) -> dict:
@@ -307,7 +322,7 @@ def _wrk(port: int, seconds: int) -> float:
     raise SystemExit(f"wrk printed no rate:\n{out}")
 
 
-def nginx(reps: int, work: Path, seconds: int = 5) -> dict:
+def nginx(reps: int, work: Path, baseline: Path | None = None, seconds: int = 5) -> dict:
     from bench_scenarios import ensure_packages, free_port, start_nginx
 
     from sysgram.demo.target import stop_session
@@ -328,15 +343,9 @@ def nginx(reps: int, work: Path, seconds: int = 5) -> dict:
         while trainer.poll() is None:
             _wrk(port, 3)
         cores: dict[str, list[float]] = {"watcher": [], "collector": []}
-        wrk = lambda: _wrk(port, seconds)  # noqa: E731
         with HookFloor() as floor:
-            runs = _rotated(reps, {
-                "untraced": wrk,
-                "hook_floor": lambda: floor.run(wrk),
-                "collected": lambda: _metered(lambda: CollectorOnly("nginx"), wrk,
-                                              cores["collector"]),
-                "watched": lambda: _metered(lambda: _loaded_watcher(store), wrk,
-                                            cores["watcher"])})
+            runs = _rotated(reps, _server_arms(lambda: _wrk(port, seconds), floor, "nginx",
+                                               store, baseline, cores))
     finally:
         stop_session(server)
         shutil.rmtree(site, ignore_errors=True)
@@ -369,7 +378,7 @@ def _pgbench(sock: Path, port: int, seconds: int) -> float:
     raise SystemExit(f"pgbench printed no rate:\n{out}")
 
 
-def postgres(reps: int, work: Path, seconds: int = 5) -> dict:
+def postgres(reps: int, work: Path, baseline: Path | None = None, seconds: int = 5) -> dict:
     """pgbench (select-only, 8 clients) on a throwaway cluster, untraced and watched."""
     base = Path(tempfile.mkdtemp(prefix="sgb-pg-"))    # the postgres user must reach it
     os.chmod(base, 0o755)
@@ -397,15 +406,9 @@ def postgres(reps: int, work: Path, seconds: int = 5) -> dict:
         time.sleep(2)
         while trainer.poll() is None:
             _pgbench(sock, port, 3)
-        bench = lambda: _pgbench(sock, port, seconds)  # noqa: E731
         with HookFloor() as floor:
-            runs = _rotated(reps, {
-                "untraced": bench,
-                "hook_floor": lambda: floor.run(bench),
-                "collected": lambda: _metered(lambda: CollectorOnly("postgres"), bench,
-                                              cores["collector"]),
-                "watched": lambda: _metered(lambda: _loaded_watcher(store), bench,
-                                            cores["watcher"])})
+            runs = _rotated(reps, _server_arms(lambda: _pgbench(sock, port, seconds), floor,
+                                               "postgres", store, baseline, cores))
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -452,6 +455,10 @@ def report(r: dict) -> str:
         lines.append(f"  CPU while {what.split()[0]} was saturated: the watcher "
                      f"{r[f'{prefix}_watcher_cores']:.3f} core, the collector alone "
                      f"{r[f'{prefix}_collector_cores']:.3f} core")
+        if f"{prefix}_baseline_ratio" in r:
+            lines.append(f"  watched by the --baseline tree: "
+                         f"{100 * r[f'{prefix}_baseline_ratio']:.1f} %, its watcher "
+                         f"{r[f'{prefix}_baseline_cores']:.3f} core")
     return "\n".join(lines)
 
 
@@ -461,6 +468,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--only", default="untargeted,daemon,nginx,postgres")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another sysgram tree (a git worktree): nginx and postgres are "
+                             "also watched by its sysgram, interleaved with this tree's")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     result: dict = {}
@@ -472,9 +482,9 @@ def main() -> int:
         if "daemon" in parts:
             result |= daemon(args.reps, work)
         if "nginx" in parts:
-            result |= nginx(args.reps, work)
+            result |= nginx(args.reps, work, args.baseline)
         if "postgres" in parts:
-            result |= postgres(args.reps, work)
+            result |= postgres(args.reps, work, args.baseline)
     print(json.dumps(result) if args.json else report(result))
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections import Counter
 
@@ -30,8 +31,6 @@ def test_interleaved_files_and_flags_each_arrive_and_every_open_is_counted(
         build_workload, tmp_path):
     """Two files opened in turn, each also with O_CLOEXEC, and a path too long to read
     whole: every (file, flags) arrives, repeats are folded per file, cut paths never."""
-    import os
-
     a, b = tmp_path / "a", tmp_path / "b"
     a.write_text("a")
     b.write_text("b")
@@ -50,7 +49,7 @@ def test_interleaved_files_and_flags_each_arrive_and_every_open_is_counted(
         n for key, n in got.items() if key not in mine)
 
 
-def test_each_thread_sees_its_first_open_of_a_file(build_workload, tmp_path):
+def test_each_process_sees_its_first_open_of_a_file(build_workload, tmp_path):
     loop, target = build_workload("openloop"), tmp_path / "same-file"
     target.write_text("x")
 

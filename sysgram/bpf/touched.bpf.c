@@ -3,8 +3,9 @@
  * Included by sysgram.bpf.c after its target check helpers (the loader writes it in
  * place: bcc rewrites map calls only in the text it is given). The sys_enter hook calls
  * `touched_enter` once, after it has decided the thread belongs to a target, so an
- * untargeted process pays nothing more at enter. Arguments are read from the raw tracepoint's
- * pt_regs (no other kernel structure) with bpf_probe_read_user(_str), bounded.
+ * untargeted process pays nothing more at enter. Arguments are read from the raw
+ * tracepoint's pt_regs (no other kernel structure) with bpf_probe_read_user(_str),
+ * bounded.
  * Calls whose result matters (execve/execveat, connect, accept/accept4, socket) keep
  * their arguments per thread until the call's own sys_exit tracepoint and are reported
  * there, once, with the result. Those tracepoints are a host-wide cost all the same:

@@ -6,8 +6,8 @@ Needs root and bcc. With `kernel.bpf_stats_enabled` on (switched back off at the
 the kernel adds up each BPF program's run time and run count. Two loops of targeted
 processes run under one collector, rep by rep:
   - getppid(): a call whose arguments are never read (the hook's plain path);
-  - open()+close() of one 40-byte path: the open's path is read, and the collector folds
-    repeats of it (its default) or hands every open over (`--no-fold` arm).
+  - open()+close() of one 40-byte path: the open's path is read, and the kernel folds
+    repeats of it (the default), or, in a second collector, hands every open over.
 Reported: ns per sys_enter run (medians of --reps), and from them ns per open
 (2 x the open+close average minus the getppid one, as close takes the plain path).
 bpf_stats times each run with two clock reads, so every figure includes ~20-40 ns of
@@ -28,22 +28,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
-_PROG_INFO_SIZE = 232            # sizeof(struct bpf_prog_info) in the uapi this was written for
-_RUN_TIME_OFFSET = 192           # run_time_ns, then run_cnt
-_BPF_OBJ_GET_INFO_BY_FD = 15
-
-
-class _InfoAttr(ctypes.Structure):
-    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32),
-                ("info", ctypes.c_uint64)]
+_RUN_TIME_OFFSET = 192           # in struct bpf_prog_info: run_time_ns, then run_cnt
 
 
 def run_time(prog_fd: int, bpf_nr: int) -> tuple[int, int]:
-    """(run_time_ns, run_cnt) the kernel holds for a loaded program."""
+    """(run_time_ns, run_cnt) the kernel holds for a loaded program (read with the
+    measured tree's own bpf_prog_info call, which it uses for recursion misses)."""
+    from sysgram.collector.program import (
+        _BPF_OBJ_GET_INFO_BY_FD,
+        _LIBC,
+        _PROG_INFO_SIZE,
+        _InfoAttr,
+    )
+
     buf = ctypes.create_string_buffer(_PROG_INFO_SIZE)
     attr = _InfoAttr(prog_fd, _PROG_INFO_SIZE, ctypes.addressof(buf))
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(bpf_nr, _BPF_OBJ_GET_INFO_BY_FD, ctypes.byref(attr), ctypes.sizeof(attr)):
+    if _LIBC.syscall(bpf_nr, _BPF_OBJ_GET_INFO_BY_FD, ctypes.byref(attr), ctypes.sizeof(attr)):
         raise SystemExit("BPF_OBJ_GET_INFO_BY_FD failed: run as root.")
     raw = buf.raw[_RUN_TIME_OFFSET:_RUN_TIME_OFFSET + 16]
     return int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")

@@ -1,9 +1,9 @@
 /* sysgram's kernel program: the syscall ids of every thread of the target processes.
  *
  * - raw_syscalls:sys_enter (raw tracepoint, the cheapest hook): untargeted processes pay
- *   one array lookup in a tgid bitmap (and, at exit, the kernel's syscall-exit probe that
- *   touched.bpf.c's result tracepoints switch on for every process). Targeted ids go into a per-CPU batch with a run
- *   table; a full batch is handed over whole through the `events` ring buffer without
+ *   one array lookup in a tgid bitmap (and, at exit, the kernel's syscall-exit probe
+ *   that touched.bpf.c's result tracepoints switch on for every process). Targeted ids
+ *   go into a per-CPU batch with a run table; a full batch is handed over whole through the `events` ring buffer without
  *   waking the reader (a wake-up costs ~5.5 us on the traced CPU); user space drains
  *   on a timer.
  * - The collector's flusher thread visits every CPU and makes one syscall there; the

@@ -112,14 +112,22 @@ static __always_inline void touch_hdr(struct sg_touch_hdr *h, u16 kind, u16 nr, 
 }
 
 /* A user string into `dst` (NUL terminated); flags a cut or an unreadable pointer. */
-static __always_inline u32 touch_str(char *dst, u32 size, u64 src, u32 cut_flag)
+static __always_inline u32 touch_str_len(char *dst, u32 size, u64 src, u32 cut_flag,
+                                         long *len)
 {
     long n = bpf_probe_read_user_str(dst, size, (void *)src);
+    *len = n;                               /* bytes read with the NUL; < 0: unreadable */
     if (n < 0) {
         dst[0] = 0;
         return SG_TF_UNREADABLE;
     }
     return n >= size ? cut_flag : 0;
+}
+
+static __always_inline u32 touch_str(char *dst, u32 size, u64 src, u32 cut_flag)
+{
+    long len;
+    return touch_str_len(dst, size, src, cut_flag, &len);
 }
 
 /* A user sockaddr of `len` bytes into `dst` (the bytes past what was read are zero). */
@@ -192,7 +200,6 @@ static __always_inline void touch_open(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64
 {
     u32 zero = 0;
     struct sg_touch_open *r = touch_open_scratch.lookup(&zero);
-    struct sg_touch_counters *c = touch_counters.lookup(&zero);
     if (!r)
         return;
     u64 *w = (u64 *)r->path;
@@ -202,19 +209,15 @@ static __always_inline void touch_open(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64
     touch_hdr(&r->hdr, SG_TOUCH_OPEN, nr, tid, tgid);
     r->hdr.arg0 = dirfd;
     r->hdr.arg1 = flags;
-    long n = bpf_probe_read_user_str(r->path, sizeof(r->path), (void *)path);
-    if (n < 0) {
-        r->path[0] = 0;
-        r->hdr.flags = SG_TF_UNREADABLE;
-    } else if (n >= sizeof(r->path)) {
-        r->hdr.flags = SG_TF_PATH_CUT;
-    }
+    long n;
+    r->hdr.flags = touch_str_len(r->path, sizeof(r->path), path, SG_TF_PATH_CUT, &n);
     struct sg_touch_recent_key key = {.tid = tid};
     int foldable = repeat_ns && r->hdr.flags == 0;
     if (foldable) {
         key.mix = open_mix(r, n);
         struct sg_touch_open *last = touch_recent.lookup(&key);
         if (last && r->hdr.ts - last->hdr.ts < repeat_ns && same_open(last, r)) {
+            struct sg_touch_counters *c = touch_counters.lookup(&zero);
             if (c)
                 c->repeats++;
             return;
@@ -224,8 +227,7 @@ static __always_inline void touch_open(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64
         touch_count_loss();
         return;
     }
-    if (c)
-        c->records++;
+    touch_count_record();
     /* Remembered only once handed over: a lost open is never the reason a repeat is folded. */
     if (foldable)
         touch_recent.update(&key, r);

@@ -123,8 +123,9 @@ struct sg_touch_pending {
     __u16 pad;
 };
 
-/* Key of the table of opens handed over lately: the thread, and a mix of the path's words
- * that only picks the slot (a repeat is decided by comparing every field and word). */
+/* Key of the table of opens handed over lately: the thread, and a mix of the open's
+ * fields and path that only picks the slot (a repeat is decided by comparing every field
+ * and path word). */
 struct sg_touch_recent_key {
     __u32 tid;
     __u32 mix;

@@ -11,10 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BATCH_IDS = 4096           # syscall ids per per-CPU batch (power of two)
-BATCH_RUNS = 32            # runs per batch (power of two); a full run table flushes
+# Runs per batch (power of two); a full run table flushes. A server switching threads
+# often (nginx: ~24 calls per run) fills 32 runs long before 4,096 ids, and each batch
+# costs user space a callback and a decode. 128 runs cut nginx's batches ~4x; the run
+# table (3 KiB) is handed over whole with every batch, so more would tax every other
+# workload's batches for little (benchmarks/README.md, "daemon").
+BATCH_RUNS = 128
 MAX_REQUESTS = 1024        # mark/unmark request queue (power of two)
-EVENTS_PAGES = 2048        # 8 MiB: ~930 full batches (3.8 M events), ~1 s at full rate
-LOSSES_PAGES = 64
+EVENTS_PAGES = 2048        # 8 MiB: ~750 full batches (3.1 M events), ~1 s at full rate
+LOSSES_PAGES = 128         # 512 KiB: ~170 loss records (3 KiB run tables)
 LIFE_PAGES = 1024          # 4 MiB: ~13,000 fork/exec/exit records per drain interval
 MAX_TARGETS = 64           # target comms one program watches at once
 MAX_OWNERS = 65536         # tracked processes and threads with a target id

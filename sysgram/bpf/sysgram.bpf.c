@@ -187,8 +187,6 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         }
         return 0;
     }
-    touched_enter(ctx, cfg, tgid, tid);
-
     struct sg_batch *b = batch.lookup(&zero);
     if (!b)
         return 0;
@@ -203,11 +201,14 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         b->hdr.n_runs++;
         b->hdr.last_tid = tid;
     }
+    /* When this thread's run began: no later than now, and read without a clock. */
+    u64 run_ts = b->runs[(b->hdr.n_runs - 1) & (SG_BATCH_RUNS - 1)].ts;
     u32 n = b->hdr.n_ids;
     b->ids[n & (SG_BATCH_IDS - 1)] = (u16)ctx->args[1];
     b->hdr.n_ids = n + 1;
     if (n + 1 >= SG_BATCH_IDS)
         flush(b);
+    touched_enter(ctx, cfg, tgid, tid, run_ts);
     return 0;
 }
 

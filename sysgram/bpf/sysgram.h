@@ -8,10 +8,10 @@
 #define SYSGRAM_H
 
 #ifndef SG_BATCH_IDS
-#define SG_BATCH_IDS 1024      /* syscall ids per per-CPU batch (power of two) */
+#define SG_BATCH_IDS 4096      /* syscall ids per per-CPU batch (power of two) */
 #endif
 #ifndef SG_BATCH_RUNS
-#define SG_BATCH_RUNS 64       /* runs (one thread's consecutive ids) per batch (power of two) */
+#define SG_BATCH_RUNS 128      /* runs (one thread's consecutive ids) per batch (power of two) */
 #endif
 #ifndef SG_PID_WORDS
 #define SG_PID_WORDS 512       /* tracked-tgid bitmap: pid_max / 64 words */
@@ -23,7 +23,7 @@
 #define SG_EVENTS_PAGES 2048   /* ring buffer for batches (pages) */
 #endif
 #ifndef SG_LOSSES_PAGES
-#define SG_LOSSES_PAGES 64
+#define SG_LOSSES_PAGES 128
 #endif
 #ifndef SG_LIFE_PAGES
 #define SG_LIFE_PAGES 256

@@ -97,9 +97,9 @@ static __always_inline void touch_count_record(void)
 }
 
 static __always_inline void touch_hdr(struct sg_touch_hdr *h, u16 kind, u16 nr, u32 tid,
-                                      u32 tgid)
+                                      u32 tgid, u64 ts)
 {
-    h->ts = bpf_ktime_get_ns();
+    h->ts = ts;
     h->tid = tid;
     h->tgid = tgid;
     h->kind = kind;
@@ -194,9 +194,13 @@ static __always_inline int same_open(const struct sg_touch_open *last,
 /* An open: handed over, unless the thread made the same one (call, directory fd, flags,
  * path) within `repeat_ns` of the last one handed over; that repeat is only counted.
  * Every file still arrives the first time and at least once per period after that. A
- * path cut at the buffer's end or unreadable is never folded (its tail is unknown). */
+ * path cut at the buffer's end or unreadable is never folded (its tail is unknown).
+ * `run_ts` is when the thread's current run began (no later than now): the fold decides
+ * on it, so a folded open reads no clock (a clock read costs ~70 ns here, a sixth of an
+ * open's cost; benchmarks/bench_prog_time.py). A run ends at every reschedule and every
+ * flush round, so the period is kept to within one round (50 ms) of a second. */
 static __always_inline void touch_open(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64 path,
-                                       s64 flags, u64 repeat_ns)
+                                       s64 flags, u64 repeat_ns, u64 run_ts)
 {
     u32 zero = 0;
     struct sg_touch_open *r = touch_open_scratch.lookup(&zero);
@@ -206,7 +210,7 @@ static __always_inline void touch_open(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64
 #pragma unroll
     for (int i = 0; i < SG_PATH_WORDS; i++)
         w[i] = 0;                           /* equal paths are equal words to the end */
-    touch_hdr(&r->hdr, SG_TOUCH_OPEN, nr, tid, tgid);
+    touch_hdr(&r->hdr, SG_TOUCH_OPEN, nr, tid, tgid, run_ts);
     r->hdr.arg0 = dirfd;
     r->hdr.arg1 = flags;
     long n;
@@ -216,13 +220,15 @@ static __always_inline void touch_open(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64
     if (foldable) {
         key.mix = open_mix(r, n);
         struct sg_touch_open *last = touch_recent.lookup(&key);
-        if (last && r->hdr.ts - last->hdr.ts < repeat_ns && same_open(last, r)) {
+        /* Signed: the last one handed over may lie inside this very run. */
+        if (last && (s64)(run_ts - last->hdr.ts) < (s64)repeat_ns && same_open(last, r)) {
             struct sg_touch_counters *c = touch_counters.lookup(&zero);
             if (c)
                 c->repeats++;
             return;
         }
     }
+    r->hdr.ts = bpf_ktime_get_ns();         /* what is handed over carries its own time */
     if (touched.ringbuf_output(r, sizeof(*r), BPF_RB_NO_WAKEUP) != 0) {
         touch_count_loss();
         return;
@@ -242,7 +248,7 @@ static __always_inline void touch_net_now(u32 tid, u32 tgid, u16 kind, u16 nr, s
         touch_count_loss();
         return;
     }
-    touch_hdr(&r->hdr, kind, nr, tid, tgid);
+    touch_hdr(&r->hdr, kind, nr, tid, tgid, bpf_ktime_get_ns());
     r->hdr.arg0 = fd;
     r->hdr.addr_len = len;
     r->hdr.flags = touch_addr(r->addr, addr, len);
@@ -283,7 +289,7 @@ static __always_inline void touch_exec_enter(u32 tid, u32 tgid, u16 nr, s64 dirf
     struct sg_touch_exec *e = touch_exec_scratch.lookup(&zero);
     if (!e)
         return;
-    touch_hdr(&e->hdr, SG_TOUCH_EXEC, nr, tid, tgid);
+    touch_hdr(&e->hdr, SG_TOUCH_EXEC, nr, tid, tgid, bpf_ktime_get_ns());
     e->hdr.arg0 = dirfd;
     u32 flags = touch_str(e->path, sizeof(e->path), path, SG_TF_PATH_CUT);
     flags |= touch_argv(e, argv);
@@ -306,7 +312,8 @@ static __always_inline void touch_hold(u32 tid, u16 nr, u64 ptr, u64 len_ptr, u3
 
 /* Called by the sys_enter hook for a targeted thread (never for the collector itself). */
 static __always_inline void touched_enter(struct bpf_raw_tracepoint_args *ctx,
-                                          struct sg_config *cfg, u32 tgid, u32 tid)
+                                          struct sg_config *cfg, u32 tgid, u32 tid,
+                                          u64 run_ts)
 {
     long id = (long)ctx->args[1];
     if (!touched_call(id))
@@ -317,13 +324,13 @@ static __always_inline void touched_enter(struct bpf_raw_tracepoint_args *ctx,
     read_args(ctx->args[0] /* struct pt_regs * */, &args);
     u64 *a = args.a;
     if (id == SG_NR_OPENAT) {
-        touch_open(tid, tgid, nr, (s32)a[0], a[1], (s32)a[2], repeat_ns);
+        touch_open(tid, tgid, nr, (s32)a[0], a[1], (s32)a[2], repeat_ns, run_ts);
     } else if (id == SG_NR_OPEN) {
-        touch_open(tid, tgid, nr, -100 /* AT_FDCWD */, a[0], (s32)a[1], repeat_ns);
+        touch_open(tid, tgid, nr, -100 /* AT_FDCWD */, a[0], (s32)a[1], repeat_ns, run_ts);
     } else if (id == SG_NR_OPENAT2) {
         u64 how_flags = 0;                  /* struct open_how starts with u64 flags */
         bpf_probe_read_user(&how_flags, sizeof(how_flags), (void *)a[2]);
-        touch_open(tid, tgid, nr, (s32)a[0], a[1], how_flags, repeat_ns);
+        touch_open(tid, tgid, nr, (s32)a[0], a[1], how_flags, repeat_ns, run_ts);
     } else if (id == SG_NR_EXECVE) {
         touch_exec_enter(tid, tgid, nr, -100, a[0], a[1]);
     } else if (id == SG_NR_EXECVEAT) {
@@ -409,7 +416,7 @@ static __always_inline void touch_net_exit(long ret, u16 kind, long nr_a, long n
         touch_pending.delete(&tid);
         return;
     }
-    touch_hdr(&r->hdr, kind, p->nr, tid, tgid);
+    touch_hdr(&r->hdr, kind, p->nr, tid, tgid, bpf_ktime_get_ns());
     r->hdr.ret = (s32)ret;
     r->hdr.arg0 = p->arg0;
     r->hdr.arg1 = p->arg1;

@@ -1,7 +1,7 @@
 """One daemon for a host: what many watched binaries cost the machine and the daemon.
 
 usage: .venv/bin/python benchmarks/bench_daemon.py [--reps 5] [--calls 1000000]
-           [--only untargeted,daemon,nginx,postgres] [--json]
+           [--only untargeted,daemon,nginx,postgres] [--baseline TREE] [--json]
 Needs root and bcc (nginx and wrk for the last part). Reports:
   - untargeted: extra CPU per syscall of a process no watcher targets, with one
     collector watching 1, 5 and 20 binaries (every hook on vs off, interleaved; medians
@@ -14,7 +14,9 @@ Needs root and bcc (nginx and wrk for the last part). Reports:
     --all` (nginx's profile trained live first), with an empty program on the same
     hook (the floor any syscall tracer pays), and with the collector alone (the kernel
     program and its drain, nothing scored), interleaved (goal >= 95 %); the CPU the
-    watcher and the collector alone used.
+    watcher and the collector alone used, and how many calls the collector's batches
+    held (each batch is one callback and one decode in user space). `--baseline TREE`
+    adds the watcher and the collector alone of another sysgram checkout to the rotation.
   - postgres: the same for PostgreSQL under `pgbench -S` (a throwaway cluster).
 """
 
@@ -150,6 +152,8 @@ with Collector([TargetSpec(name) for name in sys.argv[1:]]) as collector:
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
     while not done.is_set():
         collector.poll(0.05)
+    stats = collector.stats()
+print(stats.events, stats.batches, flush=True)
 """
 
 
@@ -157,21 +161,25 @@ class CollectorOnly:
     """The kernel program and the collector's drain, nothing scored: the part of a
     watcher's cost that recording alone would pay."""
 
-    def __init__(self, *comms: str) -> None:
+    def __init__(self, *comms: str, root: Path = ROOT) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", COLLECT_ONLY, *comms],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env=_env())
+                                     env=_env(root), cwd=root)   # -c puts the cwd first
         if self.proc.stdout.readline().strip() != "attached":
             raise SystemExit("the collector never attached; run `sysgram doctor`.")
 
     cpu_s = Watcher.cpu_s
 
     def stop(self) -> None:
-        self.proc.communicate("", timeout=30)
+        out, _ = self.proc.communicate("", timeout=30)
+        events, batches = (int(n) for n in out.split()[-2:])
+        # How full its batches left: a batch is one callback and one decode in user space.
+        self.calls_per_batch = events / max(batches, 1)
 
 
-def _metered(start, measure, cores: list[float]) -> float:
-    """`measure()` while the process `start()` gives runs; its CPU share goes to `cores`."""
+def _metered(start, measure, cores: list[float], batch_fill: list[float] | None = None) -> float:
+    """`measure()` while the process `start()` gives runs; its CPU share goes to `cores`
+    (and, for the collector alone, its calls per batch to `batch_fill`)."""
     proc = start()
     try:
         before, at = proc.cpu_s(), time.monotonic()
@@ -180,6 +188,8 @@ def _metered(start, measure, cores: list[float]) -> float:
         return rate
     finally:
         proc.stop()
+        if batch_fill is not None:
+            batch_fill.append(proc.calls_per_batch)
 
 
 def _loaded_watcher(store: Path, root: Path = ROOT) -> Watcher:
@@ -189,17 +199,22 @@ def _loaded_watcher(store: Path, root: Path = ROOT) -> Watcher:
 
 
 def _server_arms(measure, floor: HookFloor, comm: str, store: Path, baseline: Path | None,
-                 cores: dict[str, list[float]]) -> dict:
+                 cores: dict[str, list[float]], fill: list[float],
+                 fill_baseline: list[float]) -> dict:
     """The arms every server is measured under, each once per rep (`_rotated`)."""
     arms = {
         "untraced": measure,
         "hook_floor": lambda: floor.run(measure),
-        "collected": lambda: _metered(lambda: CollectorOnly(comm), measure, cores["collector"]),
+        "collected": lambda: _metered(lambda: CollectorOnly(comm), measure, cores["collector"],
+                                      fill),
         "watched": lambda: _metered(lambda: _loaded_watcher(store), measure, cores["watcher"]),
     }
     if baseline is not None:       # the same watch by another tree's sysgram, same profile
         arms["baseline"] = lambda: _metered(lambda: _loaded_watcher(store, baseline), measure,
                                             cores.setdefault("baseline", []))
+        arms["baseline_collected"] = lambda: _metered(
+            lambda: CollectorOnly(comm, root=baseline), measure,
+            cores.setdefault("baseline_collector", []), fill_baseline)
     return arms
 
 
@@ -309,6 +324,13 @@ def _ratios(runs: dict[str, list[float]], prefix: str) -> dict:
     return out
 
 
+def _fills(prefix: str, fill: list[float], fill_baseline: list[float]) -> dict:
+    out = {f"{prefix}_calls_per_batch": statistics.median(fill)}
+    if fill_baseline:
+        out[f"{prefix}_baseline_calls_per_batch"] = statistics.median(fill_baseline)
+    return out
+
+
 # -- nginx under wrk ---------------------------------------------------------------------
 def _wrk(port: int, seconds: int) -> float:
     out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
@@ -343,14 +365,16 @@ def nginx(reps: int, work: Path, baseline: Path | None = None, seconds: int = 5)
         while trainer.poll() is None:
             _wrk(port, 3)
         cores: dict[str, list[float]] = {"watcher": [], "collector": []}
+        fill: list[float] = []
+        fill_b: list[float] = []
         with HookFloor() as floor:
             runs = _rotated(reps, _server_arms(lambda: _wrk(port, seconds), floor, "nginx",
-                                               store, baseline, cores))
+                                               store, baseline, cores, fill, fill_b))
     finally:
         stop_session(server)
         shutil.rmtree(site, ignore_errors=True)
-    return _ratios(runs, "nginx") | {f"nginx_{name}_cores": statistics.median(values)
-                                     for name, values in cores.items()}
+    return (_ratios(runs, "nginx") | _fills("nginx", fill, fill_b)
+            | {f"nginx_{name}_cores": statistics.median(values) for name, values in cores.items()})
 
 
 # -- PostgreSQL under pgbench ------------------------------------------------------------
@@ -386,6 +410,8 @@ def postgres(reps: int, work: Path, baseline: Path | None = None, seconds: int =
     data, sock, port = base / "data", base, 54329
     server = None
     cores: dict[str, list[float]] = {"watcher": [], "collector": []}
+    fill: list[float] = []
+    fill_b: list[float] = []
     try:
         _as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
                      stdout=subprocess.DEVNULL)
@@ -408,14 +434,14 @@ def postgres(reps: int, work: Path, baseline: Path | None = None, seconds: int =
             _pgbench(sock, port, 3)
         with HookFloor() as floor:
             runs = _rotated(reps, _server_arms(lambda: _pgbench(sock, port, seconds), floor,
-                                               "postgres", store, baseline, cores))
+                                               "postgres", store, baseline, cores, fill, fill_b))
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
         shutil.rmtree(base, ignore_errors=True)
-    return _ratios(runs, "pg") | {f"pg_{name}_cores": statistics.median(values)
-                                  for name, values in cores.items()}
+    return (_ratios(runs, "pg") | _fills("pg", fill, fill_b)
+            | {f"pg_{name}_cores": statistics.median(values) for name, values in cores.items()})
 
 
 def report(r: dict) -> str:
@@ -454,11 +480,15 @@ def report(r: dict) -> str:
                      f"{100 * r[f'{prefix}_collected_ratio']:.1f} %")
         lines.append(f"  CPU while {what.split()[0]} was saturated: the watcher "
                      f"{r[f'{prefix}_watcher_cores']:.3f} core, the collector alone "
-                     f"{r[f'{prefix}_collector_cores']:.3f} core")
+                     f"{r[f'{prefix}_collector_cores']:.3f} core, filling its batches with "
+                     f"{r[f'{prefix}_calls_per_batch']:,.0f} calls")
         if f"{prefix}_baseline_ratio" in r:
             lines.append(f"  watched by the --baseline tree: "
                          f"{100 * r[f'{prefix}_baseline_ratio']:.1f} %, its watcher "
-                         f"{r[f'{prefix}_baseline_cores']:.3f} core")
+                         f"{r[f'{prefix}_baseline_cores']:.3f} core; its collector alone "
+                         f"{100 * r[f'{prefix}_baseline_collected_ratio']:.1f} %, "
+                         f"{r[f'{prefix}_baseline_collector_cores']:.3f} core, "
+                         f"{r[f'{prefix}_baseline_calls_per_batch']:,.0f} calls per batch")
     return "\n".join(lines)
 
 

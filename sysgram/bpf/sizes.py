@@ -12,8 +12,8 @@ from pathlib import Path
 
 BATCH_IDS = 4096           # syscall ids per per-CPU batch (power of two)
 # Runs per batch (power of two); a full run table flushes. A server switching threads
-# often (nginx: ~24 calls per run) fills 32 runs long before 4,096 ids, and each batch
-# costs user space a callback and a decode. 128 runs cut nginx's batches ~4x; the run
+# often (nginx: ~13 calls a run) fills 32 runs long before 4,096 ids, and each batch
+# costs user space a callback and a decode. 128 runs cut nginx's batches 3.4x; the run
 # table (3 KiB) is handed over whole with every batch, so more would tax every other
 # workload's batches for little (benchmarks/README.md, "daemon").
 BATCH_RUNS = 128

@@ -197,7 +197,7 @@ static __always_inline int same_open(const struct sg_touch_open *last,
  * path cut at the buffer's end or unreadable is never folded (its tail is unknown).
  * `run_ts` is when the thread's current run began (no later than now): the fold decides
  * on it, so a folded open reads no clock (a clock read costs ~70 ns here, a sixth of an
- * open's cost; benchmarks/bench_prog_time.py). A run ends at every reschedule and every
+ * open's cost; benchmarks/bench_open_steps.py). A run ends at every reschedule and every
  * flush round, so the period is kept to within one round (50 ms) of a second. */
 static __always_inline void touch_open(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64 path,
                                        s64 flags, u64 repeat_ns, u64 run_ts)

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_prog_time import STATS, run_time  # noqa: E402
+from bench_prog_time import bpf_stats_on, run_time  # noqa: E402
 
 STEPS = ["filter", "argument registers", "scratch record", "zero the path",
          "read the path (user memory)", "clock", "fold table lookup", "compare the path"]
@@ -130,7 +130,7 @@ def measure(reps: int, opens: int, work: Path) -> dict:
 def report(r: dict) -> str:
     lines, before = [], None
     for name, ns in r["ns_per_open"].items():
-        step = "" if before is None else f"  (+{ns - before:.0f})"
+        step = "" if before is None else f"  ({ns - before:+.0f})"
         lines.append(f"{name:>28}: {ns:6.1f} ns per open{step}")
         before = ns
     return "\n".join(lines)
@@ -142,13 +142,8 @@ def main() -> int:
     parser.add_argument("--opens", type=int, default=200_000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    before = STATS.read_text().strip()
-    STATS.write_text("1")
-    try:
-        with tempfile.TemporaryDirectory(prefix="sgb-opensteps-") as tmp:
-            result = measure(args.reps, args.opens, Path(tmp))
-    finally:
-        STATS.write_text(before)
+    with bpf_stats_on(), tempfile.TemporaryDirectory(prefix="sgb-opensteps-") as tmp:
+        result = measure(args.reps, args.opens, Path(tmp))
     print(json.dumps(result, indent=1) if args.json else report(result))
     return 0
 

@@ -18,17 +18,30 @@ sysgram checkout's program the same way (its Collector, its kernel code).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 _RUN_TIME_OFFSET = 192           # in struct bpf_prog_info: run_time_ns, then run_cnt
+
+
+@contextlib.contextmanager
+def bpf_stats_on() -> Iterator[None]:
+    """The kernel's per-program run time and count, on while inside (then as before)."""
+    before = STATS.read_text().strip()
+    STATS.write_text("1")
+    try:
+        yield
+    finally:
+        STATS.write_text(before)
 
 
 def run_time(prog_fd: int, bpf_nr: int) -> tuple[int, int]:
@@ -101,13 +114,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(args.tree.resolve()))
-    before = STATS.read_text().strip()
-    STATS.write_text("1")
-    try:
-        with tempfile.TemporaryDirectory(prefix="sgb-progtime-") as tmp:
-            result = measure(args.reps, args.calls, Path(tmp))
-    finally:
-        STATS.write_text(before)
+    with bpf_stats_on(), tempfile.TemporaryDirectory(prefix="sgb-progtime-") as tmp:
+        result = measure(args.reps, args.calls, Path(tmp))
     print(json.dumps(result, indent=1) if args.json else report(result))
     return 0
 

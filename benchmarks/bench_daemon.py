@@ -199,14 +199,15 @@ def _loaded_watcher(store: Path, root: Path = ROOT) -> Watcher:
 
 
 def _server_arms(measure, floor: HookFloor, comm: str, store: Path, baseline: Path | None,
-                 cores: dict[str, list[float]], fill: list[float],
-                 fill_baseline: list[float]) -> dict:
-    """The arms every server is measured under, each once per rep (`_rotated`)."""
+                 cores: dict[str, list[float]], fills: dict[str, list[float]]) -> dict:
+    """The arms every server is measured under, each once per rep (`_rotated`); each
+    metered process's CPU goes to `cores`, a collector alone's calls per batch to `fills`
+    (both by the process's name)."""
     arms = {
         "untraced": measure,
         "hook_floor": lambda: floor.run(measure),
         "collected": lambda: _metered(lambda: CollectorOnly(comm), measure, cores["collector"],
-                                      fill),
+                                      fills.setdefault("collector", [])),
         "watched": lambda: _metered(lambda: _loaded_watcher(store), measure, cores["watcher"]),
     }
     if baseline is not None:       # the same watch by another tree's sysgram, same profile
@@ -214,7 +215,7 @@ def _server_arms(measure, floor: HookFloor, comm: str, store: Path, baseline: Pa
                                             cores.setdefault("baseline", []))
         arms["baseline_collected"] = lambda: _metered(
             lambda: CollectorOnly(comm, root=baseline), measure,
-            cores.setdefault("baseline_collector", []), fill_baseline)
+            cores.setdefault("baseline_collector", []), fills.setdefault("baseline_collector", []))
     return arms
 
 
@@ -324,11 +325,11 @@ def _ratios(runs: dict[str, list[float]], prefix: str) -> dict:
     return out
 
 
-def _fills(prefix: str, fill: list[float], fill_baseline: list[float]) -> dict:
-    out = {f"{prefix}_calls_per_batch": statistics.median(fill)}
-    if fill_baseline:
-        out[f"{prefix}_baseline_calls_per_batch"] = statistics.median(fill_baseline)
-    return out
+def _medians(prefix: str, cores: dict[str, list[float]], fills: dict[str, list[float]]) -> dict:
+    """Each metered process's median CPU share and, for a collector alone, calls per batch."""
+    return ({f"{prefix}_{name}_cores": statistics.median(v) for name, v in cores.items()}
+            | {f"{prefix}_{name}_calls_per_batch": statistics.median(v)
+               for name, v in fills.items()})
 
 
 # -- nginx under wrk ---------------------------------------------------------------------
@@ -365,16 +366,14 @@ def nginx(reps: int, work: Path, baseline: Path | None = None, seconds: int = 5)
         while trainer.poll() is None:
             _wrk(port, 3)
         cores: dict[str, list[float]] = {"watcher": [], "collector": []}
-        fill: list[float] = []
-        fill_b: list[float] = []
+        fills: dict[str, list[float]] = {}
         with HookFloor() as floor:
             runs = _rotated(reps, _server_arms(lambda: _wrk(port, seconds), floor, "nginx",
-                                               store, baseline, cores, fill, fill_b))
+                                               store, baseline, cores, fills))
     finally:
         stop_session(server)
         shutil.rmtree(site, ignore_errors=True)
-    return (_ratios(runs, "nginx") | _fills("nginx", fill, fill_b)
-            | {f"nginx_{name}_cores": statistics.median(values) for name, values in cores.items()})
+    return _ratios(runs, "nginx") | _medians("nginx", cores, fills)
 
 
 # -- PostgreSQL under pgbench ------------------------------------------------------------
@@ -410,8 +409,7 @@ def postgres(reps: int, work: Path, baseline: Path | None = None, seconds: int =
     data, sock, port = base / "data", base, 54329
     server = None
     cores: dict[str, list[float]] = {"watcher": [], "collector": []}
-    fill: list[float] = []
-    fill_b: list[float] = []
+    fills: dict[str, list[float]] = {}
     try:
         _as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
                      stdout=subprocess.DEVNULL)
@@ -434,14 +432,13 @@ def postgres(reps: int, work: Path, baseline: Path | None = None, seconds: int =
             _pgbench(sock, port, 3)
         with HookFloor() as floor:
             runs = _rotated(reps, _server_arms(lambda: _pgbench(sock, port, seconds), floor,
-                                               "postgres", store, baseline, cores, fill, fill_b))
+                                               "postgres", store, baseline, cores, fills))
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
         shutil.rmtree(base, ignore_errors=True)
-    return (_ratios(runs, "pg") | _fills("pg", fill, fill_b)
-            | {f"pg_{name}_cores": statistics.median(values) for name, values in cores.items()})
+    return _ratios(runs, "pg") | _medians("pg", cores, fills)
 
 
 def report(r: dict) -> str:
@@ -481,14 +478,15 @@ def report(r: dict) -> str:
         lines.append(f"  CPU while {what.split()[0]} was saturated: the watcher "
                      f"{r[f'{prefix}_watcher_cores']:.3f} core, the collector alone "
                      f"{r[f'{prefix}_collector_cores']:.3f} core, filling its batches with "
-                     f"{r[f'{prefix}_calls_per_batch']:,.0f} calls")
+                     f"{r[f'{prefix}_collector_calls_per_batch']:,.0f} calls")
         if f"{prefix}_baseline_ratio" in r:
             lines.append(f"  watched by the --baseline tree: "
                          f"{100 * r[f'{prefix}_baseline_ratio']:.1f} %, its watcher "
                          f"{r[f'{prefix}_baseline_cores']:.3f} core; its collector alone "
                          f"{100 * r[f'{prefix}_baseline_collected_ratio']:.1f} %, "
                          f"{r[f'{prefix}_baseline_collector_cores']:.3f} core, "
-                         f"{r[f'{prefix}_baseline_calls_per_batch']:,.0f} calls per batch")
+                         f"{r[f'{prefix}_baseline_collector_calls_per_batch']:,.0f} calls "
+                         "per batch")
     return "\n".join(lines)
 
 

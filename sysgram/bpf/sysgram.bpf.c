@@ -3,9 +3,9 @@
  * - raw_syscalls:sys_enter (raw tracepoint, the cheapest hook): untargeted processes pay
  *   one array lookup in a tgid bitmap (and, at exit, the kernel's syscall-exit probe
  *   that touched.bpf.c's result tracepoints switch on for every process). Targeted ids
- *   go into a per-CPU batch with a run table; a full batch is handed over whole through the `events` ring buffer without
- *   waking the reader (a wake-up costs ~5.5 us on the traced CPU); user space drains
- *   on a timer.
+ *   go into a per-CPU batch with a run table; a full batch is handed over whole through
+ *   the `events` ring buffer without waking the reader (a wake-up costs ~5.5 us on the
+ *   traced CPU); user space drains on a timer.
  * - The collector's flusher thread visits every CPU and makes one syscall there; the
  *   program then flushes that CPU's partial batch and applies queued mark/unmark
  *   requests (so the bitmap is only ever changed by the kernel, atomically).

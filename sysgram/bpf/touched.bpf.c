@@ -210,7 +210,7 @@ static __always_inline void touch_open(u32 tid, u32 tgid, u16 nr, s64 dirfd, u64
 #pragma unroll
     for (int i = 0; i < SG_PATH_WORDS; i++)
         w[i] = 0;                           /* equal paths are equal words to the end */
-    touch_hdr(&r->hdr, SG_TOUCH_OPEN, nr, tid, tgid, run_ts);
+    touch_hdr(&r->hdr, SG_TOUCH_OPEN, nr, tid, tgid, 0);   /* timed if handed over */
     r->hdr.arg0 = dirfd;
     r->hdr.arg1 = flags;
     long n;

@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 from helpers import collect_items
 
+from sysgram import syscalls
 from sysgram.collector import TargetSpec, Touched, TouchedGap
 from sysgram.collector.items import Peer
 from sysgram.sanitize import for_terminal
@@ -79,6 +80,33 @@ def test_hostile_paths_are_kept_faithfully_and_printed_escaped(build_workload, t
     shown = [for_terminal(t.path, limit=None) for t in paths]
     assert all("\n" not in s and "\x1b" not in s for s in shown)
     assert f"{tmp_path}/new\\x0aline" in shown and f"{tmp_path}/esc\\x1b[31m" in shown
+
+
+def test_the_other_spellings_of_open_send_and_exec_arrive_with_their_values(build_workload,
+                                                                           tmp_path):
+    """open(2), openat2(2), sendmsg(2) and execveat(2): their arguments sit in other
+    registers (or in a struct) than openat's, sendto's and execve's."""
+    binary = build_workload("touch_variants")
+    box: dict = {}
+
+    def action() -> None:
+        out = subprocess.run([str(binary), str(tmp_path)], input=b"go\n", check=True,
+                             capture_output=True, timeout=30).stdout
+        box["openat2"] = out.split() == [b"openat2", b"1"]
+
+    items, stats = collect_items(TargetSpec(binary.name), action)
+    assert stats.lost_touched == 0
+    touched = [i for i in items if isinstance(i, Touched)]
+    name = syscalls.table().name
+    opens = {(name(t.syscall), t.path, t.open_flags) for t in touched if t.kind == "open"}
+    assert ("open", f"{tmp_path}/legacy", os.O_CREAT | os.O_WRONLY) in opens
+    if box["openat2"]:
+        assert ("openat2", f"{tmp_path}/two", os.O_RDONLY | os.O_CLOEXEC) in opens
+    assert [(name(t.syscall), t.peer, t.protocol) for t in touched if t.kind == "send"] \
+        == [("sendmsg", Peer("ipv4", "127.0.0.1", 9), "udp")]
+    assert [(name(t.syscall), t.path, t.dirfd, t.argv, t.result)
+            for t in touched if t.kind == "exec"] \
+        == [("execveat", "/bin/true", -100, ("true", "v1"), 0)]
 
 
 def test_an_untargeted_process_sends_no_touched_records(build_workload, tmp_path):

@@ -15,7 +15,6 @@
  * leave through their own ring buffer without waking the reader; a refused record is
  * counted per CPU and per thread.
  */
-#include <linux/ptrace.h>           /* struct pt_regs: the registers syscall entry saved */
 #include "touched.h"
 
 BPF_RINGBUF_OUTPUT(touched, SG_TOUCHED_PAGES);
@@ -25,22 +24,27 @@ BPF_TABLE("lru_hash", u32, struct sg_touch_pending, touch_pending, 4096);
 BPF_TABLE("lru_hash", u32, struct sg_touch_exec, touch_exec, 1024);
 BPF_PERCPU_ARRAY(touch_exec_scratch, struct sg_touch_exec, 1);
 
-/* The six syscall arguments from the registers the syscall entry saved, in one read of
- * the block of struct pt_regs that holds them (offsetof, so the headers only need the
- * struct's layout): one helper call instead of one per argument. */
+/* The six syscall arguments from the registers the syscall entry saved (struct pt_regs),
+ * in one read of the block that holds them: one helper call instead of one per argument.
+ * The offsets are the entry code's register frame, fixed ABI on both architectures
+ * (x86-64: the order of ptrace's user_regs_struct; arm64: user_pt_regs, regs[0..30]
+ * then sp). They are spelled out instead of taken from <linux/ptrace.h>: that header
+ * pulls in the kernel's header tree, ~0.9 s of bcc's compile, which is on the critical
+ * path to `attached` (benchmarks/README.md, "daemon"). The kernel tests that read
+ * arguments (paths, peers, argv) fail if an offset is wrong. */
 #if defined(__TARGET_ARCH_arm64)
-#define SG_ARGS_FROM offsetof(struct pt_regs, regs[0])
-#define SG_ARG_AT(n) (offsetof(struct pt_regs, regs[0]) + 8 * (n))
+#define SG_ARGS_FROM 0                     /* regs[0] */
+#define SG_ARG_AT(n) (8 * (n))             /* regs[n] */
 #define SG_ARGS_WORDS 6
+#define SG_REGS_SP (8 * 31)
 #else
-#define SG_ARGS_FROM offsetof(struct pt_regs, r10)    /* r10 r9 r8 ax cx dx si di */
-#define SG_ARG_AT(n) ((n) == 0 ? offsetof(struct pt_regs, di) :            \
-                      (n) == 1 ? offsetof(struct pt_regs, si) :            \
-                      (n) == 2 ? offsetof(struct pt_regs, dx) :            \
-                      (n) == 3 ? offsetof(struct pt_regs, r10) :           \
-                      (n) == 4 ? offsetof(struct pt_regs, r8) :            \
-                                 offsetof(struct pt_regs, r9))
+#define SG_REGS_R10 56                     /* r15 r14 r13 r12 bp bx r11, then: */
+#define SG_ARGS_FROM SG_REGS_R10           /* r10 r9 r8 ax cx dx si di */
+#define SG_ARG_AT(n) ((n) == 0 ? 112 /* di */ : (n) == 1 ? 104 /* si */ :      \
+                      (n) == 2 ? 96 /* dx */ : (n) == 3 ? SG_REGS_R10 :           \
+                      (n) == 4 ? 72 /* r8 */ : 64 /* r9 */)
 #define SG_ARGS_WORDS 8
+#define SG_REGS_SP 152                     /* after di: orig_ax ip cs flags, then sp */
 #endif
 #define SG_ARG_SLOT(n) ((SG_ARG_AT(n) - SG_ARGS_FROM) / 8)
 
@@ -323,36 +327,48 @@ static __always_inline void touched_enter(struct bpf_raw_tracepoint_args *ctx,
     struct sg_args args;
     read_args(ctx->args[0] /* struct pt_regs * */, &args);
     u64 *a = args.a;
-    if (id == SG_NR_OPENAT) {
-        touch_open(tid, tgid, nr, (s32)a[0], a[1], (s32)a[2], repeat_ns, run_ts);
-    } else if (id == SG_NR_OPEN) {
-        touch_open(tid, tgid, nr, -100 /* AT_FDCWD */, a[0], (s32)a[1], repeat_ns, run_ts);
-    } else if (id == SG_NR_OPENAT2) {
-        u64 how_flags = 0;                  /* struct open_how starts with u64 flags */
-        bpf_probe_read_user(&how_flags, sizeof(how_flags), (void *)a[2]);
-        touch_open(tid, tgid, nr, (s32)a[0], a[1], how_flags, repeat_ns, run_ts);
-    } else if (id == SG_NR_EXECVE) {
-        touch_exec_enter(tid, tgid, nr, -100, a[0], a[1]);
-    } else if (id == SG_NR_EXECVEAT) {
-        touch_exec_enter(tid, tgid, nr, (s32)a[0], a[1], a[2]);
+    /* One call site per reader: each is inlined once (a copy per call number would
+     * multiply the program's size, its compile and its verification). */
+    if (id == SG_NR_OPENAT || id == SG_NR_OPEN || id == SG_NR_OPENAT2) {
+        s64 dirfd = (s32)a[0];
+        u64 path = a[1];
+        s64 flags = (s32)a[2];
+        if (id == SG_NR_OPEN) {
+            dirfd = -100;                   /* AT_FDCWD */
+            path = a[0];
+            flags = (s32)a[1];
+        } else if (id == SG_NR_OPENAT2) {
+            flags = 0;                      /* struct open_how starts with u64 flags */
+            bpf_probe_read_user(&flags, sizeof(flags), (void *)a[2]);
+        }
+        touch_open(tid, tgid, nr, dirfd, path, flags, repeat_ns, run_ts);
+    } else if (id == SG_NR_EXECVE || id == SG_NR_EXECVEAT) {
+        int at = id == SG_NR_EXECVEAT;     /* execveat(dirfd, path, argv, ...) */
+        touch_exec_enter(tid, tgid, nr, at ? (s32)a[0] : -100 /* AT_FDCWD */,
+                         at ? a[1] : a[0], at ? a[2] : a[1]);
     } else if (id == SG_NR_CONNECT) {
         touch_hold(tid, nr, a[1], 0, (u32)a[2], (s32)a[0], 0);
     } else if (id == SG_NR_ACCEPT || id == SG_NR_ACCEPT4) {
         touch_hold(tid, nr, a[1], a[2], 0, (s32)a[0], 0);
     } else if (id == SG_NR_SOCKET) {
         touch_hold(tid, nr, 0, 0, 0, (s32)a[0], (s32)a[1]);
-    } else if (id == SG_NR_BIND) {
-        touch_net_now(tid, tgid, SG_TOUCH_BIND, nr, (s32)a[0], a[1], (u32)a[2]);
-    } else if (id == SG_NR_SENDTO) {
-        if (a[4])                           /* no address: a connected socket, seen before */
-            touch_net_now(tid, tgid, SG_TOUCH_SEND, nr, (s32)a[0], a[4], (u32)a[5]);
-    } else if (id == SG_NR_SENDMSG) {
-        u64 name = 0;
-        u32 namelen = 0;                    /* struct msghdr: msg_name, then msg_namelen */
-        bpf_probe_read_user(&name, sizeof(name), (void *)a[1]);
-        bpf_probe_read_user(&namelen, sizeof(namelen), (void *)(a[1] + 8));
-        if (name)
-            touch_net_now(tid, tgid, SG_TOUCH_SEND, nr, (s32)a[0], name, namelen);
+    } else if (id == SG_NR_BIND || id == SG_NR_SENDTO || id == SG_NR_SENDMSG) {
+        u16 kind = SG_TOUCH_SEND;
+        u64 addr = a[4];                    /* sendto(fd, buf, len, flags, addr, addrlen) */
+        u32 len = (u32)a[5];
+        if (id == SG_NR_BIND) {
+            kind = SG_TOUCH_BIND;
+            addr = a[1];
+            len = (u32)a[2];
+        } else if (id == SG_NR_SENDMSG) {   /* struct msghdr: msg_name, then msg_namelen */
+            addr = 0;
+            len = 0;
+            bpf_probe_read_user(&addr, sizeof(addr), (void *)a[1]);
+            bpf_probe_read_user(&len, sizeof(len), (void *)(a[1] + 8));
+        }
+        /* A send without an address goes to a connected socket's peer, seen before. */
+        if (addr || kind == SG_TOUCH_BIND)
+            touch_net_now(tid, tgid, kind, nr, (s32)a[0], addr, len);
     }
 }
 
@@ -382,9 +398,9 @@ static __always_inline void touch_exec_exit(long ret)
          * touched them yet) and are gone now; the new program's argv is on its fresh
          * stack: argc at the user stack pointer, then the argv pointers. The file
          * name comes from sched_process_exec (user space joins them). */
-        struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+        u64 regs = bpf_task_pt_regs(bpf_get_current_task_btf());
         u64 sp = 0;
-        bpf_probe_read_kernel(&sp, sizeof(sp), &regs->sp);
+        bpf_probe_read_kernel(&sp, sizeof(sp), (void *)(regs + SG_REGS_SP));
         e->hdr.flags = SG_TF_UNREADABLE | touch_argv(e, sp + 8);
     }
     e->hdr.ts = bpf_ktime_get_ns();

@@ -22,6 +22,7 @@ from sysgram.collector import (
     ThreadStart,
 )
 from sysgram.collector.abi import RingPages
+from sysgram.collector.collector import FLUSH_INTERVAL_S, IDLE_FLUSH_INTERVAL_S
 from sysgram.syscalls import table
 
 pytestmark = pytest.mark.kernel
@@ -85,6 +86,39 @@ def test_23_getppid_per_thread_and_forked_child_exactly_in_order(build_workload)
         t: rec.starts[t].pid == child[0] for t in threads}
     assert {rec.starts[t].exe_sha256 for t in threads} != {None}
     assert stats.lost == 0 and stats.lost_unattributed == 0
+
+
+def test_idle_rounds_slow_down_and_a_target_that_starts_then_loses_nothing(build_workload):
+    """Nothing tracked: a round every IDLE_FLUSH_INTERVAL_S. A target that execs then is
+    traced from its first call, and rounds keep their full rate while it lives."""
+    exe = build_workload("pattern")
+    items: list = []
+    with Collector(TargetSpec(exe.name)) as collector:
+        time.sleep(3 * IDLE_FLUSH_INTERVAL_S)
+        assert collector.round_interval == IDLE_FLUSH_INTERVAL_S
+        items += collector.poll(0).items
+        proc = subprocess.Popen([exe, "2", "23", "0", "2"], stdin=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 5
+            while collector.round_interval != FLUSH_INTERVAL_S and time.monotonic() < deadline:
+                items += collector.poll(0.05).items
+            busy = collector.round_interval
+            proc.communicate(b"go\n", timeout=10)
+        finally:
+            proc.kill()
+        deadline = time.monotonic() + 2
+        while collector.round_interval != IDLE_FLUSH_INTERVAL_S and time.monotonic() < deadline:
+            items += collector.poll(0.05).items
+        idle_again = collector.round_interval
+        collector.stop()
+        items += collector.poll(0).items
+        stats = collector.stats()
+    assert busy == FLUSH_INTERVAL_S and idle_again == IDLE_FLUSH_INTERVAL_S
+    rec = Recording(items)
+    assert len(rec.pattern_threads()) == 2
+    for tid in rec.pattern_threads():
+        assert rec.bracketed(tid).tolist() == [GETPPID] * 23
+    assert set(rec.exits) == set(rec.starts) and stats.lost == 0
 
 
 def test_running_process_is_seeded_from_proc(build_workload):

@@ -60,6 +60,11 @@ _REQUEST_SYSCALLS_PER_ROUND = 8
 # of the collector's CPU per event (20 ns at 3 M events/s); at 50 ms it halves, and the
 # worst wait stays well inside the ~100 ms the design allows.
 FLUSH_INTERVAL_S = 0.05
+# While the kernel tracks no process, rounds (and the polls waiting on them) come this
+# often instead: an idle daemon then costs a fraction of its 20 rounds a second. Nothing
+# is lost or reordered by it: a process that execs into a target meanwhile is marked by
+# the kernel at once, and only its first events wait up to this long.
+IDLE_FLUSH_INTERVAL_S = 0.25
 # An open a thread repeats (same file, flags) within this long of the last one handed on
 # is folded in the kernel and counted, not handed on: a server opening one file per
 # request would otherwise cost the watcher more per request than everything else it
@@ -114,6 +119,8 @@ class Collector:
         # The flusher thread and its hand-shakes.
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()           # ends the flusher's wait: stop, new marks
+        self.round_interval = flush_interval     # the flusher's current period (idle: longer)
         self._go = threading.Event()
         self._first_round = threading.Event()
         self._error: BaseException | None = None
@@ -247,6 +254,7 @@ class Collector:
             if self._program is not None and not self._detached:
                 self._program.set_target(spec.comm, target_id)
                 self._seed([spec])
+        self._wake.set()                  # its running processes are marked at once
 
     def remove_target(self, comm: str) -> None:
         """Stop watching a binary: its processes are unmarked and their items dropped.
@@ -263,6 +271,7 @@ class Collector:
             self._marks = [m for m in self._marks if m[2] != target_id]
             for pid in self._book.processes_of(target_id):
                 self._drop_process(pid)
+        self._wake.set()
 
     def _drop_process(self, tgid: int) -> None:
         """A process of a removed target: unmark it, discard and forget what it sent."""
@@ -277,6 +286,7 @@ class Collector:
         """Stop tracing after one last flush round; `poll` still returns what was held."""
         if self._thread is not None and self._thread.is_alive():
             self._stop.set()
+            self._wake.set()
             self._go.set()
             self._thread.join()
         if self._program is not None and not self._detached:
@@ -298,7 +308,17 @@ class Collector:
             self._round()
             if self._stop.is_set():
                 return
-            self._stop.wait(max(0.0, self.flush_interval - (time.monotonic() - started)))
+            self.round_interval = (self.flush_interval if self._busy()
+                                   else max(self.flush_interval, IDLE_FLUSH_INTERVAL_S))
+            self._wake.wait(max(0.0, self.round_interval - (time.monotonic() - started)))
+            self._wake.clear()
+
+    def _busy(self) -> bool:
+        """Whether rounds keep their full rate: a process is tracked or marks are queued."""
+        with self._cond:
+            queued = bool(self._marks or self._exe.requests)
+        program = self._program
+        return queued or program.requests_outstanding or program.tracks_anything()
 
     def _round(self) -> None:
         program = self._program
@@ -453,10 +473,13 @@ class Collector:
 
     # -- draining --------------------------------------------------------------------
     def poll(self, timeout: float = 0.05) -> Drain:
-        """What is safe to release now (waits up to `timeout` for a flush round), in order."""
+        """What is safe to release now, in order. Waits up to `timeout` for a flush round;
+        while rounds are idle (nothing tracked), up to the idle round period instead, so
+        an idle watcher's loop slows down with its collector."""
         with self._cond:
             if self._rounds == self._polled_rounds and not self._stop.is_set():
-                self._cond.wait(timeout)
+                idle = self.round_interval > self.flush_interval
+                self._cond.wait(max(timeout, self.round_interval) if idle else timeout)
             if self._error is not None:
                 raise UserError(f"the collector stopped: {self._error}")
             self._polled_rounds = self._rounds

@@ -117,6 +117,14 @@ class Program:
         """Whether requests may still be unapplied (without asking the kernel)."""
         return self._requests_written > self._known_done
 
+    def tracks_anything(self) -> bool:
+        """Whether the kernel holds a target id for any process or thread (one lookup)."""
+        try:
+            self.bpf[b"owners"].next(None)
+        except StopIteration:
+            return False
+        return True
+
     def is_marked(self, pid: int) -> bool:
         value = self.bpf[b"tracked"][ctypes.c_int(pid >> 6)].value
         return bool(value & (1 << (pid & 63)))

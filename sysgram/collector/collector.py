@@ -61,10 +61,13 @@ _REQUEST_SYSCALLS_PER_ROUND = 8
 # worst wait stays well inside the ~100 ms the design allows.
 FLUSH_INTERVAL_S = 0.05
 # While the kernel tracks no process, rounds (and the polls waiting on them) come this
-# often instead: an idle daemon then costs a fraction of its 20 rounds a second. Nothing
-# is lost or reordered by it: a process that execs into a target meanwhile is marked by
-# the kernel at once, and only its first events wait up to this long.
-IDLE_FLUSH_INTERVAL_S = 0.25
+# often instead: an idle daemon then costs about half. Nothing is reordered by it: a
+# process that execs into a target meanwhile is marked by the kernel at once, and only
+# its first events wait up to this long. It is bounded by the losses ring: should a burst
+# that starts while idle overflow the events ring before the next round, every failed
+# batch leaves a ~3 KiB loss record, and 512 KiB hold ~170 of them (~690 k events, 150 ms
+# of both CPUs at full rate); past that, losses are counted but no longer attributed.
+IDLE_FLUSH_INTERVAL_S = 0.1
 # An open a thread repeats (same file, flags) within this long of the last one handed on
 # is folded in the kernel and counted, not handed on: a server opening one file per
 # request would otherwise cost the watcher more per request than everything else it

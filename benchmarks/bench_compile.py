@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EMPTY = "RAW_TRACEPOINT_PROBE(sys_enter) { return 0; }"
+sys.path.insert(0, str(ROOT))
+
+from sysgram.commands.doctor import TRIVIAL_PROGRAM as EMPTY  # noqa: E402
 
 # Run in a child with PYTHONPATH set to the tree measured, so its sysgram is the one loaded.
 _CHILD = """

@@ -343,9 +343,15 @@ static __always_inline void touched_enter(struct bpf_raw_tracepoint_args *ctx,
         }
         touch_open(tid, tgid, nr, dirfd, path, flags, repeat_ns, run_ts);
     } else if (id == SG_NR_EXECVE || id == SG_NR_EXECVEAT) {
-        int at = id == SG_NR_EXECVEAT;     /* execveat(dirfd, path, argv, ...) */
-        touch_exec_enter(tid, tgid, nr, at ? (s32)a[0] : -100 /* AT_FDCWD */,
-                         at ? a[1] : a[0], at ? a[2] : a[1]);
+        s64 dirfd = -100;                   /* AT_FDCWD */
+        u64 path = a[0];
+        u64 argv = a[1];
+        if (id == SG_NR_EXECVEAT) {         /* execveat(dirfd, path, argv, ...) */
+            dirfd = (s32)a[0];
+            path = a[1];
+            argv = a[2];
+        }
+        touch_exec_enter(tid, tgid, nr, dirfd, path, argv);
     } else if (id == SG_NR_CONNECT) {
         touch_hold(tid, nr, a[1], 0, (u32)a[2], (s32)a[0], 0);
     } else if (id == SG_NR_ACCEPT || id == SG_NR_ACCEPT4) {

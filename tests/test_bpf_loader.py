@@ -109,3 +109,14 @@ def test_a_taken_early_compile_is_not_discarded_at_exit(monkeypatch):
     program = loader.compile_program(pid_limit=4096)
     loader._discard_untaken()
     assert not program.cleaned
+
+
+def test_the_program_calls_no_helper_that_bcc_checks_against_kallsyms():
+    # bcc's rewriter loads /proc/kallsyms afresh for every call spelled
+    # bpf_probe_read_user(_str) (a fallback check for kernels before 5.5): ~60 ms a call
+    # site, most of the compile before they were renamed (benchmarks/README.md, "daemon").
+    text = loader.program_text(loader.PROGRAM)
+    calls = [line.strip() for line in text.splitlines()
+             if "bpf_probe_read_user" in line and not line.lstrip().startswith("*")]
+    assert calls == []
+    assert "sg_read_user(" in text and "sg_read_user_str(" in text

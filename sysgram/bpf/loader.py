@@ -1,10 +1,11 @@
 """Compile and load sysgram.bpf.c with bcc, optionally started early on a background thread.
 
-bcc's clang compile of the program takes ~0.7 s here, about as long as the CLI's own
-start-up (imports, argument parsing). It runs in C with the GIL released, so a command
-that is going to trace starts it first (`start_compiling`, from `sysgram.entry`) and
-`compile_program` picks the result up: `sysgram record` reaches `attached` in about the
-longer of the two instead of their sum. No numpy here, so the compile starts at once.
+bcc's clang compile of the program takes ~0.6 s here (benchmarks/bench_compile.py),
+about as long as the CLI's own start-up (imports, argument parsing). It runs in C with
+the GIL released, so a command that is going to trace starts it first
+(`start_compiling`, from `sysgram.entry`) and `compile_program` picks the result up:
+`sysgram record` reaches `attached` in about the longer of the two instead of their sum.
+No numpy here, so the compile starts at once.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
  * place: bcc rewrites map calls only in the text it is given). The sys_enter hook calls
  * `touched_enter` once, after it has decided the thread belongs to a target, so an
  * untargeted process pays nothing more at enter. Arguments are read from the raw
- * tracepoint's pt_regs (no other kernel structure) with bpf_probe_read_user(_str),
+ * tracepoint's pt_regs (no other kernel structure) with the user-memory helpers,
  * bounded.
  * Calls whose result matters (execve/execveat, connect, accept/accept4, socket) keep
  * their arguments per thread until the call's own sys_exit tracepoint and are reported
@@ -16,6 +16,16 @@
  * counted per CPU and per thread.
  */
 #include "touched.h"
+
+/* The user-memory helpers, called by number under names of their own. bcc's rewriter
+ * checks each call spelled bpf_probe_read_user(_str) against /proc/kallsyms, loading a
+ * fresh symbol table for every call site (~60 ms each here, most of the compile), to
+ * fall back to bpf_probe_read on kernels before 5.5. sysgram needs ring buffers (5.8),
+ * where both helpers always exist. */
+static long (*sg_read_user)(void *dst, u32 size, const void *src) =
+    (void *)BPF_FUNC_probe_read_user;
+static long (*sg_read_user_str)(void *dst, u32 size, const void *src) =
+    (void *)BPF_FUNC_probe_read_user_str;
 
 BPF_RINGBUF_OUTPUT(touched, SG_TOUCHED_PAGES);
 BPF_PERCPU_ARRAY(touch_counters, struct sg_touch_counters, 1);
@@ -119,7 +129,7 @@ static __always_inline void touch_hdr(struct sg_touch_hdr *h, u16 kind, u16 nr, 
 static __always_inline u32 touch_str_len(char *dst, u32 size, u64 src, u32 cut_flag,
                                          long *len)
 {
-    long n = bpf_probe_read_user_str(dst, size, (void *)src);
+    long n = sg_read_user_str(dst, size, (void *)src);
     *len = n;                               /* bytes read with the NUL; < 0: unreadable */
     if (n < 0) {
         dst[0] = 0;
@@ -148,7 +158,7 @@ static __always_inline u32 touch_addr(u8 *dst, u64 src, u32 len)
         n = SG_TOUCH_ADDR_LEN;
     asm volatile("" : "+r"(n));             /* keep the bound where the verifier sees it */
     n &= 0x7f;
-    if (bpf_probe_read_user(dst, n, (void *)src) != 0)
+    if (sg_read_user(dst, n, (void *)src) != 0)
         return SG_TF_UNREADABLE;
     return 0;
 }
@@ -273,7 +283,7 @@ static __always_inline u32 touch_argv(struct sg_touch_exec *e, u64 argv)
 #pragma unroll
     for (int i = 0; i < SG_TOUCH_ARGS; i++) {
         u64 p = 0;
-        if (bpf_probe_read_user(&p, sizeof(p), (void *)(argv + 8 * i)) != 0)
+        if (sg_read_user(&p, sizeof(p), (void *)(argv + 8 * i)) != 0)
             return flags | SG_TF_UNREADABLE;
         if (!p)
             return flags;
@@ -281,7 +291,7 @@ static __always_inline u32 touch_argv(struct sg_touch_exec *e, u64 argv)
         e->hdr.arg1 = i + 1;
     }
     u64 more = 0;
-    bpf_probe_read_user(&more, sizeof(more), (void *)(argv + 8 * SG_TOUCH_ARGS));
+    sg_read_user(&more, sizeof(more), (void *)(argv + 8 * SG_TOUCH_ARGS));
     return more ? flags | SG_TF_MORE_ARGS : flags;
 }
 
@@ -339,7 +349,7 @@ static __always_inline void touched_enter(struct bpf_raw_tracepoint_args *ctx,
             flags = (s32)a[1];
         } else if (id == SG_NR_OPENAT2) {
             flags = 0;                      /* struct open_how starts with u64 flags */
-            bpf_probe_read_user(&flags, sizeof(flags), (void *)a[2]);
+            sg_read_user(&flags, sizeof(flags), (void *)a[2]);
         }
         touch_open(tid, tgid, nr, dirfd, path, flags, repeat_ns, run_ts);
     } else if (id == SG_NR_EXECVE || id == SG_NR_EXECVEAT) {
@@ -369,8 +379,8 @@ static __always_inline void touched_enter(struct bpf_raw_tracepoint_args *ctx,
         } else if (id == SG_NR_SENDMSG) {   /* struct msghdr: msg_name, then msg_namelen */
             addr = 0;
             len = 0;
-            bpf_probe_read_user(&addr, sizeof(addr), (void *)a[1]);
-            bpf_probe_read_user(&len, sizeof(len), (void *)(a[1] + 8));
+            sg_read_user(&addr, sizeof(addr), (void *)a[1]);
+            sg_read_user(&len, sizeof(len), (void *)(a[1] + 8));
         }
         /* A send without an address goes to a connected socket's peer, seen before. */
         if (addr || kind == SG_TOUCH_BIND)
@@ -449,7 +459,7 @@ static __always_inline void touch_net_exit(long ret, u16 kind, long nr_a, long n
         if (kind == SG_TOUCH_ACCEPT) {      /* the kernel filled *addrlen on success */
             len = 0;
             if (ret >= 0 && p->len_ptr)
-                bpf_probe_read_user(&len, sizeof(len), (void *)p->len_ptr);
+                sg_read_user(&len, sizeof(len), (void *)p->len_ptr);
         }
         r->hdr.addr_len = len;
         r->hdr.flags = touch_addr(r->addr, p->ptr, len);

@@ -1,9 +1,9 @@
 """Where a saturated nginx's CPU goes: untraced, an empty hook, the collector, watched.
 
 usage: .venv/bin/python benchmarks/bench_cpu_split.py [--reps 3] [--seconds 8] [--json]
-Needs root, bcc, nginx, wrk and perf (apt-get install linux-perf). nginx serves its file
-to wrk on the same cores (as in bench_daemon's nginx part) under four arms, rotated per
-rep: untraced, an empty program on raw_syscalls:sys_enter (the floor), the collector
+Needs root and bcc; installs nginx, wrk and perf (linux-perf) if missing. nginx serves
+its file to wrk on the same cores (as in bench_daemon's nginx part) under four arms,
+rotated per rep: untraced, an empty program on raw_syscalls:sys_enter (the floor), the collector
 alone (nothing scored) and `sysgram watch --all` (nginx's profile trained live first).
 During each arm's wrk run, `perf record -a` samples every CPU; the samples are grouped:
 
@@ -114,6 +114,17 @@ def us_per_request(rate: float, samples: dict[str, int], total: int) -> dict[str
     return {key: 1e6 * cpus * n / max(total, 1) / rate for key, n in samples.items()}
 
 
+def _ensure_perf() -> None:
+    if shutil.which("perf") is None:
+        print("installing linux-perf with apt-get", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                        "linux-perf"], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+                       stdout=subprocess.DEVNULL, check=False)
+    if shutil.which("perf") is None:
+        raise SystemExit("perf is not installed; install linux-perf (Debian) or "
+                         "linux-tools-$(uname -r) (Ubuntu).")
+
+
 def _train_nginx(port: int, store: Path) -> None:
     trainer = subprocess.Popen([*SYSGRAM, "train", "--proc", "nginx", "--duration", "15s",
                                 "--store", str(store)], env=_env(),
@@ -130,9 +141,8 @@ def run(reps: int, seconds: int, work: Path) -> dict:
 
     from sysgram.demo.target import stop_session
 
-    if shutil.which("perf") is None:
-        raise SystemExit("perf is not installed; apt-get install linux-perf.")
     ensure_packages()
+    _ensure_perf()
     port = free_port()
     site = Path(tempfile.mkdtemp(prefix="sgb-nginx-"))   # nginx's workers must read it
     os.chmod(site, 0o755)

@@ -136,7 +136,7 @@ def _train_nginx(port: int, store: Path) -> None:
         raise SystemExit("training nginx's profile failed; run `sysgram train --proc nginx`.")
 
 
-def run(reps: int, seconds: int, work: Path) -> dict:
+def run(reps: int, seconds: int) -> dict:
     from bench_scenarios import ensure_packages, free_port, start_nginx
 
     from sysgram.demo.target import stop_session
@@ -144,6 +144,7 @@ def run(reps: int, seconds: int, work: Path) -> dict:
     ensure_packages()
     _ensure_perf()
     port = free_port()
+    work = Path(tempfile.mkdtemp(prefix="sgb-split-"))   # 0700: the store, perf's data
     site = Path(tempfile.mkdtemp(prefix="sgb-nginx-"))   # nginx's workers must read it
     os.chmod(site, 0o755)
     server = start_nginx(site, port)
@@ -183,6 +184,7 @@ def run(reps: int, seconds: int, work: Path) -> dict:
     finally:
         stop_session(server)
         shutil.rmtree(site, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     for runs in per_arm.values():     # each arm ran once per rep: ratios rep by rep
         for r, untraced in zip(runs, per_arm["untraced"], strict=True):
             r["ratio"] = r["rate"] / untraced["rate"]
@@ -225,10 +227,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="sgb-split-") as tmp:
-        work = Path(tmp)
-        os.chmod(work, 0o700)
-        result = run(args.reps, args.seconds, work)
+    result = run(args.reps, args.seconds)
     print(json.dumps(result) if args.json else report(result))
     return 0
 

@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,13 +36,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_daemon import (  # noqa: E402
-    SYSGRAM,
     CollectorOnly,
     HookFloor,
-    _env,
     _loaded_watcher,
     _rotated,
     _wrk,
+    served_nginx,
+    train_nginx,
 )
 
 GROUPS = ("sysgram user space", "BPF programs and helpers", "kernel tracepoint path",
@@ -55,8 +54,9 @@ GROUPS = ("sysgram user space", "BPF programs and helpers", "kernel tracepoint p
 TRACEPOINT_PATH = ("bpf_trace_run", "__bpf_trace_", "syscall_trace_enter", "syscall_exit_work",
                    "trace_call_bpf", "__bpf_prog_enter", "__bpf_prog_exit", "perf_syscall_",
                    "perf_trace_", "trace_sys_", "rcu_read_unlock_trace", "rcu_read_lock_trace")
-# What BPF programs run: the programs themselves and the helpers, maps and rings they use.
-BPF_WORK = ("bpf_prog_", "bpf_", "__bpf_ringbuf", "__htab_", "htab_", "lookup_nulls_elem_raw",
+# What BPF programs run: the programs themselves (bpf_prog_*) and the helpers, maps and
+# rings they use.
+BPF_WORK = ("bpf_", "__bpf_ringbuf", "__htab_", "htab_", "lookup_nulls_elem_raw",
             "copy_from_user_nofault", "copy_from_kernel_nofault", "strncpy_from_user_nofault",
             "pcpu_freelist_", "__pcpu_freelist_")
 NOT_BPF_WORK = ("bpf_lsm_", "bpf_trace_run")      # the host's LSM hooks; the dispatch
@@ -125,34 +125,14 @@ def _ensure_perf() -> None:
                          "linux-tools-$(uname -r) (Ubuntu).")
 
 
-def _train_nginx(port: int, store: Path) -> None:
-    trainer = subprocess.Popen([*SYSGRAM, "train", "--proc", "nginx", "--duration", "15s",
-                                "--store", str(store)], env=_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(2)
-    while trainer.poll() is None:
-        _wrk(port, 3)
-    if trainer.returncode != 0:
-        raise SystemExit("training nginx's profile failed; run `sysgram train --proc nginx`.")
-
-
 def run(reps: int, seconds: int) -> dict:
-    from bench_scenarios import ensure_packages, free_port, start_nginx
-
-    from sysgram.demo.target import stop_session
-
-    ensure_packages()
     _ensure_perf()
-    port = free_port()
-    work = Path(tempfile.mkdtemp(prefix="sgb-split-"))   # 0700: the store, perf's data
-    site = Path(tempfile.mkdtemp(prefix="sgb-nginx-"))   # nginx's workers must read it
-    os.chmod(site, 0o755)
-    server = start_nginx(site, port)
-    store = work / "nginx-store"
     per_arm: dict[str, list[dict[str, float]]] = {}
     symbols: dict[str, list[dict[str, float]]] = {}     # "everything else", by symbol
-    try:
-        _train_nginx(port, store)
+    with tempfile.TemporaryDirectory(prefix="sgb-split-") as tmp, served_nginx() as port:
+        work = Path(tmp)                                 # 0700: the store, perf's data
+        store = work / "nginx-store"
+        train_nginx(port, store)
 
         def wrk() -> float:
             return _wrk(port, seconds)
@@ -181,10 +161,6 @@ def run(reps: int, seconds: int) -> dict:
                 "collected": arm("collected", lambda: CollectorOnly("nginx")),
                 "watched": arm("watched", lambda: _loaded_watcher(store)),
             })
-    finally:
-        stop_session(server)
-        shutil.rmtree(site, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
     for runs in per_arm.values():     # each arm ran once per rep: ratios rep by rep
         for r, untraced in zip(runs, per_arm["untraced"], strict=True):
             r["ratio"] = r["rate"] / untraced["rate"]

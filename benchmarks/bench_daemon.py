@@ -23,6 +23,7 @@ Needs root and bcc (nginx and wrk for the last part). Reports:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -345,7 +347,9 @@ def _wrk(port: int, seconds: int) -> float:
     raise SystemExit(f"wrk printed no rate:\n{out}")
 
 
-def nginx(reps: int, work: Path, baseline: Path | None = None, seconds: int = 5) -> dict:
+@contextlib.contextmanager
+def served_nginx() -> Iterator[int]:
+    """nginx serving its file on a free local port (installed if missing); yields the port."""
     from bench_scenarios import ensure_packages, free_port, start_nginx
 
     from sysgram.demo.target import stop_session
@@ -357,22 +361,34 @@ def nginx(reps: int, work: Path, baseline: Path | None = None, seconds: int = 5)
     site = Path(tempfile.mkdtemp(prefix="sgb-nginx-"))
     os.chmod(site, 0o755)
     server = start_nginx(site, port)
-    store = work / "nginx-store"
     try:
-        trainer = subprocess.Popen([*SYSGRAM, "train", "--proc", "nginx", "--duration", "15s",
-                                    "--store", str(store)], env=_env(),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(2)
-        while trainer.poll() is None:
-            _wrk(port, 3)
+        yield port
+    finally:
+        stop_session(server)
+        shutil.rmtree(site, ignore_errors=True)
+
+
+def train_nginx(port: int, store: Path) -> None:
+    """nginx's profile into `store`, trained live for 15 s while wrk loads it."""
+    trainer = subprocess.Popen([*SYSGRAM, "train", "--proc", "nginx", "--duration", "15s",
+                                "--store", str(store)], env=_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2)
+    while trainer.poll() is None:
+        _wrk(port, 3)
+    if trainer.returncode != 0:
+        raise SystemExit("training nginx's profile failed; run `sysgram train --proc nginx`.")
+
+
+def nginx(reps: int, work: Path, baseline: Path | None = None, seconds: int = 5) -> dict:
+    store = work / "nginx-store"
+    with served_nginx() as port:
+        train_nginx(port, store)
         cores: dict[str, list[float]] = {"watcher": [], "collector": []}
         fills: dict[str, list[float]] = {}
         with HookFloor() as floor:
             runs = _rotated(reps, _server_arms(lambda: _wrk(port, seconds), floor, "nginx",
                                                store, baseline, cores, fills))
-    finally:
-        stop_session(server)
-        shutil.rmtree(site, ignore_errors=True)
     return _ratios(runs, "nginx") | _medians("nginx", cores, fills)
 
 
